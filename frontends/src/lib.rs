@@ -1,0 +1,8 @@
+//! Model readers of ecospac. [`onnx`] reads ONNX models (inline or external data)
+//! into the IR, keeping what the IR does not model as opaque source records.
+
+pub mod onnx;
+mod onnx_attr;
+
+pub use onnx::{import_bytes, import_file, ImportError};
+pub use onnx_attr::{attr_from_proto, tensor_from_proto};

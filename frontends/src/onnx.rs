@@ -1,0 +1,347 @@
+//! ONNX import: `ModelProto` → [`Model`].
+//!
+//! Names end here: every value reference is resolved to a [`ValueId`], every
+//! known op's attributes are parsed into its typed struct. What the IR does not
+//! model (doc strings, metadata, functions, unknown fields, the exact encoding
+//! of unchanged nodes) is kept as [`Origin`] records for the backend.
+
+use crate::onnx_attr::{attr_from_proto, tensor_from_proto_owned};
+use ecospac_ir::{Attrs, DType, Dim, Graph, Model, Node, Op, OpsetImport, Origin, Storage, TensorTy, Value, ValueId};
+use memmap2::Mmap;
+use onnx_protobuf::tensor_proto::DataLocation;
+use onnx_protobuf::type_proto;
+use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+/// Why a model could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid protobuf message (truncated, or another format).
+    #[error("{what} is not a readable ONNX protobuf ({message}); is the file truncated or not ONNX?")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A well-formed message that is not an ONNX model.
+    #[error("{what} is not an ONNX model: {reason}")]
+    NotOnnx {
+        /// The file.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A node reads a name nothing defines.
+    #[error("node {node} reads `{input}`, which no node, graph input or initializer defines")]
+    MissingValue {
+        /// The node (name or index).
+        node: String,
+        /// The missing name.
+        input: String,
+    },
+    /// A graph output names a value nothing defines.
+    #[error("graph output `{name}` is not defined by any node, input or initializer")]
+    MissingOutput {
+        /// The output name.
+        name: String,
+    },
+    /// A name is defined twice.
+    #[error("`{name}` is defined twice (SSA violated)")]
+    DuplicateValue {
+        /// The name.
+        name: String,
+    },
+    /// An external-data reference that is refused or broken.
+    #[error("tensor `{tensor}`: external data `{location}` {reason}")]
+    ExternalData {
+        /// The tensor.
+        tensor: String,
+        /// The location as written in the model.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor's data disagrees with its declared type and shape.
+    #[error("tensor `{tensor}`: {detail}")]
+    DataSize {
+        /// The tensor.
+        tensor: String,
+        /// The sizes.
+        detail: ecospac_ir::tensor::SizeMismatch,
+    },
+    /// A tensor kind this version cannot hold.
+    #[error("tensor `{tensor}`: {reason}")]
+    UnsupportedTensor {
+        /// The tensor.
+        tensor: String,
+        /// Why.
+        reason: String,
+    },
+    /// A known op with a malformed attribute.
+    #[error("node {node}: {source}")]
+    Attribute {
+        /// The node.
+        node: String,
+        /// The attribute problem.
+        source: ecospac_ir::op::AttrError,
+    },
+}
+
+/// Reads an ONNX file; external data is resolved relative to its folder.
+pub fn import_file(path: &Path) -> Result<Model, ImportError> {
+    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only and dropped before return; a concurrent writer
+    // could change bytes under us, as with any read.
+    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    import_bytes(&map, Some(&base), &path.display().to_string())
+}
+
+/// Reads an ONNX model from bytes. `base_dir` is where external data lives
+/// (`None` refuses external data); `what` names the source in errors.
+pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result<Model, ImportError> {
+    let mut proto = ModelProto::parse_from_bytes(bytes)
+        .map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
+    if proto.ir_version <= 0 {
+        return Err(ImportError::NotOnnx { what: what.to_string(), reason: "it has no IR version".into() });
+    }
+    let Some(mut gp) = proto.graph.take() else {
+        return Err(ImportError::NotOnnx { what: what.to_string(), reason: "it has no graph".into() });
+    };
+    let opsets: Vec<OpsetImport> = proto
+        .opset_import
+        .iter()
+        .map(|o| OpsetImport {
+            domain: if o.domain == "ai.onnx" { String::new() } else { o.domain.clone() },
+            version: o.version,
+        })
+        .collect();
+    let version_of = |domain: &str| {
+        let d = if domain == "ai.onnx" { "" } else { domain };
+        opsets.iter().find(|o| o.domain == d).map_or(0, |o| o.version)
+    };
+
+    let mut g = Graph::new(gp.name.clone());
+    let mut by_name: HashMap<String, ValueId> = HashMap::new();
+    let mut externals = ExternalFiles { base: base_dir.map(Path::to_path_buf), maps: HashMap::new() };
+
+    for mut t in std::mem::take(&mut gp.initializer) {
+        let name = t.name.clone();
+        if by_name.contains_key(&name) {
+            return Err(ImportError::DuplicateValue { name });
+        }
+        let external = if t.data_location.enum_value() == Ok(DataLocation::EXTERNAL) {
+            Some(externals.resolve(&t)?)
+        } else {
+            None
+        };
+        let tensor = tensor_from_proto_owned(&mut t, &name, external)?;
+        let id = g.add_initializer(name.clone(), tensor);
+        by_name.insert(name, id);
+    }
+    for vi in std::mem::take(&mut gp.input) {
+        let id = match by_name.get(&vi.name) {
+            Some(&id) if g.value(id).constant.is_some() && !g.inputs.contains(&id) => id,
+            Some(_) => return Err(ImportError::DuplicateValue { name: vi.name.clone() }),
+            None => {
+                let id = g.add_value(Value::named(vi.name.clone()));
+                by_name.insert(vi.name.clone(), id);
+                id
+            }
+        };
+        set_info(&mut g, id, &vi, what)?;
+        g.inputs.push(id);
+    }
+    let nodes = std::mem::take(&mut gp.node);
+    // Outputs first, so that a reference to a later node's output is found (the verifier reports the order).
+    let mut node_outputs = Vec::with_capacity(nodes.len());
+    for n in &nodes {
+        let mut outs = Vec::with_capacity(n.output.len());
+        for o in &n.output {
+            if o.is_empty() {
+                outs.push(None);
+                continue;
+            }
+            if by_name.contains_key(o) {
+                return Err(ImportError::DuplicateValue { name: o.clone() });
+            }
+            let id = g.add_value(Value::named(o.clone()));
+            by_name.insert(o.clone(), id);
+            outs.push(Some(id));
+        }
+        node_outputs.push(outs);
+    }
+    for (i, (n, outputs)) in nodes.iter().zip(node_outputs).enumerate() {
+        let label = node_label(n, i);
+        let inputs = n
+            .input
+            .iter()
+            .map(|name| {
+                if name.is_empty() {
+                    return Ok(None);
+                }
+                by_name
+                    .get(name)
+                    .copied()
+                    .map(Some)
+                    .ok_or_else(|| ImportError::MissingValue { node: label.clone(), input: name.clone() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let attrs: Attrs = n
+            .attribute
+            .iter()
+            .map(|a| Ok((a.name.clone(), attr_from_proto(a, &label)?)))
+            .collect::<Result<_, ImportError>>()?;
+        let op = Op::from_parts(&n.domain, &n.op_type, &attrs, version_of(&n.domain), inputs.len())
+            .map_err(|source| ImportError::Attribute { node: label.clone(), source })?;
+        let op = if n.overload.is_empty() { op } else { opaque_of(n, attrs) };
+        let origin =
+            n.write_to_bytes().map_err(|e| ImportError::Decode { what: label.clone(), message: e.to_string() })?;
+        g.add_node(Node { name: n.name.clone(), op, inputs, outputs, origin: Some(Origin(origin)) });
+    }
+    for vi in std::mem::take(&mut gp.output) {
+        let id = *by_name.get(&vi.name).ok_or_else(|| ImportError::MissingOutput { name: vi.name.clone() })?;
+        if !g.inputs.contains(&id) {
+            set_info(&mut g, id, &vi, what)?;
+        }
+        g.outputs.push(id);
+    }
+    for vi in std::mem::take(&mut gp.value_info) {
+        let id = match by_name.get(&vi.name) {
+            Some(&id) => id,
+            None => {
+                let id = g.add_value(Value::named(vi.name.clone()));
+                by_name.insert(vi.name.clone(), id);
+                id
+            }
+        };
+        if g.value(id).origin.is_none() {
+            set_info(&mut g, id, &vi, what)?;
+        }
+        g.value_info.push(id);
+    }
+    proto.graph = Some(gp).into();
+    let shell =
+        proto.write_to_bytes().map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
+    Ok(Model { graph: g, ir_version: proto.ir_version, opsets, origin: Some(Origin(shell)) })
+}
+
+fn opaque_of(n: &NodeProto, attrs: Attrs) -> Op {
+    Op::Opaque(ecospac_ir::op::Opaque { domain: n.domain.clone(), op_type: n.op_type.clone(), attrs })
+}
+
+fn node_label(n: &NodeProto, index: usize) -> String {
+    if n.name.is_empty() {
+        format!("#{index} ({})", n.op_type)
+    } else {
+        format!("`{}` ({})", n.name, n.op_type)
+    }
+}
+
+fn set_info(g: &mut Graph, id: ValueId, vi: &ValueInfoProto, what: &str) -> Result<(), ImportError> {
+    let declared = declared_type(g, vi);
+    let origin =
+        vi.write_to_bytes().map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
+    let v = g.value_mut(id);
+    if v.constant.is_none() || declared.is_some() {
+        v.declared = declared;
+    }
+    v.origin = Some(Origin(origin));
+    Ok(())
+}
+
+/// The tensor type a `ValueInfoProto` declares (symbols created in `g`).
+pub fn declared_type(g: &mut Graph, vi: &ValueInfoProto) -> Option<TensorTy> {
+    let Some(type_proto::Value::TensorType(t)) = &vi.type_.as_ref()?.value else {
+        return None;
+    };
+    let dtype = DType::from_onnx(t.elem_type);
+    let Some(shape) = t.shape.as_ref() else {
+        return Some(TensorTy { dtype, shape: None });
+    };
+    let dims = shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) => Dim::known(*v),
+            Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                Dim::sym(g.symbol(p))
+            }
+            _ => Dim::sym(g.fresh_symbol("unk")),
+        })
+        .collect();
+    Some(TensorTy::new(dtype, dims))
+}
+
+/// Memory maps of external-data files, shared by the tensors that live in them.
+struct ExternalFiles {
+    base: Option<PathBuf>,
+    maps: HashMap<PathBuf, Arc<Mmap>>,
+}
+
+impl ExternalFiles {
+    fn resolve(&mut self, t: &TensorProto) -> Result<Storage, ImportError> {
+        let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.clone());
+        let location = entry("location").unwrap_or_default();
+        let fail =
+            |reason: String| ImportError::ExternalData { tensor: t.name.clone(), location: location.clone(), reason };
+        if location.is_empty() {
+            return Err(fail("has no location".into()));
+        }
+        let Some(base) = &self.base else {
+            return Err(fail("cannot be read: the model was not read from a file".into()));
+        };
+        let rel = Path::new(&location);
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(fail("is refused: the location must be a relative path inside the model's folder".into()));
+        }
+        let base_real = base.canonicalize().map_err(|e| fail(format!("cannot be resolved: {e}")))?;
+        let full = base_real.join(rel);
+        let real = full.canonicalize().map_err(|e| fail(format!("cannot be opened: {e}")))?;
+        if !real.starts_with(&base_real) {
+            return Err(fail("is refused: it resolves (through a link) outside the model's folder".into()));
+        }
+        let map = match self.maps.get(&real) {
+            Some(m) => m.clone(),
+            None => {
+                let file = std::fs::File::open(&real).map_err(|e| fail(format!("cannot be opened: {e}")))?;
+                // SAFETY: read-only map; see `import_file`.
+                let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| fail(format!("cannot be mapped: {e}")))?);
+                self.maps.insert(real.clone(), map.clone());
+                map
+            }
+        };
+        let parse = |key: &str| -> Result<Option<usize>, ImportError> {
+            entry(key).map(|v| v.parse::<usize>().map_err(|_| fail(format!("has a bad {key} `{v}`")))).transpose()
+        };
+        let offset = parse("offset")?.unwrap_or(0);
+        let expected = DType::from_onnx(t.data_type)
+            .size()
+            .map(|s| s * t.dims.iter().map(|&d| d.max(0) as usize).product::<usize>());
+        let len = match parse("length")? {
+            Some(l) => l,
+            None => expected.ok_or_else(|| fail("has no length".into()))?,
+        };
+        if offset.checked_add(len).is_none_or(|end| end > map.len()) {
+            return Err(fail(format!(
+                "asks for bytes {offset}..{} but the file has {}",
+                offset.saturating_add(len),
+                map.len()
+            )));
+        }
+        Ok(Storage::Mapped { map, offset, len })
+    }
+}

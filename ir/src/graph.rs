@@ -1,0 +1,238 @@
+//! The graph: arenas of nodes and values, graph inputs/outputs, symbols.
+
+use crate::ids::{Arena, NodeId, SymId, ValueId};
+use crate::op::Op;
+use crate::tensor::{Origin, Tensor};
+use crate::ty::TensorTy;
+
+/// A tensor value: produced by one node, or a graph input, or a constant.
+#[derive(Clone, Debug)]
+pub struct Value {
+    /// The name in the source model (unique within the graph).
+    pub name: String,
+    /// The type the source model declared (graph inputs/outputs, `value_info`).
+    pub declared: Option<TensorTy>,
+    /// The type computed by shape inference.
+    pub ty: Option<TensorTy>,
+    /// The data, for initializers and folded constants.
+    pub constant: Option<Tensor>,
+    /// The source `ValueInfoProto`, kept while the value's type is unchanged.
+    pub origin: Option<Origin>,
+}
+
+impl Value {
+    /// A value with a name and nothing else.
+    pub fn named(name: impl Into<String>) -> Value {
+        Value { name: name.into(), declared: None, ty: None, constant: None, origin: None }
+    }
+    /// The best known type: inferred, else declared, else that of the constant.
+    pub fn best_ty(&self) -> Option<TensorTy> {
+        if let Some(t) = &self.ty {
+            return Some(t.clone());
+        }
+        if let Some(t) = &self.declared {
+            return Some(t.clone());
+        }
+        self.constant.as_ref().map(|c| TensorTy::known(c.dtype, &c.dims))
+    }
+}
+
+/// One operator application.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Node name from the source (may be empty).
+    pub name: String,
+    /// The op and its typed attributes.
+    pub op: Op,
+    /// Inputs; `None` is an omitted optional input.
+    pub inputs: Vec<Option<ValueId>>,
+    /// Outputs; `None` is an omitted optional output.
+    pub outputs: Vec<Option<ValueId>>,
+    /// The source `NodeProto`, kept while the node is unchanged.
+    pub origin: Option<Origin>,
+}
+
+/// A model graph. Ids are never renumbered: removed nodes leave a hole.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// Graph name.
+    pub name: String,
+    nodes: Arena<NodeId, Node>,
+    values: Arena<ValueId, Value>,
+    /// Live nodes in topological order.
+    pub order: Vec<NodeId>,
+    /// Graph inputs (not initializers).
+    pub inputs: Vec<ValueId>,
+    /// Graph outputs.
+    pub outputs: Vec<ValueId>,
+    /// Values carrying data, in the order they are written.
+    pub initializers: Vec<ValueId>,
+    /// Values whose declared type is written as `value_info`, in source order.
+    pub value_info: Vec<ValueId>,
+    symbols: Arena<SymId, String>,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new(name: impl Into<String>) -> Graph {
+        Graph { name: name.into(), ..Graph::default() }
+    }
+    /// Adds a value.
+    pub fn add_value(&mut self, value: Value) -> ValueId {
+        self.values.push(value)
+    }
+    /// Adds a node at the end of the order.
+    pub fn add_node(&mut self, node: Node) -> NodeId {
+        let id = self.nodes.push(node);
+        self.order.push(id);
+        id
+    }
+    /// Adds a constant value and lists it as an initializer.
+    pub fn add_initializer(&mut self, name: impl Into<String>, tensor: Tensor) -> ValueId {
+        let mut v = Value::named(name);
+        v.constant = Some(tensor);
+        let id = self.add_value(v);
+        self.initializers.push(id);
+        id
+    }
+    /// The node behind `id`.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id]
+    }
+    /// Mutable access to a node. Its source record is dropped, since the caller may change it.
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        let n = &mut self.nodes[id];
+        n.origin = None;
+        n
+    }
+    /// The value behind `id`.
+    pub fn value(&self, id: ValueId) -> &Value {
+        &self.values[id]
+    }
+    /// Mutable access to a value. Its source record is dropped.
+    pub fn value_mut(&mut self, id: ValueId) -> &mut Value {
+        let v = &mut self.values[id];
+        v.origin = None;
+        v
+    }
+    /// Sets the inferred type without touching anything else.
+    pub fn set_inferred(&mut self, id: ValueId, ty: Option<TensorTy>) {
+        self.values[id].ty = ty;
+    }
+    /// Checks that `id` belongs to this graph.
+    pub fn has_value(&self, id: ValueId) -> bool {
+        self.values.get(id).is_some()
+    }
+    /// Checks that `id` belongs to this graph.
+    pub fn has_node(&self, id: NodeId) -> bool {
+        self.nodes.get(id).is_some()
+    }
+    /// All values ever added, in id order.
+    pub fn values(&self) -> impl Iterator<Item = (ValueId, &Value)> {
+        self.values.iter()
+    }
+    /// Number of values ever added.
+    pub fn num_values(&self) -> usize {
+        self.values.len()
+    }
+    /// Live nodes in topological order.
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
+        self.order.iter().map(|&id| (id, &self.nodes[id]))
+    }
+    /// Removes nodes from the order (their ids stay unused).
+    pub fn remove_nodes(&mut self, dead: &[NodeId]) {
+        self.order.retain(|id| !dead.contains(id));
+    }
+    /// The symbol named `name`, created if new.
+    pub fn symbol(&mut self, name: &str) -> SymId {
+        let found = self.symbols.iter().find(|(_, n)| n.as_str() == name).map(|(id, _)| id);
+        found.unwrap_or_else(|| self.symbols.push(name.to_string()))
+    }
+    /// A new symbol whose name starts with `prefix` and is not taken.
+    pub fn fresh_symbol(&mut self, prefix: &str) -> SymId {
+        let mut i = self.symbols.len();
+        loop {
+            let name = format!("{prefix}{i}");
+            if !self.symbols.iter().any(|(_, n)| *n == name) {
+                return self.symbols.push(name);
+            }
+            i += 1;
+        }
+    }
+    /// The name of a symbol.
+    pub fn symbol_name(&self, id: SymId) -> &str {
+        self.symbols.get(id).map_or("?", String::as_str)
+    }
+    /// All symbols.
+    pub fn symbols(&self) -> impl Iterator<Item = (SymId, &String)> {
+        self.symbols.iter()
+    }
+    /// For each value, the node producing it (`None` for inputs and constants).
+    pub fn producers(&self) -> Vec<Option<NodeId>> {
+        let mut p = vec![None; self.values.len()];
+        for (id, node) in self.nodes() {
+            for v in node.outputs.iter().flatten() {
+                if let Some(slot) = p.get_mut(v.index_usize()) {
+                    *slot = Some(id);
+                }
+            }
+        }
+        p
+    }
+    /// For each value, the nodes reading it, in order.
+    pub fn consumers(&self) -> Vec<Vec<NodeId>> {
+        let mut c = vec![Vec::new(); self.values.len()];
+        for (id, node) in self.nodes() {
+            for v in node.inputs.iter().flatten() {
+                if let Some(slot) = c.get_mut(v.index_usize()) {
+                    slot.push(id);
+                }
+            }
+        }
+        c
+    }
+}
+
+/// An opset import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpsetImport {
+    /// Domain ("" for the ONNX default).
+    pub domain: String,
+    /// Version.
+    pub version: i64,
+}
+
+/// A model: its graph plus what the file says about it as a whole.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    /// The main graph.
+    pub graph: Graph,
+    /// ONNX IR version.
+    pub ir_version: i64,
+    /// Opset imports.
+    pub opsets: Vec<OpsetImport>,
+    /// The source `ModelProto` without graph contents (metadata, functions, unknown fields).
+    pub origin: Option<Origin>,
+}
+
+impl Model {
+    /// The version of the default ONNX domain.
+    pub fn default_opset(&self) -> i64 {
+        self.opset("")
+    }
+    /// The version imported for `domain` (0 if absent).
+    pub fn opset(&self, domain: &str) -> i64 {
+        let domain = if domain == "ai.onnx" { "" } else { domain };
+        self.opsets.iter().find(|o| o.domain == domain).map_or(0, |o| o.version)
+    }
+}
+
+trait IndexUsize {
+    fn index_usize(self) -> usize;
+}
+
+impl IndexUsize for ValueId {
+    fn index_usize(self) -> usize {
+        crate::ids::EntityId::index(self)
+    }
+}

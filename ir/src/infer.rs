@@ -1,0 +1,767 @@
+//! Type and shape inference for the closed op set, with partial evaluation of
+//! the small integer tensors that exporters compute shapes with
+//! (`Shape → Gather → Concat → Reshape`). Those values are tracked as [`Dim`]s,
+//! so a computed Reshape target such as `[batch, seq, 12, 32]` stays exact.
+
+use crate::ids::SymId;
+use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::tensor::Tensor;
+use crate::ty::{DType, Dim, TensorTy};
+
+/// What is known of a value: its type and, for small integer tensors, its elements.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fact {
+    /// The type, when known.
+    pub ty: Option<TensorTy>,
+    /// Elements of a rank-0/1 integer tensor, when known (possibly symbolic).
+    pub ints: Option<Vec<Dim>>,
+}
+
+/// The most elements tracked in [`Fact::ints`].
+pub const MAX_TRACKED_INTS: usize = 64;
+
+impl Fact {
+    /// A fact with a type only.
+    pub fn of_ty(ty: Option<TensorTy>) -> Fact {
+        Fact { ty, ints: None }
+    }
+    /// The fact of a constant tensor.
+    pub fn of_tensor(t: &Tensor) -> Fact {
+        let ints = (t.dims.len() <= 1 && t.numel() <= MAX_TRACKED_INTS as u128)
+            .then(|| t.to_i64s())
+            .flatten()
+            .map(|v| v.into_iter().map(Dim::known).collect());
+        Fact { ty: Some(TensorTy::known(t.dtype, &t.dims)), ints }
+    }
+    fn shape(&self) -> Option<&[Dim]> {
+        self.ty.as_ref()?.shape.as_deref()
+    }
+    fn dtype(&self) -> Option<DType> {
+        self.ty.as_ref().map(|t| t.dtype)
+    }
+    /// The elements as plain integers, when all are known.
+    pub fn known_ints(&self) -> Option<Vec<i64>> {
+        self.ints.as_ref()?.iter().map(Dim::as_known).collect()
+    }
+}
+
+/// Why an op's inputs do not type-check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InferError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, InferError> {
+    Err(InferError(msg.into()))
+}
+
+/// Normalises a possibly negative axis against `rank`.
+pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, InferError> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if (0..r).contains(&a) {
+        Ok(a as usize)
+    } else {
+        err(format!("axis {axis} out of range for rank {rank}"))
+    }
+}
+
+/// Numpy broadcasting of several shapes.
+pub fn broadcast(shapes: &[&[Dim]]) -> Result<Vec<Dim>, InferError> {
+    let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(rank);
+    for i in 0..rank {
+        let mut pick: Option<&Dim> = None;
+        for s in shapes {
+            let Some(d) = (i + s.len()).checked_sub(rank).map(|j| &s[j]) else {
+                continue;
+            };
+            if d.as_known() == Some(1) {
+                continue;
+            }
+            pick = match pick {
+                None => Some(d),
+                Some(p) if p == d => Some(p),
+                Some(p) => match (p.as_known(), d.as_known()) {
+                    (Some(a), Some(b)) => return err(format!("cannot broadcast {a} with {b}")),
+                    (None, Some(_)) => Some(d),
+                    _ => Some(p),
+                },
+            };
+        }
+        out.push(pick.cloned().unwrap_or(Dim::known(1)));
+    }
+    Ok(out)
+}
+
+/// Makes fresh symbols for dims that cannot be computed.
+pub trait SymSource {
+    /// A new, unconstrained dimension.
+    fn fresh(&mut self) -> SymId;
+}
+
+struct Cx<'a> {
+    inputs: &'a [Option<Fact>],
+    syms: &'a mut dyn SymSource,
+}
+
+impl<'a> Cx<'a> {
+    fn input(&self, i: usize) -> Option<&'a Fact> {
+        self.inputs.get(i).and_then(Option::as_ref)
+    }
+    fn shape(&self, i: usize) -> Option<&'a [Dim]> {
+        self.input(i)?.shape()
+    }
+    fn dtype(&self, i: usize) -> Option<DType> {
+        self.input(i)?.dtype()
+    }
+    fn ints(&self, i: usize) -> Option<&'a [Dim]> {
+        self.input(i)?.ints.as_deref()
+    }
+    fn known_ints(&self, i: usize) -> Option<Vec<i64>> {
+        self.input(i)?.known_ints()
+    }
+    fn fresh(&mut self) -> Dim {
+        Dim::sym(self.syms.fresh())
+    }
+    fn fresh_dims(&mut self, n: usize) -> Vec<Dim> {
+        (0..n).map(|_| self.fresh()).collect()
+    }
+    /// Length of the 1-D input `i` (e.g. a shape tensor), when known.
+    fn len_1d(&self, i: usize) -> Option<usize> {
+        match self.shape(i)? {
+            [d] => d.as_known().map(|n| n as usize),
+            _ => None,
+        }
+    }
+}
+
+fn ty(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> Option<TensorTy> {
+    dtype.map(|dtype| TensorTy { dtype, shape })
+}
+
+fn is_int(d: Option<DType>) -> bool {
+    matches!(
+        d,
+        Some(DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U8 | DType::U32 | DType::U64 | DType::U16)
+    )
+}
+
+/// Infers the output facts of one node from its input facts.
+/// `inputs[i]` is `None` for an omitted optional input; `num_outputs` counts the
+/// outputs as written.
+pub fn infer(
+    op: &Op,
+    inputs: &[Option<Fact>],
+    num_outputs: usize,
+    syms: &mut dyn SymSource,
+) -> Result<Vec<Fact>, InferError> {
+    let mut cx = Cx { inputs, syms };
+    let one = |ty: Option<TensorTy>, ints: Option<Vec<Dim>>| Ok(vec![Fact { ty, ints }]);
+    match op {
+        Op::Unary(u) => {
+            let dtype = match u {
+                UnaryOp::IsNaN | UnaryOp::Not => Some(DType::Bool),
+                _ => cx.dtype(0),
+            };
+            let ints = match u {
+                UnaryOp::Identity => cx.ints(0).map(<[Dim]>::to_vec),
+                UnaryOp::Neg => cx.known_ints(0).map(|v| v.into_iter().map(|x| Dim::known(-x)).collect()),
+                _ => None,
+            };
+            one(ty(dtype, cx.shape(0).map(<[Dim]>::to_vec)), ints)
+        }
+        Op::Softmax(_) | Op::Gelu(_) => one(cx.input(0).and_then(|f| f.ty.clone()), None),
+        Op::Binary(b) => {
+            let shape = match (cx.shape(0), cx.shape(1)) {
+                (Some(a), Some(c)) => Some(broadcast(&[a, c])?),
+                _ => None,
+            };
+            if let (Some(a), Some(c)) = (cx.dtype(0), cx.dtype(1)) {
+                if a != c && *b != BinaryOp::Pow {
+                    return err(format!("{} of {a} and {c}", b.name()));
+                }
+            }
+            let dtype = if b.yields_bool() { Some(DType::Bool) } else { cx.dtype(0) };
+            let ints = match (cx.ints(0), cx.ints(1)) {
+                (Some(x), Some(y)) if is_int(cx.dtype(0)) => binary_ints(*b, x, y),
+                _ => None,
+            };
+            one(ty(dtype, shape), ints)
+        }
+        Op::Where => {
+            let shape = match (cx.shape(0), cx.shape(1), cx.shape(2)) {
+                (Some(a), Some(b), Some(c)) => Some(broadcast(&[a, b, c])?),
+                _ => None,
+            };
+            let ints = match (cx.known_ints(0), cx.ints(1), cx.ints(2)) {
+                (Some(c), Some(x), Some(y)) => {
+                    let n = c.len().max(x.len()).max(y.len());
+                    let at = |v: &[Dim], i: usize| v.get(if v.len() == 1 { 0 } else { i }).cloned();
+                    (0..n)
+                        .map(|i| {
+                            let ci = *c.get(if c.len() == 1 { 0 } else { i })?;
+                            if ci != 0 {
+                                at(x, i)
+                            } else {
+                                at(y, i)
+                            }
+                        })
+                        .collect()
+                }
+                _ => None,
+            };
+            one(ty(cx.dtype(1), shape), ints)
+        }
+        Op::MatMul => {
+            let shape = match (cx.shape(0), cx.shape(1)) {
+                (Some(a), Some(b)) => Some(matmul_shape(a, b)?),
+                _ => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
+        Op::Gemm(g) => {
+            let shape = match (cx.shape(0), cx.shape(1)) {
+                (Some([a0, a1]), Some([b0, b1])) => {
+                    let (m, k) = if g.trans_a { (a1, a0) } else { (a0, a1) };
+                    let (k2, n) = if g.trans_b { (b1, b0) } else { (b0, b1) };
+                    if let (Some(x), Some(y)) = (k.as_known(), k2.as_known()) {
+                        if x != y {
+                            return err(format!("Gemm contraction {x} vs {y}"));
+                        }
+                    }
+                    Some(vec![m.clone(), n.clone()])
+                }
+                (Some(a), Some(b)) => {
+                    return err(format!("Gemm needs 2-D inputs, got ranks {} and {}", a.len(), b.len()))
+                }
+                _ => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
+        Op::LayerNorm(l) => {
+            let x = cx.input(0).and_then(|f| f.ty.clone());
+            let mut outs = vec![Fact::of_ty(x.clone())];
+            let stat_shape = match cx.shape(0) {
+                Some(s) => {
+                    let a = norm_axis(l.axis, s.len())?;
+                    Some(s.iter().enumerate().map(|(i, d)| if i >= a { Dim::known(1) } else { d.clone() }).collect())
+                }
+                None => None,
+            };
+            let stat_dtype = if l.stash_type == 1 { Some(DType::F32) } else { x.as_ref().map(|t| t.dtype) };
+            for _ in 1..num_outputs {
+                outs.push(Fact::of_ty(ty(stat_dtype, stat_shape.clone())));
+            }
+            Ok(outs)
+        }
+        Op::ReduceMean(r) => {
+            let axes = match &r.axes {
+                Some(a) => Some(a.clone()),
+                None if cx.input(1).is_none() => Some(vec![]),
+                None => cx.known_ints(1),
+            };
+            let shape = match (cx.shape(0), axes) {
+                (Some(s), Some(axes)) => {
+                    let axes: Vec<usize> = if axes.is_empty() {
+                        if r.noop_with_empty_axes {
+                            return one(cx.input(0).and_then(|f| f.ty.clone()), None);
+                        }
+                        (0..s.len()).collect()
+                    } else {
+                        axes.iter().map(|&a| norm_axis(a, s.len())).collect::<Result<_, _>>()?
+                    };
+                    let mut out = Vec::new();
+                    for (i, d) in s.iter().enumerate() {
+                        if !axes.contains(&i) {
+                            out.push(d.clone());
+                        } else if r.keepdims {
+                            out.push(Dim::known(1));
+                        }
+                    }
+                    Some(out)
+                }
+                (Some(s), None) if r.keepdims => Some(cx.fresh_dims(s.len())),
+                _ => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
+        Op::Reshape { allowzero } => {
+            let shape = match (cx.shape(0), cx.ints(1)) {
+                (Some(inp), Some(target)) => Some(reshape_shape(inp, target, *allowzero, &mut cx)?),
+                (_, Some(target)) if !target.iter().any(|d| d.as_known().is_some_and(|v| v <= 0)) => {
+                    Some(target.to_vec())
+                }
+                _ => cx.len_1d(1).map(|n| cx.fresh_dims(n)),
+            };
+            let ints = cx.ints(0).map(<[Dim]>::to_vec).filter(|_| shape.as_ref().is_some_and(|s| s.len() <= 1));
+            one(ty(cx.dtype(0), shape), ints)
+        }
+        Op::Transpose { perm } => {
+            let shape = match cx.shape(0) {
+                Some(s) => {
+                    let perm: Vec<i64> = perm.clone().unwrap_or_else(|| (0..s.len() as i64).rev().collect());
+                    if perm.len() != s.len() {
+                        return err(format!("perm {perm:?} for rank {}", s.len()));
+                    }
+                    let idx: Vec<usize> = perm.iter().map(|&p| norm_axis(p, s.len())).collect::<Result<_, _>>()?;
+                    Some(idx.iter().map(|&i| s[i].clone()).collect())
+                }
+                None => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
+        Op::Split(sp) => {
+            let Some(s) = cx.shape(0).map(<[Dim]>::to_vec) else {
+                return Ok(vec![Fact::of_ty(ty(cx.dtype(0), None)); num_outputs]);
+            };
+            let a = norm_axis(sp.axis, s.len())?;
+            let sizes: Option<Vec<Dim>> = if let Some(split) = &sp.split {
+                Some(split.iter().map(|&v| Dim::known(v)).collect())
+            } else if cx.input(1).is_some() {
+                cx.ints(1).map(<[Dim]>::to_vec)
+            } else {
+                let n = num_outputs as i64;
+                match s[a].as_known() {
+                    Some(d) => {
+                        let chunk = (d + n - 1) / n.max(1);
+                        Some((0..n).map(|i| Dim::known(chunk.min(d - chunk * i).max(0))).collect())
+                    }
+                    None => s[a].div_exact(&Dim::known(n)).map(|c| vec![c; num_outputs]),
+                }
+            };
+            let sizes = match sizes {
+                Some(v) if v.len() == num_outputs => v,
+                Some(v) => return err(format!("Split into {} sizes but {num_outputs} outputs", v.len())),
+                None => cx.fresh_dims(num_outputs),
+            };
+            if let (Some(total), Some(parts)) = (s[a].as_known(), sizes.iter().map(Dim::as_known).sum::<Option<i64>>())
+            {
+                if total != parts {
+                    return err(format!("Split sizes sum to {parts}, axis has {total}"));
+                }
+            }
+            Ok(sizes
+                .into_iter()
+                .map(|d| {
+                    let mut o = s.clone();
+                    o[a] = d;
+                    Fact::of_ty(ty(cx.dtype(0), Some(o)))
+                })
+                .collect())
+        }
+        Op::Slice => slice(&mut cx),
+        Op::Concat { axis } => {
+            let n = inputs.len();
+            let shapes: Option<Vec<&[Dim]>> = (0..n).map(|i| cx.shape(i)).collect();
+            let shape = match shapes {
+                Some(shapes) if !shapes.is_empty() => {
+                    let rank = shapes[0].len();
+                    if shapes.iter().any(|s| s.len() != rank) {
+                        return err("Concat of different ranks");
+                    }
+                    let a = norm_axis(*axis, rank)?;
+                    let total = shapes.iter().try_fold(Dim::known(0), |acc, s| acc.add_known(&s[a]));
+                    let mut out = shapes[0].to_vec();
+                    out[a] = match total {
+                        Some(t) => t,
+                        None => {
+                            let nonzero: Vec<&Dim> =
+                                shapes.iter().map(|s| &s[a]).filter(|d| d.as_known() != Some(0)).collect();
+                            match nonzero.as_slice() {
+                                [only] => (*only).clone(),
+                                _ => cx.fresh(),
+                            }
+                        }
+                    };
+                    Some(out)
+                }
+                _ => None,
+            };
+            let ints = (0..n).map(|i| cx.ints(i).map(<[Dim]>::to_vec)).collect::<Option<Vec<_>>>().map(|v| v.concat());
+            one(ty(cx.dtype(0), shape), ints)
+        }
+        Op::Gather { axis } => {
+            let shape = match (cx.shape(0), cx.shape(1)) {
+                (Some(d), Some(i)) => {
+                    let a = norm_axis(*axis, d.len())?;
+                    let mut out = d[..a].to_vec();
+                    out.extend_from_slice(i);
+                    out.extend_from_slice(&d[a + 1..]);
+                    Some(out)
+                }
+                _ => None,
+            };
+            let ints = match (cx.ints(0), cx.known_ints(1)) {
+                (Some(data), Some(idx)) if cx.shape(0).is_some_and(|s| s.len() == 1) => idx
+                    .iter()
+                    .map(|&i| data.get(if i < 0 { (i + data.len() as i64) as usize } else { i as usize }).cloned())
+                    .collect(),
+                _ => None,
+            };
+            one(ty(cx.dtype(0), shape), ints)
+        }
+        Op::Shape { start, end } => {
+            let (shape, ints) = match cx.shape(0) {
+                Some(s) => {
+                    let r = s.len() as i64;
+                    let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+                    let (a, b) = (clamp(start.unwrap_or(0)), clamp(end.unwrap_or(r)));
+                    let dims = if a < b { s[a..b].to_vec() } else { vec![] };
+                    (Some(vec![Dim::known(dims.len() as i64)]), Some(dims))
+                }
+                None => (None, None),
+            };
+            one(Some(TensorTy { dtype: DType::I64, shape }), ints)
+        }
+        Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
+            let squeeze = matches!(op, Op::Squeeze { .. });
+            let axes = match axes {
+                Some(a) => Some(a.clone()),
+                None if cx.input(1).is_none() => None,
+                None => match cx.known_ints(1) {
+                    Some(a) => Some(a),
+                    None => return one(ty(cx.dtype(0), None), None),
+                },
+            };
+            let shape = match cx.shape(0) {
+                Some(s) if squeeze => {
+                    let axes: Vec<usize> = match &axes {
+                        Some(a) => a.iter().map(|&x| norm_axis(x, s.len())).collect::<Result<_, _>>()?,
+                        None => (0..s.len()).filter(|&i| s[i].as_known() == Some(1)).collect(),
+                    };
+                    Some(
+                        s.iter()
+                            .enumerate()
+                            .filter(|(i, _)| !axes.contains(i))
+                            .map(|(_, d)| d.clone())
+                            .collect::<Vec<Dim>>(),
+                    )
+                }
+                Some(s) => {
+                    let Some(axes) = axes else {
+                        return err("Unsqueeze needs axes");
+                    };
+                    let r = s.len() + axes.len();
+                    let mut axes: Vec<usize> = axes.iter().map(|&x| norm_axis(x, r)).collect::<Result<_, _>>()?;
+                    axes.sort_unstable();
+                    let mut src = s.iter();
+                    Some(
+                        (0..r)
+                            .map(|i| {
+                                if axes.contains(&i) {
+                                    Dim::known(1)
+                                } else {
+                                    src.next().cloned().unwrap_or(Dim::known(1))
+                                }
+                            })
+                            .collect(),
+                    )
+                }
+                None => None,
+            };
+            let ints = cx.ints(0).map(<[Dim]>::to_vec).filter(|_| shape.as_ref().is_some_and(|s| s.len() <= 1));
+            one(ty(cx.dtype(0), shape), ints)
+        }
+        Op::Expand => {
+            let shape = match (cx.shape(0), cx.ints(1)) {
+                (Some(s), Some(t)) => Some(broadcast(&[s, t])?),
+                (Some(s), None) => cx.len_1d(1).map(|n| n.max(s.len())).map(|n| cx.fresh_dims(n)),
+                _ => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
+        Op::Cast(c) => {
+            let ints = if is_int(Some(c.to)) { cx.ints(0).map(<[Dim]>::to_vec) } else { None };
+            one(ty(Some(c.to), cx.shape(0).map(<[Dim]>::to_vec)), ints)
+        }
+        Op::Constant { value, .. } => Ok(vec![Fact::of_tensor(value)]),
+        Op::ConstantOfShape { value } => {
+            let dtype = value.as_ref().map_or(DType::F32, |v| v.dtype);
+            let shape = match cx.ints(0) {
+                Some(t) => Some(t.to_vec()),
+                None => cx.len_1d(0).map(|n| cx.fresh_dims(n)),
+            };
+            let ints = match (&shape, value.as_ref().and_then(|v| v.to_i64s())) {
+                (Some(s), Some(v)) if s.len() == 1 && is_int(Some(dtype)) => s[0]
+                    .as_known()
+                    .filter(|&n| n as usize <= MAX_TRACKED_INTS)
+                    .map(|n| vec![Dim::known(v[0]); n as usize]),
+                _ => None,
+            };
+            one(Some(TensorTy { dtype, shape }), ints)
+        }
+        Op::Range => {
+            let (len, ints) = match (cx.known_ints(0), cx.known_ints(1), cx.known_ints(2)) {
+                (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 && d[0] != 0 => {
+                    let n = ((l[0] - s[0]) as f64 / d[0] as f64).ceil().max(0.0) as i64;
+                    let ints =
+                        (n as usize <= MAX_TRACKED_INTS).then(|| (0..n).map(|i| Dim::known(s[0] + i * d[0])).collect());
+                    (Dim::known(n), ints)
+                }
+                _ => (cx.fresh(), None),
+            };
+            one(ty(cx.dtype(0), Some(vec![len])), ints.filter(|_| is_int(cx.dtype(0))))
+        }
+        Op::Opaque(_) => Ok(vec![Fact::default(); num_outputs]),
+    }
+}
+
+fn binary_ints(op: BinaryOp, x: &[Dim], y: &[Dim]) -> Option<Vec<Dim>> {
+    let n = x.len().max(y.len());
+    if !(x.len() == n || x.len() == 1) || !(y.len() == n || y.len() == 1) {
+        return None;
+    }
+    let at = |v: &[Dim], i: usize| v[if v.len() == 1 { 0 } else { i }].clone();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (at(x, i), at(y, i));
+            let (ka, kb) = (a.as_known(), b.as_known());
+            Some(match op {
+                BinaryOp::Mul => a.mul(&b),
+                BinaryOp::Div => match (ka, kb) {
+                    (Some(p), Some(q)) if q != 0 => Dim::known(p / q),
+                    _ => a.div_exact(&b)?,
+                },
+                BinaryOp::Add => a.add_known(&b)?,
+                BinaryOp::Sub => Dim::known(ka?.checked_sub(kb?)?),
+                BinaryOp::Max => Dim::known(ka?.max(kb?)),
+                BinaryOp::Min => Dim::known(ka?.min(kb?)),
+                BinaryOp::Equal => Dim::known(if a == b {
+                    1
+                } else if ka.is_some() && kb.is_some() {
+                    0
+                } else {
+                    return None;
+                }),
+                BinaryOp::Less => Dim::known((ka? < kb?) as i64),
+                BinaryOp::Greater => Dim::known((ka? > kb?) as i64),
+                BinaryOp::LessOrEqual => Dim::known((ka? <= kb?) as i64),
+                BinaryOp::GreaterOrEqual => Dim::known((ka? >= kb?) as i64),
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+fn matmul_shape(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, InferError> {
+    if a.is_empty() || b.is_empty() {
+        return err("MatMul of a scalar");
+    }
+    let a2: Vec<Dim> = if a.len() == 1 { vec![Dim::known(1), a[0].clone()] } else { a.to_vec() };
+    let b2: Vec<Dim> = if b.len() == 1 { vec![b[0].clone(), Dim::known(1)] } else { b.to_vec() };
+    let (ka, kb) = (&a2[a2.len() - 1], &b2[b2.len() - 2]);
+    if let (Some(x), Some(y)) = (ka.as_known(), kb.as_known()) {
+        if x != y {
+            return err(format!("MatMul contraction {x} vs {y}"));
+        }
+    }
+    let mut out = broadcast(&[&a2[..a2.len() - 2], &b2[..b2.len() - 2]])?;
+    if a.len() > 1 {
+        out.push(a2[a2.len() - 2].clone());
+    }
+    if b.len() > 1 {
+        out.push(b2[b2.len() - 1].clone());
+    }
+    Ok(out)
+}
+
+fn product(dims: &[Dim]) -> Dim {
+    dims.iter().fold(Dim::known(1), |acc, d| acc.mul(d))
+}
+
+fn reshape_shape(inp: &[Dim], target: &[Dim], allowzero: bool, cx: &mut Cx<'_>) -> Result<Vec<Dim>, InferError> {
+    let mut out: Vec<Option<Dim>> = Vec::with_capacity(target.len());
+    let mut infer_at = None;
+    for (i, t) in target.iter().enumerate() {
+        match t.as_known() {
+            Some(-1) => {
+                if infer_at.replace(i).is_some() {
+                    return err("Reshape target has two -1");
+                }
+                out.push(None);
+            }
+            Some(0) if !allowzero => match inp.get(i) {
+                Some(d) => out.push(Some(d.clone())),
+                None => return err(format!("Reshape copies dim {i} of a rank-{} input", inp.len())),
+            },
+            Some(v) if v < 0 => return err(format!("Reshape target has {v}")),
+            _ => out.push(Some(t.clone())),
+        }
+    }
+    let total = product(inp);
+    if let Some(i) = infer_at {
+        let rest = product(&out.iter().flatten().cloned().collect::<Vec<_>>());
+        out[i] = Some(match total.div_exact(&rest) {
+            Some(d) => d,
+            None if total.as_known().is_some() && rest.as_known().is_some() => {
+                return err(format!("Reshape of {} elements into a multiple of {}", total.coeff(), rest.coeff()))
+            }
+            None => cx.fresh(),
+        });
+    }
+    let out: Vec<Dim> = out.into_iter().flatten().collect();
+    if let (Some(a), Some(b)) = (total.as_known(), product(&out).as_known()) {
+        if a != b {
+            return err(format!("Reshape of {a} elements into {b}"));
+        }
+    }
+    Ok(out)
+}
+
+fn slice(cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
+    let dtype = cx.dtype(0);
+    let Some(s) = cx.shape(0).map(<[Dim]>::to_vec) else {
+        return Ok(vec![Fact::of_ty(ty(dtype, None))]);
+    };
+    let (starts, ends) = match (cx.known_ints(1), cx.known_ints(2)) {
+        (Some(a), Some(b)) => (a, b),
+        _ => {
+            // Unknown bounds: the sliced axes are unknown; which axes is known only from `axes`.
+            let axes = cx.known_ints(3);
+            let mut out = s.clone();
+            for (i, d) in out.iter_mut().enumerate() {
+                if axes.as_ref().is_none_or(|a| a.iter().any(|&x| norm_axis(x, s.len()).ok() == Some(i))) {
+                    *d = Dim::sym(cx.syms.fresh());
+                }
+            }
+            return Ok(vec![Fact::of_ty(ty(dtype, Some(out)))]);
+        }
+    };
+    let axes = match cx.input(3) {
+        Some(_) => match cx.known_ints(3) {
+            Some(a) => a,
+            None => return Ok(vec![Fact::of_ty(ty(dtype, Some(cx.fresh_dims(s.len()))))]),
+        },
+        None => (0..starts.len() as i64).collect(),
+    };
+    let steps = match cx.input(4) {
+        Some(_) => match cx.known_ints(4) {
+            Some(a) => a,
+            None => return Ok(vec![Fact::of_ty(ty(dtype, Some(cx.fresh_dims(s.len()))))]),
+        },
+        None => vec![1; starts.len()],
+    };
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return err("Slice starts/ends/axes/steps differ in length");
+    }
+    let mut out = s.clone();
+    let mut ranges = Vec::new();
+    for k in 0..starts.len() {
+        let a = norm_axis(axes[k], s.len())?;
+        let (st, en, step) = (starts[k], ends[k], steps[k]);
+        if step == 0 {
+            return err("Slice step 0");
+        }
+        out[a] = match s[a].as_known() {
+            Some(d) => {
+                let (b, e) = slice_bounds(st, en, step, d);
+                ranges.push((a, b, e, step));
+                let n = if step > 0 { (e - b + step - 1) / step } else { (b - e + (-step) - 1) / (-step) };
+                Dim::known(n.max(0))
+            }
+            None if st == 0 && step == 1 && en >= i32::MAX as i64 => s[a].clone(),
+            None => cx.fresh(),
+        };
+    }
+    let ints = match cx.ints(0) {
+        Some(v) if s.len() == 1 && ranges.len() == 1 => {
+            let (_, b, e, step) = ranges[0];
+            let mut r = Vec::new();
+            let mut i = b;
+            while (step > 0 && i < e) || (step < 0 && i > e) {
+                r.push(v.get(i as usize).cloned());
+                i += step;
+            }
+            r.into_iter().collect()
+        }
+        _ => None,
+    };
+    Ok(vec![Fact { ty: ty(dtype, Some(out)), ints }])
+}
+
+/// The effective `[begin, end)` of a Slice on an axis of known size (ONNX clamping rules).
+pub fn slice_bounds(start: i64, end: i64, step: i64, dim: i64) -> (i64, i64) {
+    let fix = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+    if step > 0 {
+        (fix(start).clamp(0, dim), fix(end).clamp(0, dim))
+    } else {
+        (fix(start).clamp(0, dim - 1), fix(end).clamp(-1, dim - 1))
+    }
+}
+
+/// A dimension or type that contradicts what the model declared.
+fn compatible(inferred: &TensorTy, declared: &TensorTy) -> bool {
+    if inferred.dtype != declared.dtype {
+        return false;
+    }
+    match (&inferred.shape, &declared.shape) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| match (x.as_known(), y.as_known()) {
+                    (Some(p), Some(q)) => p == q,
+                    _ => true,
+                })
+        }
+        _ => true,
+    }
+}
+
+/// One problem found while propagating facts through a graph.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PropagationIssue {
+    /// The op rejected its input types.
+    Node(crate::ids::NodeId, InferError),
+    /// The inferred type contradicts the declared type of a value.
+    Conflict {
+        /// The value.
+        value: crate::ids::ValueId,
+        /// What inference found.
+        inferred: TensorTy,
+        /// What the model declared.
+        declared: TensorTy,
+    },
+}
+
+/// Propagates facts through `g` in order. Returns the fact of every value
+/// (indexed by value id) and every issue found. Values produced by opaque ops
+/// take their declared types.
+pub fn propagate(g: &crate::Graph, syms: &mut dyn SymSource) -> (Vec<Option<Fact>>, Vec<PropagationIssue>) {
+    use crate::ids::EntityId;
+    let mut facts: Vec<Option<Fact>> = vec![None; g.num_values()];
+    let mut issues = Vec::new();
+    for &v in &g.inputs {
+        facts[v.index()] = Some(Fact::of_ty(g.value(v).declared.clone()));
+    }
+    for &v in &g.initializers {
+        if let Some(t) = &g.value(v).constant {
+            facts[v.index()] = Some(Fact::of_tensor(t));
+        }
+    }
+    for (id, node) in g.nodes() {
+        let ins: Vec<Option<Fact>> = node
+            .inputs
+            .iter()
+            .map(|i| i.map(|v| facts[v.index()].clone().unwrap_or_else(|| Fact::of_ty(g.value(v).best_ty()))))
+            .collect();
+        let outs = match infer(&node.op, &ins, node.outputs.len(), syms) {
+            Ok(o) => o,
+            Err(e) => {
+                issues.push(PropagationIssue::Node(id, e));
+                vec![Fact::default(); node.outputs.len()]
+            }
+        };
+        for (slot, mut fact) in node.outputs.iter().zip(outs) {
+            let Some(v) = slot else { continue };
+            let declared = &g.value(*v).declared;
+            match (&fact.ty, declared) {
+                (None, Some(d)) => fact.ty = Some(d.clone()),
+                (Some(i), Some(d)) if !compatible(i, d) => {
+                    issues.push(PropagationIssue::Conflict { value: *v, inferred: i.clone(), declared: d.clone() })
+                }
+                _ => {}
+            }
+            facts[v.index()] = Some(fact);
+        }
+    }
+    (facts, issues)
+}

@@ -1,0 +1,154 @@
+//! Constant tensors (weights, shape constants) without needless copies.
+
+use crate::ty::DType;
+use memmap2::Mmap;
+use std::sync::Arc;
+
+/// Where a tensor's bytes live.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// Bytes owned by the IR (decoded from the model file or computed by a pass).
+    Owned(Arc<Vec<u8>>),
+    /// A window of a memory-mapped file (external data, safetensors).
+    Mapped {
+        /// The mapping, shared by every tensor of the file.
+        map: Arc<Mmap>,
+        /// Start of the window.
+        offset: usize,
+        /// Length of the window in bytes.
+        len: usize,
+    },
+}
+
+impl Storage {
+    /// The bytes, little-endian as ONNX stores them.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Owned(v) => v,
+            Storage::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+        }
+    }
+}
+
+/// How the source file encoded the data, so a round trip keeps it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DataLayout {
+    /// One packed little-endian byte string (`raw_data`).
+    Raw,
+    /// ONNX's typed repeated fields (`float_data`, `int64_data`, ...).
+    Typed,
+}
+
+/// Encoded source message kept opaque by the IR so a backend can write back
+/// what the IR does not model (names, doc strings, unknown fields).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin(pub Vec<u8>);
+
+/// A constant tensor.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    /// Element type.
+    pub dtype: DType,
+    /// Dimensions (all known).
+    pub dims: Vec<i64>,
+    /// The data.
+    pub storage: Storage,
+    /// How the source encoded the data.
+    pub layout: DataLayout,
+    /// The source message without its data, when imported.
+    pub origin: Option<Origin>,
+}
+
+/// A tensor whose byte length disagrees with its type and shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{dtype}{dims:?} needs {expected} bytes but {actual} are present")]
+pub struct SizeMismatch {
+    /// Element type.
+    pub dtype: DType,
+    /// Dimensions.
+    pub dims: Vec<i64>,
+    /// Bytes implied by type and shape.
+    pub expected: u128,
+    /// Bytes present.
+    pub actual: usize,
+}
+
+/// Tensors are equal when type, shape and bytes are (storage and source record aside).
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Tensor) -> bool {
+        self.dtype == other.dtype && self.dims == other.dims && self.bytes() == other.bytes()
+    }
+}
+
+impl Tensor {
+    /// A tensor owning its bytes.
+    pub fn from_bytes(dtype: DType, dims: Vec<i64>, bytes: Vec<u8>) -> Tensor {
+        Tensor { dtype, dims, storage: Storage::Owned(Arc::new(bytes)), layout: DataLayout::Raw, origin: None }
+    }
+    /// A 1-D or scalar int64 tensor.
+    pub fn from_i64s(dims: Vec<i64>, values: &[i64]) -> Tensor {
+        Tensor::from_bytes(DType::I64, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+    /// A float32 tensor.
+    pub fn from_f32s(dims: Vec<i64>, values: &[f32]) -> Tensor {
+        Tensor::from_bytes(DType::F32, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.storage.bytes()
+    }
+    /// Number of elements.
+    pub fn numel(&self) -> u128 {
+        self.dims.iter().map(|&d| d.max(0) as u128).product()
+    }
+    /// Checks that the byte length matches type and shape (skipped for types without a byte size).
+    pub fn check_size(&self) -> Result<(), SizeMismatch> {
+        let Some(size) = self.dtype.size() else {
+            return Ok(());
+        };
+        let expected = self.numel() * size as u128;
+        if self.dims.iter().any(|&d| d < 0) || expected != self.bytes().len() as u128 {
+            return Err(SizeMismatch {
+                dtype: self.dtype,
+                dims: self.dims.clone(),
+                expected,
+                actual: self.bytes().len(),
+            });
+        }
+        Ok(())
+    }
+    /// The elements as integers, for integer and bool tensors.
+    pub fn to_i64s(&self) -> Option<Vec<i64>> {
+        let b = self.bytes();
+        let out = match self.dtype {
+            DType::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
+            DType::I32 => {
+                b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect()
+            }
+            DType::I16 => {
+                b.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect()
+            }
+            DType::U32 => {
+                b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()) as i64).collect()
+            }
+            DType::I8 => b.iter().map(|&x| x as i8 as i64).collect(),
+            DType::U8 | DType::Bool => b.iter().map(|&x| x as i64).collect(),
+            _ => return None,
+        };
+        Some(out)
+    }
+    /// The elements as f64, for float tensors (f32, f64, f16, bf16).
+    pub fn to_f64s(&self) -> Option<Vec<f64>> {
+        let b = self.bytes();
+        let out = match self.dtype {
+            DType::F32 => {
+                b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()) as f64).collect()
+            }
+            DType::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
+            DType::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            DType::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            _ => return None,
+        };
+        Some(out)
+    }
+}

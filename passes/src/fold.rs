@@ -1,0 +1,134 @@
+//! `fold-shape-constants` and `eliminate-dead-nodes`.
+
+use crate::manager::{Changed, Pass, PassError};
+use ecospac_ir::infer::{propagate, SymSource};
+use ecospac_ir::{DType, EntityId, Model, NodeId, Op, SymId, Tensor};
+
+/// Replaces integer shape computations whose results are fully known
+/// (`Shape` of a static tensor, `Concat` of constants, ...) by initializers.
+/// The folded producers are left for `eliminate-dead-nodes`.
+pub struct FoldShapeConstants;
+
+struct Scratch(usize);
+
+impl SymSource for Scratch {
+    fn fresh(&mut self) -> SymId {
+        self.0 += 1;
+        SymId::new(self.0)
+    }
+}
+
+impl Pass for FoldShapeConstants {
+    fn name(&self) -> &'static str {
+        "fold-shape-constants"
+    }
+    fn doc(&self) -> &'static str {
+        "replaces integer shape computations with known results by constants"
+    }
+    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+        let g = &mut model.graph;
+        let (facts, _) = propagate(g, &mut Scratch(g.symbols().count() + (1 << 20)));
+        let mut folded: Vec<NodeId> = Vec::new();
+        let mut new_constants = Vec::new();
+        for (id, node) in g.nodes() {
+            if matches!(node.op, Op::Opaque(_) | Op::Constant { .. }) || node.outputs.is_empty() {
+                continue;
+            }
+            let mut tensors = Vec::new();
+            for out in &node.outputs {
+                let Some(v) = out else { break };
+                let Some(fact) = &facts[v.index()] else { break };
+                let (Some(ty), Some(vals)) = (&fact.ty, fact.known_ints()) else {
+                    break;
+                };
+                let Some(dims) =
+                    ty.shape.as_ref().and_then(|s| s.iter().map(|d| d.as_known()).collect::<Option<Vec<_>>>())
+                else {
+                    break;
+                };
+                let tensor = match ty.dtype {
+                    DType::I64 => Tensor::from_i64s(dims, &vals),
+                    DType::I32 => Tensor::from_bytes(
+                        DType::I32,
+                        dims,
+                        vals.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+                    ),
+                    _ => break,
+                };
+                if tensor.check_size().is_err() {
+                    break;
+                }
+                tensors.push((*v, tensor));
+            }
+            if tensors.len() == node.outputs.len() {
+                folded.push(id);
+                new_constants.extend(tensors);
+            }
+        }
+        if folded.is_empty() {
+            return Ok(Changed::No);
+        }
+        g.remove_nodes(&folded);
+        for (v, t) in new_constants {
+            g.value_mut(v).constant = Some(t);
+            g.initializers.push(v);
+        }
+        Ok(Changed::Yes)
+    }
+}
+
+/// Removes nodes of the closed op set whose outputs nothing reads.
+/// Opaque nodes are kept: their effects are not known.
+pub struct EliminateDeadNodes;
+
+impl Pass for EliminateDeadNodes {
+    fn name(&self) -> &'static str {
+        "eliminate-dead-nodes"
+    }
+    fn doc(&self) -> &'static str {
+        "removes nodes whose outputs are never read"
+    }
+    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+        let g = &mut model.graph;
+        let mut used = vec![false; g.num_values()];
+        for &v in &g.outputs {
+            used[v.index()] = true;
+        }
+        let mut dead = Vec::new();
+        let order: Vec<NodeId> = g.order.clone();
+        for &id in order.iter().rev() {
+            let node = g.node(id);
+            let live = matches!(node.op, Op::Opaque(_)) || node.outputs.iter().flatten().any(|v| used[v.index()]);
+            if live {
+                for v in node.inputs.iter().flatten() {
+                    used[v.index()] = true;
+                }
+            } else {
+                dead.push(id);
+            }
+        }
+        // Initializers that only dead nodes read go too.
+        let before = g.initializers.len();
+        let unused: Vec<_> = g.initializers.iter().copied().filter(|v| !used[v.index()]).collect();
+        if dead.is_empty() && unused.is_empty() {
+            return Ok(Changed::No);
+        }
+        g.remove_nodes(&dead);
+        // Only drop initializers that a folded or dead node read (never ones the source left unused).
+        let read_by_dead: Vec<bool> = {
+            let mut r = vec![false; g.num_values()];
+            for &id in &dead {
+                for v in g.node(id).inputs.iter().flatten() {
+                    r[v.index()] = true;
+                }
+            }
+            r
+        };
+        let drop: Vec<_> = unused.into_iter().filter(|v| read_by_dead[v.index()]).collect();
+        for &v in &drop {
+            g.value_mut(v).constant = None;
+        }
+        g.initializers.retain(|v| !drop.contains(v));
+        Ok(if dead.is_empty() && g.initializers.len() == before { Changed::No } else { Changed::Yes })
+    }
+}

@@ -1,0 +1,53 @@
+//! `infer-shapes`: computes the type of every value.
+
+use crate::manager::{Changed, Pass, PassError};
+use ecospac_ir::infer::{propagate, SymSource};
+use ecospac_ir::{EntityId, Model, SymId, ValueId};
+
+/// Infers every value's type from the graph inputs, constants and op rules;
+/// values behind opaque ops keep their declared types. Dims that cannot be
+/// computed get fresh symbols (`unkN`).
+pub struct InferShapes;
+
+/// Hands out the ids the graph will give its next symbols.
+struct Pending {
+    next: usize,
+    count: usize,
+}
+
+impl SymSource for Pending {
+    fn fresh(&mut self) -> SymId {
+        self.count += 1;
+        SymId::new(self.next + self.count - 1)
+    }
+}
+
+impl Pass for InferShapes {
+    fn name(&self) -> &'static str {
+        "infer-shapes"
+    }
+    fn doc(&self) -> &'static str {
+        "computes every value's type; fails on contradictions"
+    }
+    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+        let g = &mut model.graph;
+        let mut pending = Pending { next: g.symbols().count(), count: 0 };
+        let (facts, issues) = propagate(g, &mut pending);
+        if let Some(issue) = issues.first() {
+            return Err(PassError::Failed { pass: self.name(), message: format!("{issue:?}") });
+        }
+        for _ in 0..pending.count {
+            g.fresh_symbol("unk");
+        }
+        let mut changed = Changed::No;
+        for (i, fact) in facts.into_iter().enumerate() {
+            let v = ValueId::new(i);
+            let ty = fact.and_then(|f| f.ty);
+            if g.value(v).ty != ty {
+                g.set_inferred(v, ty);
+                changed = Changed::Yes;
+            }
+        }
+        Ok(changed)
+    }
+}

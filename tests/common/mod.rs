@@ -1,0 +1,164 @@
+//! Shared test helpers: ONNX Runtime through `ort` (load-dynamic), inputs
+//! generated from a model's declared inputs, and the compile pipeline.
+#![allow(dead_code)]
+
+use ecospac_ir::{DType, Model};
+use ort::session::Session;
+use ort::value::{DynValue, Tensor as OrtTensor};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A committed fixture.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// The exporter-made fixtures every round-trip test covers.
+pub const FIXTURES: &[&str] = &[
+    "gpt2-torchscript.onnx",
+    "gpt2-dynamo.onnx",
+    "llama-torchscript.onnx",
+    "llama-dynamo.onnx",
+    "bert-torchscript.onnx",
+    "bert-dynamo.onnx",
+    "vit-torchscript.onnx",
+    "vit-dynamo.onnx",
+];
+
+/// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the one `scripts/setup.sh` installs.
+pub fn ort_library() -> PathBuf {
+    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
+        return PathBuf::from(p);
+    }
+    let lib = root().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| panic!("ONNX Runtime not found under {}; run scripts/setup.sh", lib.display()))
+}
+
+/// The process-wide ORT environment.
+pub fn ort_env() -> &'static ort::environment::Environment {
+    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        ort::init_from(ort_library())
+            .expect("load ONNX Runtime")
+            .with_name("ecospac-tests")
+            .build()
+            .expect("ORT environment")
+    })
+}
+
+/// An ORT session on one thread with graph optimisations off (so outputs compare exactly).
+pub fn session(path: &Path) -> Session {
+    let env = ort_env();
+    Session::builder(env)
+        .expect("session builder")
+        .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)
+        .map_err(|e| e.to_string())
+        .expect("opt level")
+        .with_intra_threads(1)
+        .map_err(|e| e.to_string())
+        .expect("threads")
+        .commit_from_file(path)
+        .unwrap_or_else(|e| panic!("ORT cannot load {}: {e}", path.display()))
+}
+
+/// A named input tensor.
+pub enum Input {
+    /// int64 data.
+    I64(Vec<i64>, Vec<i64>),
+    /// float32 data.
+    F32(Vec<i64>, Vec<f32>),
+}
+
+/// Deterministic inputs for the model's graph inputs: symbolic dims are 2
+/// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..200, masks of ones, floats in [-1, 1).
+pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
+    let g = &model.graph;
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    g.inputs
+        .iter()
+        .map(|&v| {
+            let value = g.value(v);
+            let ty = value.declared.clone().expect("graph inputs declare types");
+            let dims: Vec<i64> = ty
+                .shape
+                .expect("graph inputs declare shapes")
+                .iter()
+                .enumerate()
+                .map(|(i, d)| d.as_known().unwrap_or(if i == 0 { 2 } else { 16 }))
+                .collect();
+            let n: i64 = dims.iter().product();
+            let input = match ty.dtype {
+                DType::I64 if value.name.contains("mask") => Input::I64(dims, vec![1; n as usize]),
+                DType::I64 => Input::I64(dims, (0..n).map(|_| (next() % 200) as i64).collect()),
+                DType::F32 => Input::F32(dims, (0..n).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect()),
+                other => panic!("no input generator for {other}"),
+            };
+            (value.name.clone(), input)
+        })
+        .collect()
+}
+
+/// Runs a model and returns each output as (name, shape, f32 values).
+pub fn run_model(path: &Path, inputs: &[(String, Input)]) -> Vec<(String, Vec<i64>, Vec<f32>)> {
+    let mut s = session(path);
+    let values: Vec<(Cow<'_, str>, ort::session::SessionInputValue<'_>)> = inputs
+        .iter()
+        .map(|(name, input)| {
+            let v: DynValue = match input {
+                Input::I64(d, x) => OrtTensor::from_array((d.clone(), x.clone())).expect("tensor").into_dyn(),
+                Input::F32(d, x) => OrtTensor::from_array((d.clone(), x.clone())).expect("tensor").into_dyn(),
+            };
+            (Cow::Owned(name.clone()), v.into())
+        })
+        .collect();
+    let names: Vec<String> = s.outputs().iter().map(|o| o.name().to_string()).collect();
+    let outputs = s.run(values).unwrap_or_else(|e| panic!("ORT run of {} failed: {e}", path.display()));
+    names
+        .iter()
+        .map(|n| {
+            let (shape, data) = outputs[n.as_str()].try_extract_tensor::<f32>().expect("f32 output");
+            (n.clone(), shape.to_vec(), data.to_vec())
+        })
+        .collect()
+}
+
+/// Asserts two output sets are bit-identical.
+pub fn assert_bit_identical(a: &[(String, Vec<i64>, Vec<f32>)], b: &[(String, Vec<i64>, Vec<f32>)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: output count");
+    for ((na, sa, da), (nb, sb, db)) in a.iter().zip(b) {
+        assert_eq!(na, nb, "{what}: output names");
+        assert_eq!(sa, sb, "{what}: shape of {na}");
+        let diff = da.iter().zip(db).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        assert_eq!(diff, 0, "{what}: {diff} of {} elements of {na} differ", da.len());
+    }
+}
+
+/// Import → passes (verified after each) → verify → export.
+pub fn compile(input: &Path, output: &Path, passes: &[&str], opts: &ecospac_backends::ExportOptions) -> Model {
+    let mut model = ecospac_frontends::import_file(input).unwrap_or_else(|e| panic!("import {}: {e}", input.display()));
+    ecospac_passes::PassManager::from_names(passes)
+        .expect("passes")
+        .verify_each(true)
+        .run(&mut model)
+        .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+    let proof = ecospac_ir::verify(&model.graph).expect("verified");
+    ecospac_backends::export_onnx(&model, proof, output, opts).expect("export");
+    model
+}
