@@ -171,7 +171,12 @@ fn unknown_pass_is_rejected_before_anything_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("o.onnx");
     let run = Command::new(env!("CARGO_BIN_EXE_ecospac"))
-        .args(["compile", &common::fixture("vit-torchscript.onnx").display().to_string(), "-o", &out.display().to_string()])
+        .args([
+            "compile",
+            &common::fixture("vit-torchscript.onnx").display().to_string(),
+            "-o",
+            &out.display().to_string(),
+        ])
         .args(["--passes", "infer-shapes,frobnicate"])
         .output()
         .expect("run");

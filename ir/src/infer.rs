@@ -310,6 +310,20 @@ pub fn infer(
             };
             one(ty(cx.dtype(0), shape), None)
         }
+        Op::Flatten { axis } => {
+            let shape = match cx.shape(0) {
+                Some(s) => {
+                    let r = s.len() as i64;
+                    let a = if *axis < 0 { axis + r } else { *axis };
+                    if !(0..=r).contains(&a) {
+                        return err(format!("Flatten axis {axis} for rank {r}"));
+                    }
+                    Some(vec![product(&s[..a as usize]), product(&s[a as usize..])])
+                }
+                None => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
         Op::Split(sp) => {
             let Some(s) = cx.shape(0).map(<[Dim]>::to_vec) else {
                 return Ok(vec![Fact::of_ty(ty(cx.dtype(0), None)); num_outputs]);
@@ -498,6 +512,11 @@ pub fn infer(
                         (n as usize <= MAX_TRACKED_INTS).then(|| (0..n).map(|i| Dim::known(s[0] + i * d[0])).collect());
                     (Dim::known(n), ints)
                 }
+                // `range(0, n, 1)` with a symbolic `n` has `n` elements.
+                (Some(s), None, Some(d)) if s == [0] && d == [1] => match cx.ints(1) {
+                    Some([n]) => (n.clone(), None),
+                    _ => (cx.fresh(), None),
+                },
                 _ => (cx.fresh(), None),
             };
             one(ty(cx.dtype(0), Some(vec![len])), ints.filter(|_| is_int(cx.dtype(0))))
@@ -526,12 +545,12 @@ fn binary_ints(op: BinaryOp, x: &[Dim], y: &[Dim]) -> Option<Vec<Dim>> {
                 BinaryOp::Sub => Dim::known(ka?.checked_sub(kb?)?),
                 BinaryOp::Max => Dim::known(ka?.max(kb?)),
                 BinaryOp::Min => Dim::known(ka?.min(kb?)),
-                BinaryOp::Equal => Dim::known(if a == b {
-                    1
-                } else if ka.is_some() && kb.is_some() {
-                    0
-                } else {
-                    return None;
+                // A symbolic size is never negative: `Equal(shape, -1)` is decidable.
+                BinaryOp::Equal => Dim::known(match (ka, kb) {
+                    _ if a == b => 1,
+                    (Some(_), Some(_)) => 0,
+                    (Some(k), None) | (None, Some(k)) if k < 0 => 0,
+                    _ => return None,
                 }),
                 BinaryOp::Less => Dim::known((ka? < kb?) as i64),
                 BinaryOp::Greater => Dim::known((ka? > kb?) as i64),
@@ -615,6 +634,28 @@ fn slice(cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
     };
     let (starts, ends) = match (cx.known_ints(1), cx.known_ints(2)) {
         (Some(a), Some(b)) => (a, b),
+        // `x[..., 0:n]` with a symbolic `n` (a sequence length): the result has `n`
+        // elements, since a valid graph never asks for more than the axis holds.
+        (Some(a), None)
+            if a.iter().all(|&x| x == 0)
+                && (cx.input(4).is_none() || cx.known_ints(4).is_some_and(|st| st.iter().all(|&x| x == 1)))
+                && cx.ints(2).is_some_and(|e| e.len() == a.len()) =>
+        {
+            let ends = cx.ints(2).map(<[Dim]>::to_vec).unwrap_or_default();
+            let axes = match cx.input(3) {
+                Some(_) => cx.known_ints(3),
+                None => Some((0..ends.len() as i64).collect()),
+            };
+            let mut out = s.clone();
+            for (k, end) in ends.iter().enumerate() {
+                let axis = axes.as_ref().and_then(|a| a.get(k)).map(|&a| norm_axis(a, s.len())).transpose()?;
+                match axis {
+                    Some(a) => out[a] = end.clone(),
+                    None => return Ok(vec![Fact::of_ty(ty(dtype, Some(cx.fresh_dims(s.len()))))]),
+                }
+            }
+            return Ok(vec![Fact::of_ty(ty(dtype, Some(out)))]);
+        }
         _ => {
             // Unknown bounds: the sliced axes are unknown; which axes is known only from `axes`.
             let axes = cx.known_ints(3);

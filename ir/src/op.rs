@@ -236,6 +236,11 @@ pub enum Op {
         /// A 0 in the target is a real 0, not "copy the input dim".
         allowzero: bool,
     },
+    /// `Flatten`: to 2-D at `axis`.
+    Flatten {
+        /// Dims before it form the rows.
+        axis: i64,
+    },
     /// `Transpose`.
     Transpose {
         /// Permutation; `None` reverses the axes.
@@ -433,6 +438,7 @@ impl Op {
             }
             "Reshape" if opset >= 5 => Op::Reshape { allowzero: r.bool("allowzero", false)? },
             "Transpose" => Op::Transpose { perm: r.ints("perm")? },
+            "Flatten" => Op::Flatten { axis: r.int("axis")?.unwrap_or(1) },
             "Split" => Op::Split(Split {
                 axis: r.int("axis")?.unwrap_or(0),
                 split: r.ints("split")?,
@@ -502,6 +508,7 @@ impl Op {
             Op::Gelu(_) => "Gelu",
             Op::Reshape { .. } => "Reshape",
             Op::Transpose { .. } => "Transpose",
+            Op::Flatten { .. } => "Flatten",
             Op::Split(_) => "Split",
             Op::Slice => "Slice",
             Op::Concat { .. } => "Concat",
@@ -586,7 +593,7 @@ impl Op {
                     put("num_outputs", Attr::Int(n));
                 }
             }
-            Op::Concat { axis } | Op::Gather { axis } => put("axis", Attr::Int(*axis)),
+            Op::Concat { axis } | Op::Gather { axis } | Op::Flatten { axis } => put("axis", Attr::Int(*axis)),
             Op::Shape { start, end } => {
                 if let Some(s) = start {
                     put("start", Attr::Int(*s));
@@ -633,9 +640,13 @@ impl Op {
         match self {
             Op::MatMul => (2, 2, 1, 1),
             Op::Gemm(_) => (2, 3, 1, 1),
-            Op::Unary(_) | Op::Softmax(_) | Op::Gelu(_) | Op::Transpose { .. } | Op::Shape { .. } | Op::Cast(_) => {
-                (1, 1, 1, 1)
-            }
+            Op::Unary(_)
+            | Op::Softmax(_)
+            | Op::Gelu(_)
+            | Op::Transpose { .. }
+            | Op::Flatten { .. }
+            | Op::Shape { .. }
+            | Op::Cast(_) => (1, 1, 1, 1),
             Op::Binary(_) | Op::Gather { .. } | Op::Expand => (2, 2, 1, 1),
             Op::Where => (3, 3, 1, 1),
             Op::LayerNorm(_) => (2, 3, 1, 3),

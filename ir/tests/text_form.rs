@@ -42,7 +42,12 @@ fn snapshot_of_attention_scores() {
     g.add_node(node(Op::Reshape { allowzero: false }, vec![Some(q), Some(shape)], vec![Some(qh)]));
     g.add_node(node(Op::Transpose { perm: Some(vec![0, 2, 1, 3]) }, vec![Some(qh)], vec![Some(qt)]));
     g.outputs.push(qt);
-    let m = Model { graph: g, ir_version: 8, opsets: vec![OpsetImport { domain: String::new(), version: 17 }], origin: None };
+    let m = Model {
+        graph: g,
+        ir_version: 8,
+        opsets: vec![OpsetImport { domain: String::new(), version: 17 }],
+        origin: None,
+    };
     verify(&m.graph).expect("verify");
     insta::assert_snapshot!("attention_scores", print(&m));
 }
@@ -64,15 +69,25 @@ fn any_op() -> impl Strategy<Value = Op> {
         (-3i64..3).prop_map(|axis| Op::Concat { axis }),
         (-3i64..3, any::<bool>()).prop_map(|(axis, _)| Op::Softmax(ecospac_ir::op::Softmax { axis, coerce_2d: false })),
         proptest::collection::vec(0i64..4, 0..4).prop_map(|p| Op::Transpose { perm: Some(p) }),
-        (any::<f32>().prop_filter("finite", |f| f.is_finite()), any::<bool>(), any::<bool>()).prop_map(|(alpha, ta, tb)| {
-            Op::Gemm(ecospac_ir::op::Gemm { alpha, beta: 1.0, trans_a: ta, trans_b: tb })
-        }),
-        (1e-12f32..1.0).prop_map(|epsilon| Op::LayerNorm(ecospac_ir::op::LayerNorm { axis: -1, epsilon, stash_type: 1 })),
+        (any::<f32>().prop_filter("finite", |f| f.is_finite()), any::<bool>(), any::<bool>()).prop_map(
+            |(alpha, ta, tb)| { Op::Gemm(ecospac_ir::op::Gemm { alpha, beta: 1.0, trans_a: ta, trans_b: tb }) }
+        ),
+        (1e-12f32..1.0).prop_map(|epsilon| Op::LayerNorm(ecospac_ir::op::LayerNorm {
+            axis: -1,
+            epsilon,
+            stash_type: 1
+        })),
         Just(Op::Unary(ecospac_ir::op::UnaryOp::Erf)),
         Just(Op::Binary(ecospac_ir::op::BinaryOp::Pow)),
-        proptest::collection::vec(-100i64..100, 0..5)
-            .prop_map(|v| Op::Constant { value: Tensor::from_i64s(vec![v.len() as i64], &v), form: ecospac_ir::op::ConstantForm::Tensor }),
-        ("[a-z]{1,6}", proptest::collection::vec(any::<i64>(), 0..3), any::<f32>().prop_filter("finite", |f| f.is_finite()))
+        proptest::collection::vec(-100i64..100, 0..5).prop_map(|v| Op::Constant {
+            value: Tensor::from_i64s(vec![v.len() as i64], &v),
+            form: ecospac_ir::op::ConstantForm::Tensor
+        }),
+        (
+            "[a-z]{1,6}",
+            proptest::collection::vec(any::<i64>(), 0..3),
+            any::<f32>().prop_filter("finite", |f| f.is_finite())
+        )
             .prop_map(|(t, ints, f)| Op::Opaque(ecospac_ir::op::Opaque {
                 domain: "com.example".into(),
                 op_type: format!("X{t}"),

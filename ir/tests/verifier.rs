@@ -49,7 +49,10 @@ output v5
     );
     assert!(errs.iter().any(|e| e.contains("`/mm`") && e.contains("contraction 8 vs 4")), "{errs:#?}");
     assert!(errs.iter().any(|e| e.contains("`/reshape`") && e.contains("Reshape of 16 elements into 35")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("`r`") && e.contains("inferred f32[batch, 8] but declared f32[batch, 9]")), "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.contains("`r`") && e.contains("inferred f32[batch, 8] but declared f32[batch, 9]")),
+        "{errs:#?}"
+    );
 }
 
 #[test]

@@ -69,7 +69,17 @@ impl Pass for FoldShapeConstants {
             return Ok(Changed::No);
         }
         g.remove_nodes(&folded);
-        for (v, t) in new_constants {
+        // Results only folded nodes read are not kept.
+        let mut read = vec![false; g.num_values()];
+        for (_, node) in g.nodes() {
+            for v in node.inputs.iter().flatten() {
+                read[v.index()] = true;
+            }
+        }
+        for &v in &g.outputs {
+            read[v.index()] = true;
+        }
+        for (v, t) in new_constants.into_iter().filter(|(v, _)| read[v.index()]) {
             g.value_mut(v).constant = Some(t);
             g.initializers.push(v);
         }
@@ -107,24 +117,18 @@ impl Pass for EliminateDeadNodes {
                 dead.push(id);
             }
         }
-        // Initializers that only dead nodes read go too.
-        let before = g.initializers.len();
-        let unused: Vec<_> = g.initializers.iter().copied().filter(|v| !used[v.index()]).collect();
-        if dead.is_empty() && unused.is_empty() {
-            return Ok(Changed::No);
+        // Initializers nothing reads any more go too when a removed node read them;
+        // ones the source model left unused stay.
+        let mut read_by_dead = vec![false; g.num_values()];
+        for &id in &dead {
+            for v in g.node(id).inputs.iter().flatten() {
+                read_by_dead[v.index()] = true;
+            }
         }
         g.remove_nodes(&dead);
-        // Only drop initializers that a folded or dead node read (never ones the source left unused).
-        let read_by_dead: Vec<bool> = {
-            let mut r = vec![false; g.num_values()];
-            for &id in &dead {
-                for v in g.node(id).inputs.iter().flatten() {
-                    r[v.index()] = true;
-                }
-            }
-            r
-        };
-        let drop: Vec<_> = unused.into_iter().filter(|v| read_by_dead[v.index()]).collect();
+        let before = g.initializers.len();
+        let drop: Vec<_> =
+            g.initializers.iter().copied().filter(|v| !used[v.index()]).filter(|&v| read_by_dead[v.index()]).collect();
         for &v in &drop {
             g.value_mut(v).constant = None;
         }

@@ -69,7 +69,10 @@ fn a_broken_input_is_refused_before_any_pass() {
 #[test]
 fn dump_after_records_the_text_form() {
     let mut m = parse(HEAD_SPLIT).expect("parse");
-    let mut pm = PassManager::from_names(&["infer-shapes", "fold-shape-constants"]).expect("passes").dump_after("infer-shapes").expect("known");
+    let mut pm = PassManager::from_names(&["infer-shapes", "fold-shape-constants"])
+        .expect("passes")
+        .dump_after("infer-shapes")
+        .expect("known");
     pm.run(&mut m).expect("run");
     assert_eq!(pm.dumps().len(), 1);
     assert_eq!(pm.dumps()[0].0, "infer-shapes");
