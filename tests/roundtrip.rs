@@ -125,3 +125,26 @@ fn external_data_round_trip() {
     let diffs = protodiff::diff(&protodiff::read(&src), &protodiff::read(&back));
     assert!(diffs.is_empty(), "external → inline differs from the source at {diffs:?}");
 }
+
+/// Import keeps weights in the file's memory map (no copy); the decoded
+/// tensors equal what a plain protobuf decode gives.
+#[test]
+fn weights_stay_in_the_file_map() {
+    let src = fixture("gpt2-torchscript.onnx");
+    let model = ecospac_frontends::import_file(&src).expect("import");
+    let bytes = std::fs::read(&src).expect("read");
+    let plain = ecospac_frontends::import_bytes(&bytes, None, "copy").expect("import from bytes");
+    let g = &model.graph;
+    let mut mapped = 0;
+    for (&v, &w) in g.initializers.iter().zip(&plain.graph.initializers) {
+        let (t, u) = (g.value(v).constant.as_ref().expect("data"), plain.graph.value(w).constant.as_ref().expect("data"));
+        assert_eq!(g.value(v).name, plain.graph.value(w).name);
+        assert!(t == u, "{} differs between the mapped and the copied import", g.value(v).name);
+        if matches!(t.storage, ecospac_ir::Storage::Mapped { .. }) {
+            mapped += 1;
+        }
+    }
+    let with_data = g.initializers.iter().filter(|&&v| !g.value(v).constant.as_ref().is_some_and(|t| t.bytes().is_empty())).count();
+    assert_eq!(mapped, with_data, "every initializer with raw data is mapped");
+    assert!(mapped > 10);
+}

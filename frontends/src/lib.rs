@@ -3,6 +3,7 @@
 
 pub mod onnx;
 mod onnx_attr;
+mod wire;
 
 pub use onnx::{import_bytes, import_file, ImportError};
 pub use onnx_attr::{attr_from_proto, tensor_from_proto};

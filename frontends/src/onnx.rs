@@ -104,15 +104,34 @@ pub fn import_file(path: &Path) -> Result<Model, ImportError> {
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: the map is read-only and dropped before return; a concurrent writer
     // could change bytes under us, as with any read.
-    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(io)?);
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-    import_bytes(&map, Some(&base), &path.display().to_string())
+    let what = path.display().to_string();
+    // Weights stay in the map: decode the model without them, then point each
+    // initializer at its bytes in the file.
+    match crate::wire::strip_initializer_data(&map) {
+        Some(stripped) => {
+            let inline = InlineData { map: map.clone(), ranges: stripped.raw_data };
+            import_inner(&stripped.bytes, Some(&base), &what, Some(inline))
+        }
+        None => import_bytes(&map, Some(&base), &what),
+    }
+}
+
+/// Initializer payloads left in the file's memory map.
+struct InlineData {
+    map: Arc<Mmap>,
+    ranges: Vec<Option<std::ops::Range<usize>>>,
 }
 
 /// Reads an ONNX model from bytes. `base_dir` is where external data lives
 /// (`None` refuses external data); `what` names the source in errors.
 pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result<Model, ImportError> {
+    import_inner(bytes, base_dir, what, None)
+}
+
+fn import_inner(bytes: &[u8], base_dir: Option<&Path>, what: &str, inline: Option<InlineData>) -> Result<Model, ImportError> {
     let mut proto = ModelProto::parse_from_bytes(bytes)
         .map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
     if proto.ir_version <= 0 {
@@ -138,15 +157,19 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result
     let mut by_name: HashMap<String, ValueId> = HashMap::new();
     let mut externals = ExternalFiles { base: base_dir.map(Path::to_path_buf), maps: HashMap::new() };
 
-    for mut t in std::mem::take(&mut gp.initializer) {
+    for (i, mut t) in std::mem::take(&mut gp.initializer).into_iter().enumerate() {
         let name = t.name.clone();
         if by_name.contains_key(&name) {
             return Err(ImportError::DuplicateValue { name });
         }
+        let mapped = inline.as_ref().and_then(|d| {
+            let r = d.ranges.get(i)?.clone()?;
+            Some(Storage::Mapped { map: d.map.clone(), offset: r.start, len: r.len() })
+        });
         let external = if t.data_location.enum_value() == Ok(DataLocation::EXTERNAL) {
             Some(externals.resolve(&t)?)
         } else {
-            None
+            mapped
         };
         let tensor = tensor_from_proto_owned(&mut t, &name, external)?;
         let id = g.add_initializer(name.clone(), tensor);

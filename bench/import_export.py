@@ -1,0 +1,64 @@
+"""Import + export of a large ONNX model by ecospac (`compile --budget 1.0`,
+the identity pipeline) against `cp` of the same bytes, side by side in one run;
+and ecospac's peak memory against the file size.
+
+    python3 bench/import_export.py [MODEL] [--runs N]
+
+MODEL defaults to .cache/bench/gpt2-medium.onnx (made by bench/make_gpt2_medium.py).
+Prints a Markdown table; the ratios go to BENCHMARKS.md.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def measure(cmd):
+    """Wall seconds and peak RSS (bytes) of one child process."""
+    import time
+
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - start
+    err = p.stderr.read().decode()
+    if status != 0:
+        sys.exit(f"{cmd[0]} failed: {err}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", nargs="?", default=os.path.join(ROOT, ".cache/bench/gpt2-medium.onnx"))
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    exe = os.path.join(ROOT, "target/release/ecospac")
+    size = os.path.getsize(args.model)
+    rows = {"cp": [], "cp+fsync": [], "ecospac": []}
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.model))) as tmp:
+        subprocess.run(["cat", args.model], stdout=subprocess.DEVNULL, check=True)  # warm the page cache once
+        for _ in range(args.runs):
+            rows["cp"].append(measure(["cp", args.model, os.path.join(tmp, "cp.onnx")]))
+            os.remove(os.path.join(tmp, "cp.onnx"))
+            # ecospac syncs its output before the rename that publishes it; so does this baseline.
+            dd = ["dd", f"if={args.model}", f"of={os.path.join(tmp, 'cp.onnx')}", "bs=8M", "conv=fsync", "status=none"]
+            rows["cp+fsync"].append(measure(dd))
+            rows["ecospac"].append(measure([exe, "compile", args.model, "-o", os.path.join(tmp, "out.onnx")]))
+            os.remove(os.path.join(tmp, "cp.onnx"))
+            os.remove(os.path.join(tmp, "out.onnx"))
+    med = {k: (statistics.median(w for w, _ in v), max(m for _, m in v)) for k, v in rows.items()}
+    print(f"model: {os.path.relpath(args.model, ROOT)}, {size / 1e6:.1f} MB; {args.runs} runs each, medians")
+    print()
+    print("| tool | wall (s) | peak RSS (MB) | wall / cp | wall / cp+fsync | peak RSS / file size |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for k in rows:
+        wall, rss = med[k]
+        print(f"| {k} | {wall:.2f} | {rss / 1e6:.0f} | {wall / med['cp'][0]:.2f} | {wall / med['cp+fsync'][0]:.2f} | {rss / size:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
