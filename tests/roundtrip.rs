@@ -137,14 +137,16 @@ fn weights_stay_in_the_file_map() {
     let g = &model.graph;
     let mut mapped = 0;
     for (&v, &w) in g.initializers.iter().zip(&plain.graph.initializers) {
-        let (t, u) = (g.value(v).constant.as_ref().expect("data"), plain.graph.value(w).constant.as_ref().expect("data"));
+        let (t, u) =
+            (g.value(v).constant.as_ref().expect("data"), plain.graph.value(w).constant.as_ref().expect("data"));
         assert_eq!(g.value(v).name, plain.graph.value(w).name);
         assert!(t == u, "{} differs between the mapped and the copied import", g.value(v).name);
         if matches!(t.storage, ecospac_ir::Storage::Mapped { .. }) {
             mapped += 1;
         }
     }
-    let with_data = g.initializers.iter().filter(|&&v| !g.value(v).constant.as_ref().is_some_and(|t| t.bytes().is_empty())).count();
+    let with_data =
+        g.initializers.iter().filter(|&&v| !g.value(v).constant.as_ref().is_some_and(|t| t.bytes().is_empty())).count();
     assert_eq!(mapped, with_data, "every initializer with raw data is mapped");
     assert!(mapped > 10);
 }

@@ -131,7 +131,12 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result
     import_inner(bytes, base_dir, what, None)
 }
 
-fn import_inner(bytes: &[u8], base_dir: Option<&Path>, what: &str, inline: Option<InlineData>) -> Result<Model, ImportError> {
+fn import_inner(
+    bytes: &[u8],
+    base_dir: Option<&Path>,
+    what: &str,
+    inline: Option<InlineData>,
+) -> Result<Model, ImportError> {
     let mut proto = ModelProto::parse_from_bytes(bytes)
         .map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
     if proto.ir_version <= 0 {

@@ -84,7 +84,12 @@ fn fields(b: &[u8], range: Range<usize>) -> Option<Vec<Field>> {
 
 /// Re-encodes the message in `range`, replacing the payload of each child field
 /// `number` by `rewrite(child_payload)`.
-fn rewrite(b: &[u8], range: Range<usize>, number: u64, mut f: impl FnMut(Range<usize>) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+fn rewrite(
+    b: &[u8],
+    range: Range<usize>,
+    number: u64,
+    mut f: impl FnMut(Range<usize>) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(range.len().min(1 << 20));
     for field in fields(b, range)? {
         match (&field.payload, field.number == number) {
