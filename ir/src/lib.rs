@@ -6,6 +6,7 @@
 //! collects every located error; [`text`] prints and parses a readable form.
 
 pub mod attr;
+pub mod axes;
 pub mod graph;
 pub mod ids;
 pub mod infer;

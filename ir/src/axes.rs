@@ -1,0 +1,430 @@
+//! How each op relates the axes of its inputs to the axes of its outputs.
+//!
+//! This is the only source of dimension coupling: the coupling analysis builds
+//! its groups from these relations and knows nothing about "attention" or "FFN".
+//! Every op of the closed set declares its relations here (there is no default:
+//! an op that cannot say pins every axis it touches).
+
+use crate::infer::{norm_axis, slice_bounds, Fact};
+use crate::op::Op;
+use crate::ty::Dim;
+
+/// One axis of one input or output of a node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot {
+    /// Which side.
+    pub port: Port,
+    /// The axis.
+    pub axis: usize,
+}
+
+/// An input or output position of a node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Port {
+    /// The i-th input.
+    In(usize),
+    /// The i-th output.
+    Out(usize),
+}
+
+/// A piece of a concatenated axis.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Part {
+    /// An axis of an input or output.
+    Slot(Slot),
+    /// Indices no other slot sees (the parts a Slice drops), of this size.
+    Gap(i64),
+}
+
+/// Why an axis may not change size.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PinReason {
+    /// Normalised over (Softmax, LayerNorm).
+    Normalised,
+    /// Reduced over.
+    Reduced,
+    /// Indexed by data (Gather's data axis).
+    Indexed,
+    /// Reaches an op outside the closed set.
+    Opaque,
+    /// The op's shapes are not known.
+    UnknownShape,
+    /// A Slice with steps other than 1 or bounds not known.
+    IrregularSlice,
+    /// A Reshape whose axes do not group.
+    UngroupedReshape,
+    /// A graph input or output: its shape is part of the model's interface.
+    Interface,
+    /// Two relations disagree on how the axis is structured.
+    Conflict,
+}
+
+impl PinReason {
+    /// A phrase for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PinReason::Normalised => "normalised over",
+            PinReason::Reduced => "reduced over",
+            PinReason::Indexed => "indexed by data",
+            PinReason::Opaque => "reaches an op outside the closed set",
+            PinReason::UnknownShape => "shape unknown",
+            PinReason::IrregularSlice => "sliced with unknown bounds or a step",
+            PinReason::UngroupedReshape => "reshaped in a way that does not group",
+            PinReason::Interface => "a graph input or output",
+            PinReason::Conflict => "structured differently by two ops",
+        }
+    }
+}
+
+/// A relation between axes of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AxisRel {
+    /// Index `i` of `a` is index `i` of `b` (elementwise, broadcast, transpose).
+    Same(Slot, Slot),
+    /// `a` and `b` are summed over together (a contraction): removing index `i`
+    /// from both removes exactly one rank-one term.
+    Contract(Slot, Slot),
+    /// The flat (row-major) index spaces of two lists of axes are equal (reshape).
+    Product(Vec<Slot>, Vec<Slot>),
+    /// `whole` is the concatenation of `parts` (Concat, Split, Slice).
+    Concat {
+        /// The long axis.
+        whole: Slot,
+        /// Its pieces in order.
+        parts: Vec<Part>,
+    },
+    /// The axis may not change size.
+    Pin(Slot, PinReason),
+}
+
+fn rank(f: Option<&Fact>) -> Option<usize> {
+    f?.ty.as_ref()?.shape.as_ref().map(Vec::len)
+}
+
+fn shape(f: Option<&Fact>) -> Option<&[Dim]> {
+    f?.ty.as_ref()?.shape.as_deref()
+}
+
+fn pin_all(ins: &[Option<Fact>], outs: &[Option<Fact>], why: PinReason) -> Vec<AxisRel> {
+    let mut r = Vec::new();
+    for (i, f) in ins.iter().enumerate() {
+        for axis in 0..rank(f.as_ref()).unwrap_or(0) {
+            r.push(AxisRel::Pin(Slot { port: Port::In(i), axis }, why));
+        }
+    }
+    for (i, f) in outs.iter().enumerate() {
+        for axis in 0..rank(f.as_ref()).unwrap_or(0) {
+            r.push(AxisRel::Pin(Slot { port: Port::Out(i), axis }, why));
+        }
+    }
+    r
+}
+
+/// Right-aligned broadcast: input axes that match the output (not broadcast from 1).
+fn broadcast_rels(input: usize, in_shape: &[Dim], out: usize, out_shape: &[Dim], r: &mut Vec<AxisRel>) {
+    let off = out_shape.len().saturating_sub(in_shape.len());
+    for (j, d) in in_shape.iter().enumerate() {
+        let k = j + off;
+        if k < out_shape.len() && (d == &out_shape[k] || d.as_known() != Some(1)) {
+            r.push(AxisRel::Same(Slot { port: Port::In(input), axis: j }, Slot { port: Port::Out(out), axis: k }));
+        }
+    }
+}
+
+fn same(i: usize, a: usize, o: usize, b: usize) -> AxisRel {
+    AxisRel::Same(Slot { port: Port::In(i), axis: a }, Slot { port: Port::Out(o), axis: b })
+}
+
+fn pin(i: usize, axis: usize, why: PinReason) -> AxisRel {
+    AxisRel::Pin(Slot { port: Port::In(i), axis }, why)
+}
+
+fn pin_out(o: usize, axis: usize, why: PinReason) -> AxisRel {
+    AxisRel::Pin(Slot { port: Port::Out(o), axis }, why)
+}
+
+/// Groups the dims of a reshape: runs of input axes and output axes with equal
+/// products. Axes of size 1 are left out. `None` when the shapes do not group.
+pub fn reshape_groups(a: &[Dim], b: &[Dim]) -> Option<Vec<(Vec<usize>, Vec<usize>)>> {
+    let one = Dim::known(1);
+    let ia: Vec<usize> = (0..a.len()).filter(|&i| a[i] != one).collect();
+    let ib: Vec<usize> = (0..b.len()).filter(|&i| b[i] != one).collect();
+    let (mut p, mut q) = (0, 0);
+    let mut groups = Vec::new();
+    while p < ia.len() || q < ib.len() {
+        let (mut ga, mut gb) = (vec![], vec![]);
+        let (mut pa, mut pb) = (Dim::known(1), Dim::known(1));
+        loop {
+            // Grow the side that must grow; when neither product divides the other, grow both.
+            let (grow_a, grow_b) = if ga.is_empty() || gb.is_empty() {
+                (ga.is_empty(), gb.is_empty())
+            } else {
+                match (grows(&pa, &pb), grows(&pb, &pa)) {
+                    (false, false) => (true, true),
+                    other => other,
+                }
+            };
+            if grow_a {
+                let i = *ia.get(p)?;
+                pa = pa.mul(&a[i]);
+                ga.push(i);
+                p += 1;
+            }
+            if grow_b {
+                let i = *ib.get(q)?;
+                pb = pb.mul(&b[i]);
+                gb.push(i);
+                q += 1;
+            }
+            if pa == pb {
+                break;
+            }
+        }
+        groups.push((ga, gb));
+    }
+    Some(groups)
+}
+
+/// True when `small` must grow to reach `big` (it divides `big` and is smaller).
+fn grows(small: &Dim, big: &Dim) -> bool {
+    big.div_exact(small).is_some_and(|q| q != Dim::known(1))
+}
+
+/// The axis relations of one node, given what is known of its inputs and outputs.
+pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> Vec<AxisRel> {
+    let mut r = Vec::new();
+    let in_shape = |i: usize| shape(ins.get(i).and_then(Option::as_ref));
+    let out_shape = |i: usize| shape(outs.get(i).and_then(Option::as_ref));
+    let Some(o0) = out_shape(0) else {
+        return pin_all(ins, outs, if matches!(op, Op::Opaque(_)) { PinReason::Opaque } else { PinReason::UnknownShape });
+    };
+    match op {
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) | Op::Gelu(_) | Op::Expand => {
+            let data_inputs = if matches!(op, Op::Expand) { 1 } else { ins.len() };
+            for i in 0..data_inputs {
+                match in_shape(i) {
+                    Some(s) => broadcast_rels(i, s, 0, o0, &mut r),
+                    None => return pin_all(ins, outs, PinReason::UnknownShape),
+                }
+            }
+        }
+        Op::Softmax(s) => {
+            let Ok(a) = norm_axis(s.axis, o0.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            for k in 0..o0.len() {
+                if k == a || (s.coerce_2d && k > a) {
+                    r.push(pin(0, k, PinReason::Normalised));
+                    r.push(pin_out(0, k, PinReason::Normalised));
+                } else {
+                    r.push(same(0, k, 0, k));
+                }
+            }
+        }
+        Op::LayerNorm(l) => {
+            let Ok(a) = norm_axis(l.axis, o0.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            for k in 0..o0.len() {
+                if k >= a {
+                    r.push(pin(0, k, PinReason::Normalised));
+                    r.push(pin_out(0, k, PinReason::Normalised));
+                } else {
+                    r.push(same(0, k, 0, k));
+                    for o in 1..outs.len() {
+                        r.push(same(0, k, o, k));
+                    }
+                }
+            }
+            for i in 1..ins.len() {
+                for k in 0..in_shape(i).map_or(0, <[Dim]>::len) {
+                    r.push(pin(i, k, PinReason::Normalised));
+                }
+            }
+        }
+        Op::ReduceMean(red) => {
+            let Some(s) = in_shape(0) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let axes = match &red.axes {
+                Some(a) => Some(a.clone()),
+                None => ins.get(1).and_then(Option::as_ref).and_then(Fact::known_ints),
+            };
+            let Some(axes) = axes else { return pin_all(ins, outs, PinReason::Reduced) };
+            let axes: Vec<usize> =
+                if axes.is_empty() { (0..s.len()).collect() } else { axes.iter().filter_map(|&a| norm_axis(a, s.len()).ok()).collect() };
+            let mut k = 0;
+            for j in 0..s.len() {
+                if axes.contains(&j) {
+                    r.push(pin(0, j, PinReason::Reduced));
+                    if red.keepdims {
+                        k += 1;
+                    }
+                } else {
+                    r.push(same(0, j, 0, k));
+                    k += 1;
+                }
+            }
+        }
+        Op::MatMul | Op::Gemm(_) => {
+            let (Some(a), Some(b)) = (in_shape(0), in_shape(1)) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let (ta, tb) = match op {
+                Op::Gemm(g) => (g.trans_a, g.trans_b),
+                _ => (false, false),
+            };
+            if a.len() < 2 || b.len() < 2 {
+                return pin_all(ins, outs, PinReason::UnknownShape);
+            }
+            let (ra, rb, ro) = (a.len(), b.len(), o0.len());
+            let (a_m, a_k) = if ta { (ra - 1, ra - 2) } else { (ra - 2, ra - 1) };
+            let (b_k, b_n) = if tb { (rb - 1, rb - 2) } else { (rb - 2, rb - 1) };
+            broadcast_rels(0, &a[..ra - 2], 0, &o0[..ro - 2], &mut r);
+            broadcast_rels(1, &b[..rb - 2], 0, &o0[..ro - 2], &mut r);
+            r.push(same(0, a_m, 0, ro - 2));
+            r.push(same(1, b_n, 0, ro - 1));
+            r.push(AxisRel::Contract(Slot { port: Port::In(0), axis: a_k }, Slot { port: Port::In(1), axis: b_k }));
+            if let Some(c) = in_shape(2) {
+                broadcast_rels(2, c, 0, o0, &mut r);
+            }
+        }
+        Op::Transpose { perm } => {
+            let n = o0.len();
+            let perm: Vec<i64> = perm.clone().unwrap_or_else(|| (0..n as i64).rev().collect());
+            for (k, &p) in perm.iter().enumerate() {
+                r.push(same(0, p as usize, 0, k));
+            }
+        }
+        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
+            let Some(s) = in_shape(0) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            match reshape_groups(s, o0) {
+                Some(groups) => {
+                    for (ga, gb) in groups {
+                        let sa: Vec<Slot> = ga.iter().map(|&axis| Slot { port: Port::In(0), axis }).collect();
+                        let sb: Vec<Slot> = gb.iter().map(|&axis| Slot { port: Port::Out(0), axis }).collect();
+                        if sa.len() == 1 && sb.len() == 1 {
+                            r.push(AxisRel::Same(sa[0], sb[0]));
+                        } else {
+                            r.push(AxisRel::Product(sa, sb));
+                        }
+                    }
+                }
+                None => {
+                    for j in 0..s.len() {
+                        r.push(pin(0, j, PinReason::UngroupedReshape));
+                    }
+                    for k in 0..o0.len() {
+                        r.push(pin_out(0, k, PinReason::UngroupedReshape));
+                    }
+                }
+            }
+        }
+        Op::Split(sp) => {
+            let Ok(a) = norm_axis(sp.axis, o0.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let mut parts = Vec::new();
+            for o in 0..outs.len() {
+                if out_shape(o).is_none() {
+                    return pin_all(ins, outs, PinReason::UnknownShape);
+                }
+                parts.push(Part::Slot(Slot { port: Port::Out(o), axis: a }));
+                for k in 0..o0.len() {
+                    if k != a {
+                        r.push(same(0, k, o, k));
+                    }
+                }
+            }
+            r.push(AxisRel::Concat { whole: Slot { port: Port::In(0), axis: a }, parts });
+        }
+        Op::Concat { axis } => {
+            let Ok(a) = norm_axis(*axis, o0.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let mut parts = Vec::new();
+            for i in 0..ins.len() {
+                let Some(s) = in_shape(i) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+                if s.get(a).and_then(Dim::as_known) == Some(0) {
+                    continue;
+                }
+                parts.push(Part::Slot(Slot { port: Port::In(i), axis: a }));
+                for k in 0..o0.len() {
+                    if k != a {
+                        r.push(same(i, k, 0, k));
+                    }
+                }
+            }
+            r.push(AxisRel::Concat { whole: Slot { port: Port::Out(0), axis: a }, parts });
+        }
+        Op::Slice => {
+            let Some(s) = in_shape(0) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let known = |i: usize| ins.get(i).and_then(Option::as_ref).and_then(Fact::known_ints);
+            let (starts, ends) = (known(1), known(2));
+            let axes = if ins.get(3).is_some_and(Option::is_some) { known(3) } else { starts.as_ref().map(|v| (0..v.len() as i64).collect()) };
+            let steps = if ins.get(4).is_some_and(Option::is_some) { known(4) } else { starts.as_ref().map(|v| vec![1; v.len()]) };
+            let (Some(starts), Some(ends), Some(axes), Some(steps)) = (starts, ends, axes, steps) else {
+                return pin_all(ins, outs, PinReason::IrregularSlice);
+            };
+            let mut sliced = vec![false; s.len()];
+            for k in 0..starts.len().min(ends.len()).min(axes.len()).min(steps.len()) {
+                let Ok(a) = norm_axis(axes[k], s.len()) else { return pin_all(ins, outs, PinReason::IrregularSlice) };
+                sliced[a] = true;
+                match (s[a].as_known(), steps[k]) {
+                    (Some(d), 1) => {
+                        let (b, e) = slice_bounds(starts[k], ends[k], 1, d);
+                        let e = e.max(b);
+                        let mut parts = Vec::new();
+                        if b > 0 {
+                            parts.push(Part::Gap(b));
+                        }
+                        if e > b {
+                            parts.push(Part::Slot(Slot { port: Port::Out(0), axis: a }));
+                        }
+                        if d > e {
+                            parts.push(Part::Gap(d - e));
+                        }
+                        r.push(AxisRel::Concat { whole: Slot { port: Port::In(0), axis: a }, parts });
+                    }
+                    (None, 1) if starts[k] == 0 && ends[k] >= i32::MAX as i64 => r.push(same(0, a, 0, a)),
+                    _ => {
+                        r.push(pin(0, a, PinReason::IrregularSlice));
+                        r.push(pin_out(0, a, PinReason::IrregularSlice));
+                    }
+                }
+            }
+            for (j, &was) in sliced.iter().enumerate() {
+                if !was {
+                    r.push(same(0, j, 0, j));
+                }
+            }
+        }
+        Op::Gather { axis } => {
+            let (Some(d), Some(i)) = (in_shape(0), in_shape(1)) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let Ok(a) = norm_axis(*axis, d.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            r.push(pin(0, a, PinReason::Indexed));
+            for j in 0..a {
+                r.push(same(0, j, 0, j));
+            }
+            for j in 0..i.len() {
+                r.push(same(1, j, 0, a + j));
+            }
+            for j in a + 1..d.len() {
+                r.push(same(0, j, 0, j - 1 + i.len()));
+            }
+        }
+        // Ops that make new data: their outputs relate to no input axis. Sizes they
+        // take from inputs (Shape's input, targets) are checked by the slicer.
+        Op::Shape { .. } | Op::Constant { .. } | Op::ConstantOfShape { .. } | Op::Range => {}
+        Op::Opaque(_) => return pin_all(ins, outs, PinReason::Opaque),
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(v: &[i64]) -> Vec<Dim> {
+        v.iter().map(|&x| Dim::known(x)).collect()
+    }
+
+    #[test]
+    fn reshape_groups_heads_and_merges() {
+        let g = reshape_groups(&dims(&[2, 16, 768]), &dims(&[2, 16, 12, 64])).expect("groups");
+        assert_eq!(g, vec![(vec![0], vec![0]), (vec![1], vec![1]), (vec![2], vec![2, 3])]);
+        let g = reshape_groups(&dims(&[2, 12, 16, 64]), &dims(&[24, 16, 64])).expect("groups");
+        assert_eq!(g, vec![(vec![0, 1], vec![0]), (vec![2], vec![1]), (vec![3], vec![2])]);
+        let g = reshape_groups(&dims(&[4, 6]), &dims(&[3, 8])).expect("groups");
+        assert_eq!(g, vec![(vec![0, 1], vec![0, 1])]);
+        assert_eq!(reshape_groups(&dims(&[1, 8]), &dims(&[8, 1])), Some(vec![(vec![1], vec![0])]));
+    }
+}
