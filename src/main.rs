@@ -28,6 +28,9 @@ enum Command {
         /// Print the IR text form instead.
         #[arg(long, conflicts_with = "json")]
         text: bool,
+        /// Print the coupling groups (what can be pruned together) and the pinned weight axes.
+        #[arg(long, conflicts_with = "text")]
+        groups: bool,
     },
     /// Run the compile pipeline and write the result.
     Compile {
@@ -65,7 +68,8 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Inspect { model, json, text } => inspect(&model, json, text),
+        Command::Inspect { model, json, text, groups: false } => inspect(&model, json, text),
+        Command::Inspect { model, json, groups: true, .. } => inspect_groups(&model, json),
         Command::Compile { model, output, budget, passes, dump_after, external_data, verify_each } => {
             compile(&model, &output, budget, &passes, &dump_after, external_data, verify_each)
         }
@@ -152,6 +156,53 @@ fn inspect(path: &Path, json: bool, text: bool) -> Result<()> {
     println!("  ops:");
     for (k, n) in &ops {
         println!("    {k:28} {n}");
+    }
+    Ok(())
+}
+
+fn inspect_groups(path: &Path, json: bool) -> Result<()> {
+    let mut model = load(path)?;
+    PassManager::from_names(&["infer-shapes"])?.run(&mut model).context("inspect needs a valid graph")?;
+    let coupling = ecospac_passes::coupling::analyze(&model);
+    let g = &model.graph;
+    let name = |v| g.value(v).name.clone();
+    let role = |r| if r == ecospac_passes::coupling::Role::Reader { "reads" } else { "writes" };
+    if json {
+        let groups: Vec<_> = coupling
+            .groups
+            .iter()
+            .map(|gr| {
+                serde_json::json!({
+                    "size": gr.size,
+                    "copies": gr.copies(),
+                    "params_per_index": gr.cost_per_index(&model),
+                    "members": gr.members.iter().map(|m| serde_json::json!({
+                        "weight": name(m.value), "axis": m.axis, "role": role(m.role),
+                        "copies": m.positions.first().map_or(0, Vec::len),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let pinned: Vec<_> = coupling
+            .pinned
+            .iter()
+            .map(|p| serde_json::json!({"weight": name(p.value), "axis": p.axis, "why": p.reasons.iter().map(|r| r.describe()).collect::<Vec<_>>()}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"groups": groups, "pinned": pinned}))?);
+        return Ok(());
+    }
+    println!("{}: {} coupling groups", path.display(), coupling.groups.len());
+    for (i, gr) in coupling.groups.iter().enumerate() {
+        println!("group {i}: {} indices x {} copies, {} parameters per index", gr.size, gr.copies(), gr.cost_per_index(&model));
+        for m in &gr.members {
+            let copies = m.positions.first().map_or(0, Vec::len);
+            println!("    {:6} {} axis {} ({} per index)", role(m.role), name(m.value), m.axis, copies);
+        }
+    }
+    println!("pinned weight axes:");
+    for p in &coupling.pinned {
+        let why: Vec<&str> = p.reasons.iter().map(|r| r.describe()).collect();
+        println!("    {} axis {}: {}", name(p.value), p.axis, if why.is_empty() { "size 1 or outer factor (heads)".to_string() } else { why.join("; ") });
     }
     Ok(())
 }

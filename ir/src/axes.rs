@@ -281,6 +281,28 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                 broadcast_rels(2, c, 0, o0, &mut r);
             }
         }
+        Op::Conv(c) => {
+            let (Some(x), Some(w)) = (in_shape(0), in_shape(1)) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            r.push(same(0, 0, 0, 0));
+            r.push(AxisRel::Same(Slot { port: Port::In(1), axis: 0 }, Slot { port: Port::Out(0), axis: 1 }));
+            if in_shape(2).is_some() {
+                r.push(AxisRel::Same(Slot { port: Port::In(2), axis: 0 }, Slot { port: Port::Out(0), axis: 1 }));
+            }
+            if c.group == 1 {
+                r.push(AxisRel::Contract(Slot { port: Port::In(0), axis: 1 }, Slot { port: Port::In(1), axis: 1 }));
+            } else {
+                r.push(pin(0, 1, PinReason::Indexed));
+                r.push(pin(1, 1, PinReason::Indexed));
+                r.push(pin_out(0, 1, PinReason::Indexed));
+            }
+            for k in 2..x.len() {
+                r.push(pin(0, k, PinReason::Reduced));
+                r.push(pin_out(0, k, PinReason::Reduced));
+            }
+            for k in 2..w.len() {
+                r.push(pin(1, k, PinReason::Reduced));
+            }
+        }
         Op::Transpose { perm } => {
             let n = o0.len();
             let perm: Vec<i64> = perm.clone().unwrap_or_else(|| (0..n as i64).rev().collect());

@@ -238,6 +238,14 @@ pub fn infer(
             };
             one(ty(cx.dtype(0), shape), None)
         }
+        Op::Conv(c) => {
+            let shape = match (cx.shape(0), cx.shape(1)) {
+                (Some(x), Some(w)) if x.len() == w.len() && x.len() >= 3 => Some(conv_shape(c, x, w, &mut cx)?),
+                (Some(x), Some(w)) => return err(format!("Conv of ranks {} and {}", x.len(), w.len())),
+                _ => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
         Op::LayerNorm(l) => {
             let x = cx.input(0).and_then(|f| f.ty.clone());
             let mut outs = vec![Fact::of_ty(x.clone())];
@@ -580,6 +588,35 @@ fn matmul_shape(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, InferError> {
     }
     if b.len() > 1 {
         out.push(b2[b2.len() - 1].clone());
+    }
+    Ok(out)
+}
+
+fn conv_shape(c: &crate::op::Conv, x: &[Dim], w: &[Dim], cx: &mut Cx<'_>) -> Result<Vec<Dim>, InferError> {
+    let n = x.len() - 2;
+    let mut out = vec![x[0].clone(), w[0].clone()];
+    for i in 0..n {
+        let k = match &c.kernel_shape {
+            Some(k) => k.get(i).copied(),
+            None => w[i + 2].as_known(),
+        };
+        let (Some(d), Some(k)) = (x[i + 2].as_known(), k) else {
+            out.push(cx.fresh());
+            continue;
+        };
+        let stride = c.strides.as_ref().and_then(|s| s.get(i).copied()).unwrap_or(1).max(1);
+        let dil = c.dilations.as_ref().and_then(|s| s.get(i).copied()).unwrap_or(1);
+        let span = dil * (k - 1) + 1;
+        let size = match c.auto_pad.as_slice() {
+            b"SAME_UPPER" | b"SAME_LOWER" => (d + stride - 1) / stride,
+            b"VALID" => (d - span) / stride + 1,
+            _ => {
+                let pads = c.pads.as_ref();
+                let pad = pads.and_then(|p| Some(p.get(i)? + p.get(i + n)?)).unwrap_or(0);
+                (d + pad - span) / stride + 1
+            }
+        };
+        out.push(Dim::known(size));
     }
     Ok(out)
 }

@@ -186,6 +186,23 @@ pub struct Split {
     pub num_outputs: Option<i64>,
 }
 
+/// `Conv` (N-D, NCHW layout).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv {
+    /// `NOTSET`, `SAME_UPPER`, `SAME_LOWER` or `VALID`.
+    pub auto_pad: Vec<u8>,
+    /// Dilations, when given.
+    pub dilations: Option<Vec<i64>>,
+    /// Channel groups.
+    pub group: i64,
+    /// Kernel shape, when given (else taken from the weight).
+    pub kernel_shape: Option<Vec<i64>>,
+    /// Pads, begins then ends, when given.
+    pub pads: Option<Vec<i64>>,
+    /// Strides, when given.
+    pub strides: Option<Vec<i64>>,
+}
+
 /// `Cast`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cast {
@@ -217,6 +234,8 @@ pub enum Op {
     MatMul,
     /// `Gemm`.
     Gemm(Gemm),
+    /// `Conv`.
+    Conv(Conv),
     /// One-input elementwise op.
     Unary(UnaryOp),
     /// Two-input broadcasting elementwise op.
@@ -412,6 +431,14 @@ impl Op {
                 trans_b: r.bool("transB", false)?,
             }),
             "Where" => Op::Where,
+            "Conv" => Op::Conv(Conv {
+                auto_pad: r.string("auto_pad")?.unwrap_or(b"NOTSET").to_vec(),
+                dilations: r.ints("dilations")?,
+                group: r.int("group")?.unwrap_or(1),
+                kernel_shape: r.ints("kernel_shape")?,
+                pads: r.ints("pads")?,
+                strides: r.ints("strides")?,
+            }),
             "Softmax" if opset >= 1 => Op::Softmax(Softmax {
                 axis: r.int("axis")?.unwrap_or(if opset >= 13 { -1 } else { 1 }),
                 coerce_2d: opset < 13,
@@ -499,6 +526,7 @@ impl Op {
         match self {
             Op::MatMul => "MatMul",
             Op::Gemm(_) => "Gemm",
+            Op::Conv(_) => "Conv",
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
             Op::Where => "Where",
@@ -550,6 +578,26 @@ impl Op {
                 }
                 if g.trans_b {
                     put("transB", Attr::Int(1));
+                }
+            }
+            Op::Conv(c) => {
+                if c.auto_pad != b"NOTSET" {
+                    put("auto_pad", Attr::Str(c.auto_pad.clone()));
+                }
+                if let Some(d) = &c.dilations {
+                    put("dilations", Attr::Ints(d.clone()));
+                }
+                if c.group != 1 {
+                    put("group", Attr::Int(c.group));
+                }
+                if let Some(k) = &c.kernel_shape {
+                    put("kernel_shape", Attr::Ints(k.clone()));
+                }
+                if let Some(p) = &c.pads {
+                    put("pads", Attr::Ints(p.clone()));
+                }
+                if let Some(st) = &c.strides {
+                    put("strides", Attr::Ints(st.clone()));
                 }
             }
             Op::Softmax(s) => put("axis", Attr::Int(s.axis)),
@@ -639,7 +687,7 @@ impl Op {
         const ANY: usize = usize::MAX;
         match self {
             Op::MatMul => (2, 2, 1, 1),
-            Op::Gemm(_) => (2, 3, 1, 1),
+            Op::Gemm(_) | Op::Conv(_) => (2, 3, 1, 1),
             Op::Unary(_)
             | Op::Softmax(_)
             | Op::Gelu(_)

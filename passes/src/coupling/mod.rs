@@ -1,0 +1,358 @@
+//! Coupling analysis: which weight slices must be removed together.
+//!
+//! Every node's [`axis_relations`] are applied to index spaces ("atoms") of the
+//! `(value, axis)` slots: identity and contraction unify, reshapes relate
+//! products, split/concat/slice relate concatenations, and normalised, reduced,
+//! indexed, opaque and interface axes are pinned. After all relations, each
+//! leaf index space that some weight carries and nothing pins is a **coupling
+//! group**: removing index `i` of the leaf from every slice that carries it is
+//! exact. No architecture is named anywhere: GPT-2's fused `c_attn`, GQA's
+//! repeated heads and RoPE's half rotation fall out of the op rules.
+
+mod atoms;
+
+use atoms::{AtomId, Atoms, Refine};
+use ecospac_ir::axes::{axis_relations, AxisRel, Part, PinReason, Port, Slot};
+use ecospac_ir::infer::{propagate, Fact, SymSource};
+use ecospac_ir::{EntityId, Model, NodeId, Op, SymId, ValueId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// How a weight slice takes part in a group.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// The axis is an output of the product (columns of `x @ W`, a bias).
+    Writer,
+    /// The axis is contracted (rows of `x @ W`).
+    Reader,
+}
+
+/// One weight axis in a group.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The initializer.
+    pub value: ValueId,
+    /// The node and input position reading it: constants are analysed per use,
+    /// so a tensor shared by several nodes (exporters merge equal constants)
+    /// does not couple them; the slicer gives each use its own copy.
+    pub reader: Option<(NodeId, usize)>,
+    /// Its axis.
+    pub axis: usize,
+    /// Writer or reader.
+    pub role: Role,
+    /// For each index of the group, the positions along `axis` that carry it
+    /// (one per copy, e.g. per attention head).
+    pub positions: Vec<Vec<u32>>,
+}
+
+/// A set of weight slices whose aligned indices are removed together.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// Size of the group's index space.
+    pub size: usize,
+    /// The slices.
+    pub members: Vec<Member>,
+}
+
+impl Group {
+    /// Copies of the index space in the weights (heads × pairs), the largest over members.
+    pub fn copies(&self) -> usize {
+        self.members.iter().map(|m| m.positions.first().map_or(0, Vec::len)).max().unwrap_or(0)
+    }
+    /// Parameters one index of the group accounts for (elements of every slice through it).
+    pub fn cost_per_index(&self, model: &Model) -> u64 {
+        self.members
+            .iter()
+            .map(|m| {
+                let t = model.graph.value(m.value).constant.as_ref().map_or(0, |t| {
+                    let other: i64 = t.dims.iter().enumerate().filter(|&(k, _)| k != m.axis).map(|(_, &d)| d).product();
+                    other as u64
+                });
+                t * m.positions.first().map_or(0, |p| p.len() as u64)
+            })
+            .sum()
+    }
+}
+
+/// A weight axis that no group may change, and why.
+#[derive(Clone, Debug)]
+pub struct PinnedAxis {
+    /// The initializer.
+    pub value: ValueId,
+    /// The node and input position reading it.
+    pub reader: Option<(NodeId, usize)>,
+    /// Its axis.
+    pub axis: usize,
+    /// Why (from every leaf of the axis).
+    pub reasons: Vec<PinReason>,
+}
+
+/// The result of the analysis.
+#[derive(Clone, Debug, Default)]
+pub struct Coupling {
+    /// Prunable groups, in the order their first weight appears.
+    pub groups: Vec<Group>,
+    /// Float weight axes that are pinned.
+    pub pinned: Vec<PinnedAxis>,
+}
+
+struct Scratch(usize);
+
+impl SymSource for Scratch {
+    fn fresh(&mut self) -> SymId {
+        self.0 += 1;
+        SymId::new(self.0)
+    }
+}
+
+/// Element `i` of an axis: the leaves and their indices that make it up.
+type Element = Vec<(AtomId, u32)>;
+
+/// A slot: a value's axis, for constants one per use.
+type SlotKey = (ValueId, usize, Option<(NodeId, usize)>);
+
+struct Analysis {
+    atoms: Atoms,
+    slots: HashMap<SlotKey, AtomId>,
+}
+
+impl Analysis {
+    fn slot(&mut self, facts: &[Option<Fact>], v: ValueId, axis: usize, reader: Option<(NodeId, usize)>) -> Option<AtomId> {
+        if let Some(&a) = self.slots.get(&(v, axis, reader)) {
+            return Some(a);
+        }
+        let dim = facts[v.index()].as_ref()?.ty.as_ref()?.shape.as_ref()?.get(axis)?.clone();
+        let a = self.atoms.fresh(dim);
+        self.slots.insert((v, axis, reader), a);
+        Some(a)
+    }
+
+    /// Every element of an atom, when its size is known.
+    fn elements(&mut self, a: AtomId, outer: &mut BTreeSet<AtomId>) -> Option<Vec<Element>> {
+        match self.atoms.refinement(a) {
+            None => {
+                let n = self.atoms.size(a).as_known()?;
+                let r = self.atoms.find(a);
+                Some((0..n as u32).map(|i| vec![(r, i)]).collect())
+            }
+            Some(Refine::Concat(c)) => {
+                let mut out = Vec::new();
+                for x in c {
+                    out.extend(self.elements(x, outer)?);
+                }
+                Some(out)
+            }
+            Some(Refine::Product(c)) => {
+                let last_big = c.iter().rposition(|&x| self.atoms.size(x).as_known() != Some(1));
+                let mut out: Vec<Element> = vec![vec![]];
+                for (k, &x) in c.iter().enumerate() {
+                    let inner = self.elements(x, outer)?;
+                    if last_big.is_some_and(|l| k < l) {
+                        for e in &inner {
+                            outer.extend(e.iter().map(|&(leaf, _)| leaf));
+                        }
+                    }
+                    out = out.iter().flat_map(|e| inner.iter().map(move |t| [e.as_slice(), t].concat())).collect();
+                }
+                Some(out)
+            }
+        }
+    }
+}
+
+/// For values that are an initializer seen through layout-only ops, the
+/// initializer and the map from the value's axes to its axes.
+fn weight_views(model: &Model) -> HashMap<ValueId, (ValueId, Vec<usize>)> {
+    let g = &model.graph;
+    let mut views: HashMap<ValueId, (ValueId, Vec<usize>)> = HashMap::new();
+    for &v in &g.initializers {
+        if let Some(t) = &g.value(v).constant {
+            views.insert(v, (v, (0..t.dims.len()).collect()));
+        }
+    }
+    for (_, node) in g.nodes() {
+        let (Some(Some(i)), Some(Some(o))) = (node.inputs.first(), node.outputs.first()) else { continue };
+        let Some((w, map)) = views.get(i).cloned() else { continue };
+        let mapped = match &node.op {
+            Op::Transpose { perm } => {
+                let perm: Vec<usize> = match perm {
+                    Some(p) => p.iter().map(|&x| x as usize).collect(),
+                    None => (0..map.len()).rev().collect(),
+                };
+                perm.iter().map(|&p| map.get(p).copied()).collect::<Option<Vec<_>>>()
+            }
+            Op::Cast(_) | Op::Unary(ecospac_ir::op::UnaryOp::Identity) => Some(map),
+            _ => None,
+        };
+        if let Some(m) = mapped {
+            views.insert(*o, (w, m));
+        }
+    }
+    views
+}
+
+/// Runs the analysis on a model whose shapes can be inferred.
+pub fn analyze(model: &Model) -> Coupling {
+    let g = &model.graph;
+    let (facts, _) = propagate(g, &mut Scratch(g.symbols().count() + (1 << 20)));
+    let mut an = Analysis { atoms: Atoms::default(), slots: HashMap::new() };
+    let views = weight_views(model);
+    let mut readers: BTreeSet<(ValueId, usize)> = BTreeSet::new();
+
+    for &v in g.inputs.iter().chain(&g.outputs) {
+        let rank = facts[v.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
+        for axis in 0..rank {
+            if let Some(a) = an.slot(&facts, v, axis, None) {
+                an.atoms.pin(a, PinReason::Interface);
+            }
+        }
+    }
+    let is_const: Vec<bool> = (0..g.num_values()).map(|i| g.value(ValueId::new(i)).constant.is_some()).collect();
+    let mut uses: Vec<(ValueId, NodeId, usize)> = Vec::new();
+    for (id, node) in g.nodes() {
+        let fact_of = |v: &Option<ValueId>| v.and_then(|v| facts[v.index()].clone());
+        let ins: Vec<Option<Fact>> = node.inputs.iter().map(fact_of).collect();
+        let outs: Vec<Option<Fact>> = node.outputs.iter().map(fact_of).collect();
+        for (i, v) in node.inputs.iter().enumerate() {
+            if let Some(v) = v.filter(|v| is_const[v.index()]) {
+                uses.push((v, id, i));
+            }
+        }
+        let value_of = |s: Slot| match s.port {
+            Port::In(i) => node.inputs.get(i).copied().flatten(),
+            Port::Out(o) => node.outputs.get(o).copied().flatten(),
+        };
+        let reader_of = |s: Slot| match s.port {
+            Port::In(i) if node.inputs.get(i).copied().flatten().is_some_and(|v| is_const[v.index()]) => Some((id, i)),
+            _ => None,
+        };
+        for rel in axis_relations(&node.op, &ins, &outs) {
+            let atom = |an: &mut Analysis, s: Slot| value_of(s).and_then(|v| an.slot(&facts, v, s.axis, reader_of(s)));
+            match rel {
+                AxisRel::Same(a, b) => {
+                    if let (Some(x), Some(y)) = (atom(&mut an, a), atom(&mut an, b)) {
+                        an.atoms.unify(x, y);
+                    }
+                }
+                AxisRel::Contract(a, b) => {
+                    for s in [a, b] {
+                        if let Some((w, map)) = value_of(s).and_then(|v| views.get(&v)) {
+                            if let Some(&wa) = map.get(s.axis) {
+                                readers.insert((*w, wa));
+                            }
+                        }
+                    }
+                    if let (Some(x), Some(y)) = (atom(&mut an, a), atom(&mut an, b)) {
+                        an.atoms.unify(x, y);
+                    }
+                }
+                AxisRel::Product(xs, ys) => {
+                    let xa: Option<Vec<AtomId>> = xs.iter().map(|&s| atom(&mut an, s)).collect();
+                    let ya: Option<Vec<AtomId>> = ys.iter().map(|&s| atom(&mut an, s)).collect();
+                    let (Some(xa), Some(ya)) = (xa, ya) else { continue };
+                    let size = |an: &Analysis, l: &[AtomId]| l.iter().fold(ecospac_ir::Dim::known(1), |p, &a| p.mul(an.atoms.size(a)));
+                    let (mx, my) = (an.atoms.fresh(size(&an, &xa)), an.atoms.fresh(size(&an, &ya)));
+                    an.atoms.set_refine(mx, Refine::Product(xa));
+                    an.atoms.set_refine(my, Refine::Product(ya));
+                    an.atoms.unify(mx, my);
+                }
+                AxisRel::Concat { whole, parts } => {
+                    let Some(w) = atom(&mut an, whole) else { continue };
+                    let mut pa = Vec::new();
+                    let mut total = Some(0i64);
+                    for p in parts {
+                        let a = match p {
+                            Part::Slot(s) => atom(&mut an, s),
+                            Part::Gap(n) => Some(an.atoms.fresh(ecospac_ir::Dim::known(n))),
+                        };
+                        let Some(a) = a else { break };
+                        total = total.and_then(|t| Some(t + an.atoms.size(a).as_known()?));
+                        pa.push(a);
+                    }
+                    match total {
+                        Some(t) if pa.len() > 1 => {
+                            let m = an.atoms.fresh(ecospac_ir::Dim::known(t));
+                            an.atoms.set_refine(m, Refine::Concat(pa));
+                            an.atoms.unify(m, w);
+                        }
+                        Some(_) if pa.len() == 1 => an.atoms.unify(pa[0], w),
+                        _ => {
+                            an.atoms.pin(w, PinReason::UnknownShape);
+                            for a in pa {
+                                an.atoms.pin(a, PinReason::UnknownShape);
+                            }
+                        }
+                    }
+                }
+                AxisRel::Pin(s, why) => {
+                    if let Some(x) = atom(&mut an, s) {
+                        an.atoms.pin(x, why);
+                    }
+                }
+            }
+        }
+    }
+
+    // Expand every float weight axis into leaves.
+    let mut outer = BTreeSet::new();
+    let mut expansions: Vec<(ValueId, Option<(NodeId, usize)>, usize, Vec<Element>)> = Vec::new();
+    for (v, node, i) in uses {
+        let Some(t) = &g.value(v).constant else { continue };
+        if !t.dtype.is_float() {
+            continue;
+        }
+        for axis in 0..t.dims.len() {
+            let Some(a) = an.slot(&facts, v, axis, Some((node, i))) else { continue };
+            if let Some(e) = an.elements(a, &mut outer) {
+                expansions.push((v, Some((node, i)), axis, e));
+            }
+        }
+    }
+    // Outer factors of any product (heads) are not pruned in this version.
+    for id in 0..an.atoms_len() {
+        if let Some(Refine::Product(_)) = an.atoms.refinement(id) {
+            let _ = an.elements(id, &mut outer);
+        }
+    }
+    let mut groups: BTreeMap<AtomId, Group> = BTreeMap::new();
+    let mut order: Vec<AtomId> = Vec::new();
+    let mut pinned = Vec::new();
+    for (v, reader, axis, elems) in expansions {
+        let mut leaves: BTreeMap<AtomId, Vec<Vec<u32>>> = BTreeMap::new();
+        let mut reasons: Vec<PinReason> = Vec::new();
+        for (pos, e) in elems.iter().enumerate() {
+            for &(leaf, i) in e {
+                let pins = an.atoms.pins(leaf);
+                let size = an.atoms.size(leaf).as_known().unwrap_or(0);
+                if !pins.is_empty() || outer.contains(&leaf) || size < 2 {
+                    for p in pins {
+                        if !reasons.contains(&p) {
+                            reasons.push(p);
+                        }
+                    }
+                    continue;
+                }
+                let slots = leaves.entry(leaf).or_insert_with(|| vec![Vec::new(); size as usize]);
+                slots[i as usize].push(pos as u32);
+            }
+        }
+        if leaves.is_empty() {
+            pinned.push(PinnedAxis { value: v, reader, axis, reasons });
+            continue;
+        }
+        let role = if readers.contains(&(v, axis)) { Role::Reader } else { Role::Writer };
+        for (leaf, positions) in leaves {
+            let group = groups.entry(leaf).or_insert_with(|| {
+                order.push(leaf);
+                Group { size: positions.len(), members: Vec::new() }
+            });
+            group.members.push(Member { value: v, reader, axis, role, positions });
+        }
+    }
+    Coupling { groups: order.iter().filter_map(|l| groups.remove(l)).collect(), pinned }
+}
+
+impl Analysis {
+    fn atoms_len(&self) -> AtomId {
+        self.atoms.len()
+    }
+}
