@@ -193,7 +193,12 @@ fn inspect_groups(path: &Path, json: bool) -> Result<()> {
     }
     println!("{}: {} coupling groups", path.display(), coupling.groups.len());
     for (i, gr) in coupling.groups.iter().enumerate() {
-        println!("group {i}: {} indices x {} copies, {} parameters per index", gr.size, gr.copies(), gr.cost_per_index(&model));
+        println!(
+            "group {i}: {} indices x {} copies, {} parameters per index",
+            gr.size,
+            gr.copies(),
+            gr.cost_per_index(&model)
+        );
         for m in &gr.members {
             let copies = m.positions.first().map_or(0, Vec::len);
             println!("    {:6} {} axis {} ({} per index)", role(m.role), name(m.value), m.axis, copies);
@@ -202,7 +207,12 @@ fn inspect_groups(path: &Path, json: bool) -> Result<()> {
     println!("pinned weight axes:");
     for p in &coupling.pinned {
         let why: Vec<&str> = p.reasons.iter().map(|r| r.describe()).collect();
-        println!("    {} axis {}: {}", name(p.value), p.axis, if why.is_empty() { "size 1 or outer factor (heads)".to_string() } else { why.join("; ") });
+        println!(
+            "    {} axis {}: {}",
+            name(p.value),
+            p.axis,
+            if why.is_empty() { "size 1 or outer factor (heads)".to_string() } else { why.join("; ") }
+        );
     }
     Ok(())
 }

@@ -196,7 +196,11 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
     let in_shape = |i: usize| shape(ins.get(i).and_then(Option::as_ref));
     let out_shape = |i: usize| shape(outs.get(i).and_then(Option::as_ref));
     let Some(o0) = out_shape(0) else {
-        return pin_all(ins, outs, if matches!(op, Op::Opaque(_)) { PinReason::Opaque } else { PinReason::UnknownShape });
+        return pin_all(
+            ins,
+            outs,
+            if matches!(op, Op::Opaque(_)) { PinReason::Opaque } else { PinReason::UnknownShape },
+        );
     };
     match op {
         Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) | Op::Gelu(_) | Op::Expand => {
@@ -245,8 +249,11 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                 None => ins.get(1).and_then(Option::as_ref).and_then(Fact::known_ints),
             };
             let Some(axes) = axes else { return pin_all(ins, outs, PinReason::Reduced) };
-            let axes: Vec<usize> =
-                if axes.is_empty() { (0..s.len()).collect() } else { axes.iter().filter_map(|&a| norm_axis(a, s.len()).ok()).collect() };
+            let axes: Vec<usize> = if axes.is_empty() {
+                (0..s.len()).collect()
+            } else {
+                axes.iter().filter_map(|&a| norm_axis(a, s.len()).ok()).collect()
+            };
             let mut k = 0;
             for j in 0..s.len() {
                 if axes.contains(&j) {
@@ -261,7 +268,9 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             }
         }
         Op::MatMul | Op::Gemm(_) => {
-            let (Some(a), Some(b)) = (in_shape(0), in_shape(1)) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let (Some(a), Some(b)) = (in_shape(0), in_shape(1)) else {
+                return pin_all(ins, outs, PinReason::UnknownShape);
+            };
             let (ta, tb) = match op {
                 Op::Gemm(g) => (g.trans_a, g.trans_b),
                 _ => (false, false),
@@ -282,7 +291,9 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             }
         }
         Op::Conv(c) => {
-            let (Some(x), Some(w)) = (in_shape(0), in_shape(1)) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let (Some(x), Some(w)) = (in_shape(0), in_shape(1)) else {
+                return pin_all(ins, outs, PinReason::UnknownShape);
+            };
             r.push(same(0, 0, 0, 0));
             r.push(AxisRel::Same(Slot { port: Port::In(1), axis: 0 }, Slot { port: Port::Out(0), axis: 1 }));
             if in_shape(2).is_some() {
@@ -371,8 +382,16 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             let Some(s) = in_shape(0) else { return pin_all(ins, outs, PinReason::UnknownShape) };
             let known = |i: usize| ins.get(i).and_then(Option::as_ref).and_then(Fact::known_ints);
             let (starts, ends) = (known(1), known(2));
-            let axes = if ins.get(3).is_some_and(Option::is_some) { known(3) } else { starts.as_ref().map(|v| (0..v.len() as i64).collect()) };
-            let steps = if ins.get(4).is_some_and(Option::is_some) { known(4) } else { starts.as_ref().map(|v| vec![1; v.len()]) };
+            let axes = if ins.get(3).is_some_and(Option::is_some) {
+                known(3)
+            } else {
+                starts.as_ref().map(|v| (0..v.len() as i64).collect())
+            };
+            let steps = if ins.get(4).is_some_and(Option::is_some) {
+                known(4)
+            } else {
+                starts.as_ref().map(|v| vec![1; v.len()])
+            };
             let (Some(starts), Some(ends), Some(axes), Some(steps)) = (starts, ends, axes, steps) else {
                 return pin_all(ins, outs, PinReason::IrregularSlice);
             };
@@ -410,7 +429,9 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             }
         }
         Op::Gather { axis } => {
-            let (Some(d), Some(i)) = (in_shape(0), in_shape(1)) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let (Some(d), Some(i)) = (in_shape(0), in_shape(1)) else {
+                return pin_all(ins, outs, PinReason::UnknownShape);
+            };
             let Ok(a) = norm_axis(*axis, d.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
             r.push(pin(0, a, PinReason::Indexed));
             for j in 0..a {

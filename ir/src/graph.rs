@@ -139,6 +139,13 @@ impl Graph {
     pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
         self.order.iter().map(|&id| (id, &self.nodes[id]))
     }
+    /// Adds a node placed just before `before` in the order.
+    pub fn insert_node_before(&mut self, node: Node, before: NodeId) -> NodeId {
+        let id = self.nodes.push(node);
+        let at = self.order.iter().position(|&n| n == before).unwrap_or(self.order.len());
+        self.order.insert(at, id);
+        id
+    }
     /// Removes nodes from the order (their ids stay unused).
     pub fn remove_nodes(&mut self, dead: &[NodeId]) {
         self.order.retain(|id| !dead.contains(id));

@@ -136,3 +136,39 @@ impl Pass for EliminateDeadNodes {
         Ok(if dead.is_empty() && g.initializers.len() == before { Changed::No } else { Changed::Yes })
     }
 }
+
+/// Turns `Constant` nodes holding float tensors into initializers, so that the
+/// coupling analysis and the slicer treat them like any other constant
+/// (TorchScript exports keep RoPE's `inv_freq` in such a node).
+pub struct HoistConstants;
+
+impl Pass for HoistConstants {
+    fn name(&self) -> &'static str {
+        "hoist-constants"
+    }
+    fn doc(&self) -> &'static str {
+        "turns float Constant nodes into initializers"
+    }
+    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+        let g = &mut model.graph;
+        let mut hoisted = Vec::new();
+        for (id, node) in g.nodes() {
+            if let (Op::Constant { value, .. }, [Some(out)]) = (&node.op, node.outputs.as_slice()) {
+                if value.dtype.is_float() && value.numel() > 1 {
+                    hoisted.push((id, *out, value.clone()));
+                }
+            }
+        }
+        if hoisted.is_empty() {
+            return Ok(Changed::No);
+        }
+        let ids: Vec<NodeId> = hoisted.iter().map(|h| h.0).collect();
+        g.remove_nodes(&ids);
+        for (_, v, mut t) in hoisted {
+            t.origin = None;
+            g.value_mut(v).constant = Some(t);
+            g.initializers.push(v);
+        }
+        Ok(Changed::Yes)
+    }
+}

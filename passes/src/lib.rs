@@ -9,7 +9,8 @@ pub mod coupling;
 mod fold;
 mod infer_shapes;
 mod manager;
+pub mod prune;
 
-pub use fold::{EliminateDeadNodes, FoldShapeConstants};
+pub use fold::{EliminateDeadNodes, FoldShapeConstants, HoistConstants};
 pub use infer_shapes::InferShapes;
 pub use manager::{pass_by_name, Changed, Pass, PassError, PassManager, PassTiming, PASS_NAMES};

@@ -50,7 +50,7 @@ pub enum PassError {
 }
 
 /// Every registered pass, in the order a default pipeline would run them.
-pub const PASS_NAMES: &[&str] = &["infer-shapes", "fold-shape-constants", "eliminate-dead-nodes"];
+pub const PASS_NAMES: &[&str] = &["infer-shapes", "fold-shape-constants", "hoist-constants", "eliminate-dead-nodes"];
 
 /// Looks a pass up by its registered name.
 pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>, PassError> {
@@ -58,6 +58,7 @@ pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>, PassError> {
         "infer-shapes" => Box::new(crate::InferShapes),
         "fold-shape-constants" => Box::new(crate::FoldShapeConstants),
         "eliminate-dead-nodes" => Box::new(crate::EliminateDeadNodes),
+        "hoist-constants" => Box::new(crate::HoistConstants),
         other => return Err(PassError::Unknown(other.to_string())),
     })
 }

@@ -146,7 +146,9 @@ impl Atoms {
             (Some(r), None) | (None, Some(r)) => {
                 let (bare, _) = if self.refinement(ra).is_none() { (ra, rb) } else { (rb, ra) };
                 let copy = match &r {
-                    Refine::Product(c) => Refine::Product(c.iter().map(|&x| self.fresh(self.size(x).clone())).collect()),
+                    Refine::Product(c) => {
+                        Refine::Product(c.iter().map(|&x| self.fresh(self.size(x).clone())).collect())
+                    }
                     Refine::Concat(c) => Refine::Concat(c.iter().map(|&x| self.fresh(self.size(x).clone())).collect()),
                 };
                 self.set_refine(bare, copy);

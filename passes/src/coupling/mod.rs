@@ -47,6 +47,8 @@ pub struct Member {
 /// A set of weight slices whose aligned indices are removed together.
 #[derive(Clone, Debug)]
 pub struct Group {
+    /// The leaf index space.
+    pub(crate) leaf: AtomId,
     /// Size of the group's index space.
     pub size: usize,
     /// The slices.
@@ -87,12 +89,43 @@ pub struct PinnedAxis {
 }
 
 /// The result of the analysis.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct Coupling {
     /// Prunable groups, in the order their first weight appears.
     pub groups: Vec<Group>,
     /// Float weight axes that are pinned.
     pub pinned: Vec<PinnedAxis>,
+    analysis: Analysis,
+}
+
+impl Coupling {
+    /// Which old positions of `value`'s `axis` survive when the groups drop the
+    /// given indices (`removed[g]` for group `g`); `None` when nothing on the axis changes.
+    /// `reader` names the node and input for constants, which are analysed per use.
+    pub fn keep_mask(
+        &mut self,
+        value: ValueId,
+        axis: usize,
+        reader: Option<(NodeId, usize)>,
+        removed: &[Vec<u32>],
+    ) -> Option<Vec<bool>> {
+        let slots = &self.analysis.slots;
+        let atom = *slots.get(&(value, axis, reader)).or_else(|| slots.get(&(value, axis, None)))?;
+        let gone: std::collections::HashSet<(AtomId, u32)> =
+            self.groups.iter().zip(removed).flat_map(|(g, r)| r.iter().map(move |&i| (g.leaf, i))).collect();
+        let mut outer = BTreeSet::new();
+        let elems = self.analysis.elements(atom, &mut outer)?;
+        let mut changed = false;
+        let mask = elems
+            .iter()
+            .map(|e| {
+                let keep = !e.iter().any(|&(leaf, i)| gone.contains(&(self.analysis.atoms.find(leaf), i)));
+                changed |= !keep;
+                keep
+            })
+            .collect();
+        changed.then_some(mask)
+    }
 }
 
 struct Scratch(usize);
@@ -107,16 +140,26 @@ impl SymSource for Scratch {
 /// Element `i` of an axis: the leaves and their indices that make it up.
 type Element = Vec<(AtomId, u32)>;
 
+/// The node and input position that reads a constant.
+type Reader = Option<(NodeId, usize)>;
+
 /// A slot: a value's axis, for constants one per use.
 type SlotKey = (ValueId, usize, Option<(NodeId, usize)>);
 
+#[derive(Debug)]
 struct Analysis {
     atoms: Atoms,
     slots: HashMap<SlotKey, AtomId>,
 }
 
 impl Analysis {
-    fn slot(&mut self, facts: &[Option<Fact>], v: ValueId, axis: usize, reader: Option<(NodeId, usize)>) -> Option<AtomId> {
+    fn slot(
+        &mut self,
+        facts: &[Option<Fact>],
+        v: ValueId,
+        axis: usize,
+        reader: Option<(NodeId, usize)>,
+    ) -> Option<AtomId> {
         if let Some(&a) = self.slots.get(&(v, axis, reader)) {
             return Some(a);
         }
@@ -249,7 +292,9 @@ pub fn analyze(model: &Model) -> Coupling {
                     let xa: Option<Vec<AtomId>> = xs.iter().map(|&s| atom(&mut an, s)).collect();
                     let ya: Option<Vec<AtomId>> = ys.iter().map(|&s| atom(&mut an, s)).collect();
                     let (Some(xa), Some(ya)) = (xa, ya) else { continue };
-                    let size = |an: &Analysis, l: &[AtomId]| l.iter().fold(ecospac_ir::Dim::known(1), |p, &a| p.mul(an.atoms.size(a)));
+                    let size = |an: &Analysis, l: &[AtomId]| {
+                        l.iter().fold(ecospac_ir::Dim::known(1), |p, &a| p.mul(an.atoms.size(a)))
+                    };
                     let (mx, my) = (an.atoms.fresh(size(&an, &xa)), an.atoms.fresh(size(&an, &ya)));
                     an.atoms.set_refine(mx, Refine::Product(xa));
                     an.atoms.set_refine(my, Refine::Product(ya));
@@ -294,7 +339,7 @@ pub fn analyze(model: &Model) -> Coupling {
 
     // Expand every float weight axis into leaves.
     let mut outer = BTreeSet::new();
-    let mut expansions: Vec<(ValueId, Option<(NodeId, usize)>, usize, Vec<Element>)> = Vec::new();
+    let mut expansions: Vec<(ValueId, Reader, usize, Vec<Element>)> = Vec::new();
     for (v, node, i) in uses {
         let Some(t) = &g.value(v).constant else { continue };
         if !t.dtype.is_float() {
@@ -343,12 +388,12 @@ pub fn analyze(model: &Model) -> Coupling {
         for (leaf, positions) in leaves {
             let group = groups.entry(leaf).or_insert_with(|| {
                 order.push(leaf);
-                Group { size: positions.len(), members: Vec::new() }
+                Group { leaf, size: positions.len(), members: Vec::new() }
             });
             group.members.push(Member { value: v, reader, axis, role, positions });
         }
     }
-    Coupling { groups: order.iter().filter_map(|l| groups.remove(l)).collect(), pinned }
+    Coupling { groups: order.iter().filter_map(|l| groups.remove(l)).collect(), pinned, analysis: an }
 }
 
 impl Analysis {

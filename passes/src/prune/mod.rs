@@ -1,0 +1,127 @@
+//! Budgeted coupled pruning: scores → a [`SlicePlan`] → a sliced model.
+
+mod importance;
+mod slice;
+
+pub use importance::{scores, Criterion};
+pub use slice::{apply_plan, mask_plan, SliceError};
+
+use crate::coupling::Coupling;
+use ecospac_ir::Model;
+
+/// How the kept count is spread over groups.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allocation {
+    /// Every group keeps the same fraction.
+    Uniform,
+    /// One ranking of scores normalised per group.
+    Global,
+}
+
+/// Settings of a plan.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PlanOptions {
+    /// Fraction of the prunable parameters to keep.
+    pub budget: f64,
+    /// Scoring.
+    pub criterion: Criterion,
+    /// Spreading.
+    pub allocation: Allocation,
+    /// Kept counts are multiples of this where the group is at least twice as large.
+    pub align: usize,
+    /// Seed of the random criterion.
+    pub seed: u64,
+}
+
+/// What to keep: plain data, written and read as JSON.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SlicePlan {
+    /// Per group (in analysis order): its size and the kept indices, sorted.
+    pub groups: Vec<GroupPlan>,
+}
+
+/// The plan of one group.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupPlan {
+    /// Size of the index space.
+    pub size: usize,
+    /// Kept indices, sorted.
+    pub kept: Vec<u32>,
+    /// The weights it slices (names, for reading the plan).
+    pub weights: Vec<String>,
+}
+
+impl SlicePlan {
+    /// Removed indices per group.
+    pub fn removed(&self) -> Vec<Vec<u32>> {
+        self.groups.iter().map(|g| (0..g.size as u32).filter(|i| g.kept.binary_search(i).is_err()).collect()).collect()
+    }
+    /// A plan that keeps `kept[g]` of each group.
+    pub fn from_kept(model: &Model, coupling: &Coupling, kept: Vec<Vec<u32>>) -> SlicePlan {
+        let groups = coupling
+            .groups
+            .iter()
+            .zip(kept)
+            .map(|(g, mut k)| {
+                k.sort_unstable();
+                k.dedup();
+                let mut weights: Vec<String> =
+                    g.members.iter().map(|m| model.graph.value(m.value).name.clone()).collect();
+                weights.dedup();
+                GroupPlan { size: g.size, kept: k, weights }
+            })
+            .collect();
+        SlicePlan { groups }
+    }
+}
+
+fn aligned(count: usize, size: usize, align: usize) -> usize {
+    let a = if align > 1 && size >= 2 * align { align } else { 1 };
+    count.div_ceil(a).saturating_mul(a).clamp(a, size)
+}
+
+/// Chooses what to keep under the budget.
+pub fn plan(model: &Model, coupling: &Coupling, opts: &PlanOptions) -> SlicePlan {
+    let scores = scores(model, coupling, opts.criterion, opts.seed);
+    let counts: Vec<usize> = match opts.allocation {
+        Allocation::Uniform => coupling
+            .groups
+            .iter()
+            .map(|g| aligned((opts.budget * g.size as f64).ceil() as usize, g.size, opts.align))
+            .collect(),
+        Allocation::Global => {
+            // Normalise per group (log-score minus the group mean), then keep the best
+            // indices until the kept parameters reach the budget.
+            let costs: Vec<u64> = coupling.groups.iter().map(|g| g.cost_per_index(model)).collect();
+            let total: u64 = coupling.groups.iter().zip(&costs).map(|(g, c)| c * g.size as u64).sum();
+            let mut all: Vec<(f64, usize)> = Vec::new();
+            for (gi, s) in scores.iter().enumerate() {
+                let mean = s.iter().sum::<f64>() / s.len().max(1) as f64;
+                all.extend(s.iter().map(|x| (x - mean, gi)));
+            }
+            all.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut counts = vec![0usize; coupling.groups.len()];
+            let mut kept = 0u64;
+            for (_, gi) in all {
+                if kept as f64 >= opts.budget * total as f64 {
+                    break;
+                }
+                counts[gi] += 1;
+                kept += costs[gi];
+            }
+            counts.iter().zip(&coupling.groups).map(|(&c, g)| aligned(c, g.size, opts.align)).collect()
+        }
+    };
+    let kept = scores
+        .iter()
+        .zip(counts)
+        .map(|(s, n)| {
+            let mut idx: Vec<u32> = (0..s.len() as u32).collect();
+            idx.sort_by(|&a, &b| s[b as usize].total_cmp(&s[a as usize]).then(a.cmp(&b)));
+            idx.truncate(n);
+            idx
+        })
+        .collect();
+    SlicePlan::from_kept(model, coupling, kept)
+}

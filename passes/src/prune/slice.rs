@@ -1,0 +1,481 @@
+//! Applying a plan: physically (slice weights, rewrite the shape constants that
+//! encode sliced sizes) or as a mask (zero the removed slices, for the
+//! exactness check: sliced == masked original).
+
+use super::SlicePlan;
+use crate::coupling::Coupling;
+use ecospac_ir::infer::{propagate, Fact, SymSource};
+use ecospac_ir::{DType, EntityId, Model, NodeId, Op, SymId, Tensor, ValueId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Why a plan could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SliceError {
+    /// The plan was made for another graph.
+    #[error("the plan does not fit this model: {0}")]
+    Mismatch(String),
+    /// A size the slice changes is encoded in a way the slicer cannot rewrite.
+    #[error("node `{node}`: cannot rewrite {what}")]
+    Unrewritable {
+        /// The node.
+        node: String,
+        /// What.
+        what: String,
+    },
+}
+
+struct Scratch(usize);
+
+impl SymSource for Scratch {
+    fn fresh(&mut self) -> SymId {
+        self.0 += 1;
+        SymId::new(self.0)
+    }
+}
+
+/// A constant and the element changes one reader needs.
+type ConstantEdits = (ValueId, Vec<(usize, i64)>);
+
+/// Removed positions per (weight, reading node and input, axis).
+type Cuts = BTreeMap<(ValueId, Option<(NodeId, usize)>), BTreeMap<usize, BTreeSet<u32>>>;
+
+fn cuts(coupling: &Coupling, plan: &SlicePlan) -> Result<Cuts, SliceError> {
+    if plan.groups.len() != coupling.groups.len() {
+        return Err(SliceError::Mismatch(format!(
+            "{} groups in the plan, {} in the model",
+            plan.groups.len(),
+            coupling.groups.len()
+        )));
+    }
+    let removed = plan.removed();
+    let mut cuts: Cuts = BTreeMap::new();
+    for (gi, (g, gp)) in coupling.groups.iter().zip(&plan.groups).enumerate() {
+        if gp.size != g.size || gp.kept.iter().any(|&i| i as usize >= g.size) || gp.kept.is_empty() {
+            return Err(SliceError::Mismatch(format!(
+                "group {gi}: size {} vs {}, or kept indices out of range or empty",
+                gp.size, g.size
+            )));
+        }
+        for m in &g.members {
+            let set = cuts.entry((m.value, m.reader)).or_default().entry(m.axis).or_default();
+            for &i in &removed[gi] {
+                set.extend(m.positions[i as usize].iter().copied());
+            }
+        }
+    }
+    Ok(cuts)
+}
+
+/// Copies `t` keeping only `keep` positions of `axis`.
+fn gather_axis(t: &Tensor, axis: usize, keep: &[u32]) -> Tensor {
+    let size = t.dtype.size().unwrap_or(1);
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product::<usize>() * size;
+    let b = t.bytes();
+    let mut out = Vec::with_capacity(outer * keep.len() * inner);
+    for o in 0..outer {
+        for &p in keep {
+            let start = (o * dims[axis] + p as usize) * inner;
+            out.extend_from_slice(&b[start..start + inner]);
+        }
+    }
+    let mut new_dims = t.dims.clone();
+    new_dims[axis] = keep.len() as i64;
+    let mut n = Tensor::from_bytes(t.dtype, new_dims, out);
+    n.origin = t.origin.clone();
+    n
+}
+
+/// Copies `t` with the `zero` positions of `axis` set to zero.
+fn zero_axis(t: &Tensor, axis: usize, zero: &BTreeSet<u32>) -> Tensor {
+    let size = t.dtype.size().unwrap_or(1);
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    let inner: usize = dims[axis + 1..].iter().product::<usize>() * size;
+    let mut b = t.bytes().to_vec();
+    for (k, chunk) in b.chunks_mut(inner).enumerate() {
+        if zero.contains(&((k % dims[axis]) as u32)) {
+            chunk.fill(0);
+        }
+    }
+    let mut n = Tensor::from_bytes(t.dtype, t.dims.clone(), b);
+    n.origin = t.origin.clone();
+    n
+}
+
+fn uses(model: &Model) -> HashMap<ValueId, usize> {
+    let mut n = HashMap::new();
+    for (_, node) in model.graph.nodes() {
+        for v in node.inputs.iter().flatten() {
+            *n.entry(*v).or_default() += 1;
+        }
+    }
+    for &v in &model.graph.outputs {
+        *n.entry(v).or_default() += 1;
+    }
+    n
+}
+
+/// Puts `tensor` where `reader` reads `value`: in place when it is the only use,
+/// else as a new initializer for that use.
+fn replace_use(
+    model: &mut Model,
+    value: ValueId,
+    reader: Option<(NodeId, usize)>,
+    tensor: Tensor,
+    counts: &HashMap<ValueId, usize>,
+) {
+    match reader {
+        Some((node, i)) if counts.get(&value).copied().unwrap_or(0) > 1 => {
+            let name = format!("{}::ecospac{}", model.graph.value(value).name, model.graph.num_values());
+            let mut t = tensor;
+            t.origin = None;
+            let new = model.graph.add_initializer(name, t);
+            model.graph.node_mut(node).inputs[i] = Some(new);
+        }
+        _ => model.graph.value_mut(value).constant = Some(tensor),
+    }
+}
+
+/// Zeroes every removed slice: the masked original the sliced model must equal.
+pub fn mask_plan(model: &mut Model, coupling: &Coupling, plan: &SlicePlan) -> Result<(), SliceError> {
+    let counts = uses(model);
+    for ((value, reader), axes) in cuts(coupling, plan)? {
+        let Some(mut t) = model.graph.value(value).constant.clone() else { continue };
+        for (axis, zero) in axes {
+            t = zero_axis(&t, axis, &zero);
+        }
+        replace_use(model, value, reader, t, &counts);
+    }
+    Ok(())
+}
+
+/// Where a shape element comes from: a constant read by `reader` at input `input`.
+struct Source {
+    reader: NodeId,
+    input: usize,
+    constant: ValueId,
+    element: usize,
+}
+
+fn constant_of(model: &Model, producers: &[Option<NodeId>], v: ValueId) -> Option<Tensor> {
+    if let Some(t) = &model.graph.value(v).constant {
+        return Some(t.clone());
+    }
+    match &model.graph.node(producers[v.index()]?).op {
+        Op::Constant { value, .. } => Some(value.clone()),
+        _ => None,
+    }
+}
+
+/// Follows element `element` of the 1-D integer value read by `reader` at `input` back to a constant.
+fn locate(
+    model: &Model,
+    producers: &[Option<NodeId>],
+    facts: &[Option<Fact>],
+    reader: NodeId,
+    input: usize,
+    element: usize,
+) -> Option<Source> {
+    let v = model.graph.node(reader).inputs.get(input).copied().flatten()?;
+    if constant_of(model, producers, v).is_some() {
+        return Some(Source { reader, input, constant: v, element });
+    }
+    let p = producers[v.index()]?;
+    let node = model.graph.node(p);
+    match &node.op {
+        Op::Concat { .. } => {
+            let mut offset = 0;
+            for (j, x) in node.inputs.iter().enumerate() {
+                let len = facts[(*x)?.index()].as_ref()?.ints.as_ref()?.len();
+                if element < offset + len {
+                    return locate(model, producers, facts, p, j, element - offset);
+                }
+                offset += len;
+            }
+            None
+        }
+        Op::Unsqueeze { .. }
+        | Op::Squeeze { .. }
+        | Op::Reshape { .. }
+        | Op::Cast(_)
+        | Op::Unary(ecospac_ir::op::UnaryOp::Identity) => locate(model, producers, facts, p, 0, element),
+        // The exporters' `Where(shape == -1, 1, shape)`: follow the branch taken.
+        Op::Where => {
+            let cond = facts[node.inputs[0]?.index()].as_ref()?.known_ints()?;
+            let c = *cond.get(element).or(cond.first().filter(|_| cond.len() == 1))?;
+            locate(model, producers, facts, p, if c != 0 { 1 } else { 2 }, element)
+        }
+        _ => None,
+    }
+}
+
+/// Sets elements of the constant read by `reader` at `input`, giving the reader its own copy.
+fn rewrite(
+    model: &mut Model,
+    producers: &[Option<NodeId>],
+    reader: NodeId,
+    input: usize,
+    constant: ValueId,
+    changes: &[(usize, i64)],
+) -> bool {
+    let Some(t) = constant_of(model, producers, constant) else { return false };
+    let Some(mut vals) = t.to_i64s() else { return false };
+    for &(element, new) in changes {
+        match vals.get_mut(element) {
+            Some(v) => *v = new,
+            None => return false,
+        }
+    }
+    let bytes: Vec<u8> = match t.dtype {
+        DType::I64 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::I32 => vals.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
+        _ => return false,
+    };
+    let name = format!("{}::ecospac{}", model.graph.value(constant).name, model.graph.num_values());
+    let new_value = model.graph.add_initializer(name, Tensor::from_bytes(t.dtype, t.dims.clone(), bytes));
+    model.graph.node_mut(reader).inputs[input] = Some(new_value);
+    true
+}
+
+/// The inputs of a node that carry sizes (shape targets, slice bounds, split sizes).
+fn size_inputs(op: &Op) -> &'static [usize] {
+    match op {
+        Op::Reshape { .. } | Op::Expand | Op::Split(_) => &[1],
+        Op::ConstantOfShape { .. } => &[0],
+        Op::Slice => &[1, 2],
+        Op::Concat { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Cast(_) | Op::Where => {
+            &[0, 1, 2, 3, 4, 5, 6, 7]
+        }
+        _ => &[],
+    }
+}
+
+/// Gives every size-carrying input its own chain of shape ops, so that a size
+/// rewritten for one consumer does not change another's (dynamo exports share
+/// `Concat`s between the Q, K and V reshapes).
+fn unshare_shape_chains(model: &mut Model) {
+    let order: Vec<NodeId> = model.graph.order.clone();
+    for id in order {
+        unshare_inputs(model, id, 0);
+    }
+}
+
+fn unshare_inputs(model: &mut Model, id: NodeId, depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    let node = model.graph.node(id).clone();
+    let wanted = if depth == 0
+        && matches!(node.op, Op::Concat { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Cast(_) | Op::Where)
+    {
+        &[][..]
+    } else {
+        size_inputs(&node.op)
+    };
+    for &i in wanted {
+        let Some(Some(v)) = node.inputs.get(i).copied() else { continue };
+        let producers = model.graph.producers();
+        let Some(p) = producers[v.index()] else { continue };
+        let pn = model.graph.node(p).clone();
+        if !matches!(
+            pn.op,
+            Op::Concat { .. }
+                | Op::Unsqueeze { .. }
+                | Op::Squeeze { .. }
+                | Op::Reshape { .. }
+                | Op::Cast(_)
+                | Op::Where
+        ) {
+            continue;
+        }
+        let consumers = model.graph.consumers();
+        let target = if consumers[v.index()].len() > 1 {
+            let mut value = model.graph.value(v).clone();
+            value.name = format!("{}::ecospac{}", value.name, model.graph.num_values());
+            value.origin = None;
+            let nv = model.graph.add_value(value);
+            let mut clone = pn.clone();
+            clone.name = format!("{}::ecospac{}", pn.name, model.graph.num_values());
+            clone.outputs = vec![Some(nv)];
+            clone.origin = None;
+            let c = model.graph.insert_node_before(clone, id);
+            model.graph.node_mut(id).inputs[i] = Some(nv);
+            c
+        } else {
+            p
+        };
+        unshare_inputs(model, target, depth + 1);
+    }
+}
+
+/// Slices the model by the plan: weights, and the constants that encode sliced sizes.
+pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) -> Result<(), SliceError> {
+    let removed = plan.removed();
+    unshare_shape_chains(model);
+    let counts = uses(model);
+    let (facts, _) = propagate(&model.graph, &mut Scratch(model.graph.symbols().count() + (1 << 20)));
+    let producers = model.graph.producers();
+    // Sizes encoded in the graph: decide every rewrite against the unsliced graph.
+    let mut edits: Vec<(Source, i64)> = Vec::new();
+    let order: Vec<NodeId> = model.graph.order.clone();
+    for id in order {
+        let node = model.graph.node(id).clone();
+        let label = if node.name.is_empty() { format!("{id}") } else { node.name.clone() };
+        let need = |input: usize,
+                    element: usize,
+                    old: i64,
+                    new: i64,
+                    edits: &mut Vec<(Source, i64)>|
+         -> Result<(), SliceError> {
+            if old == new {
+                return Ok(());
+            }
+            match locate(model, &producers, &facts, id, input, element) {
+                Some(src) => {
+                    edits.push((src, new));
+                    Ok(())
+                }
+                None => Err(SliceError::Unrewritable {
+                    node: label.clone(),
+                    what: format!("element {element} of input {input} ({old} → {new})"),
+                }),
+            }
+        };
+        let fact = |v: Option<ValueId>| v.and_then(|v| facts[v.index()].clone());
+        match &node.op {
+            Op::Reshape { .. } | Op::Expand | Op::ConstantOfShape { .. } => {
+                let (Some(out), target_input) =
+                    (node.outputs[0], if matches!(node.op, Op::ConstantOfShape { .. }) { 0 } else { 1 })
+                else {
+                    continue;
+                };
+                let Some(target) = fact(node.inputs[target_input]).and_then(|f| f.ints) else { continue };
+                let target: Vec<i64> = target.iter().map(|d| d.as_known().unwrap_or(-1)).collect();
+                let out_rank =
+                    facts[out.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
+                let offset = out_rank.saturating_sub(target.len());
+                for (k, &t) in target.iter().enumerate() {
+                    if let Some(mask) = coupling.keep_mask(out, k + offset, None, &removed) {
+                        let new = mask.iter().filter(|&&b| b).count() as i64;
+                        if t > 1 && t as usize == mask.len() {
+                            need(target_input, k, t, new, &mut edits)?;
+                        }
+                    }
+                }
+            }
+            Op::Slice => {
+                let (Some(x), Some(starts), Some(ends)) = (
+                    node.inputs[0],
+                    fact(node.inputs[1]).and_then(|f| f.known_ints()),
+                    fact(node.inputs[2]).and_then(|f| f.known_ints()),
+                ) else {
+                    continue;
+                };
+                let axes = match node.inputs.get(3).copied().flatten() {
+                    Some(a) => fact(Some(a)).and_then(|f| f.known_ints()).unwrap_or_default(),
+                    None => (0..starts.len() as i64).collect(),
+                };
+                let rank = facts[x.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
+                for (k, &a) in axes.iter().enumerate() {
+                    let Ok(a) = ecospac_ir::infer::norm_axis(a, rank) else { continue };
+                    let Some(mask) = coupling.keep_mask(x, a, Some((id, 0)), &removed) else { continue };
+                    let d = mask.len() as i64;
+                    let (b, e) = ecospac_ir::infer::slice_bounds(starts[k], ends[k], 1, d);
+                    let count = |upto: i64| mask[..upto.clamp(0, d) as usize].iter().filter(|&&k| k).count() as i64;
+                    if starts[k] != 0 && starts[k] < d {
+                        need(1, k, starts[k], count(b), &mut edits)?;
+                    }
+                    if ends[k] < d {
+                        need(2, k, ends[k], count(e), &mut edits)?;
+                    }
+                }
+            }
+            Op::Split(sp) => {
+                let Some(x) = node.inputs[0] else { continue };
+                let rank = facts[x.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
+                let Ok(a) = ecospac_ir::infer::norm_axis(sp.axis, rank) else { continue };
+                let Some(mask) = coupling.keep_mask(x, a, Some((id, 0)), &removed) else { continue };
+                let sizes: Vec<i64> = node
+                    .outputs
+                    .iter()
+                    .map(|o| {
+                        o.and_then(|o| facts[o.index()].as_ref()?.ty.as_ref()?.shape.as_ref()?.get(a)?.as_known())
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                let mut start = 0usize;
+                let mut new_sizes = Vec::new();
+                for &s in &sizes {
+                    new_sizes.push(mask[start..start + s as usize].iter().filter(|&&k| k).count() as i64);
+                    start += s as usize;
+                }
+                if sp.split.is_some() {
+                    let mut op = sp.clone();
+                    op.split = Some(new_sizes);
+                    model.graph.node_mut(id).op = Op::Split(op);
+                } else if node.inputs.get(1).copied().flatten().is_some() {
+                    for (k, (&old, &new)) in sizes.iter().zip(&new_sizes).enumerate() {
+                        need(1, k, old, new, &mut edits)?;
+                    }
+                } else if new_sizes.windows(2).any(|w| w[0] != w[1]) {
+                    // An equal split (`num_outputs`) becomes one with explicit sizes.
+                    let name = format!("{label}::split_sizes");
+                    let sizes_value =
+                        model.graph.add_initializer(name, Tensor::from_i64s(vec![new_sizes.len() as i64], &new_sizes));
+                    let mut op = sp.clone();
+                    op.num_outputs = None;
+                    if model.default_opset() >= 13 {
+                        let n = model.graph.node_mut(id);
+                        n.op = Op::Split(op);
+                        n.inputs.truncate(1);
+                        n.inputs.push(Some(sizes_value));
+                    } else {
+                        op.split = Some(new_sizes);
+                        model.graph.node_mut(id).op = Op::Split(op);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // One copy per (reader, input) carrying all its element changes.
+    let mut by_use: BTreeMap<(NodeId, usize), ConstantEdits> = BTreeMap::new();
+    for (src, new) in edits {
+        by_use.entry((src.reader, src.input)).or_insert_with(|| (src.constant, Vec::new())).1.push((src.element, new));
+    }
+    for ((reader, input), (constant, changes)) in by_use {
+        if !rewrite(model, &producers, reader, input, constant, &changes) {
+            return Err(SliceError::Unrewritable {
+                node: model.graph.node(reader).name.clone(),
+                what: "a shape constant".into(),
+            });
+        }
+    }
+    // Declared types of sliced values.
+    let ids: Vec<ValueId> = model.graph.values().map(|(v, _)| v).collect();
+    for v in ids {
+        let Some(ty) = model.graph.value(v).declared.clone() else { continue };
+        let Some(mut shape) = ty.shape.clone() else { continue };
+        let mut changed = false;
+        for (k, d) in shape.iter_mut().enumerate() {
+            if let Some(mask) = coupling.keep_mask(v, k, None, &removed) {
+                *d = ecospac_ir::Dim::known(mask.iter().filter(|&&b| b).count() as i64);
+                changed = true;
+            }
+        }
+        if changed {
+            model.graph.value_mut(v).declared = Some(ecospac_ir::TensorTy::new(ty.dtype, shape));
+        }
+    }
+    // Weights last: the analysis above reads the unsliced graph.
+    for ((value, reader), axes) in cuts(coupling, plan)? {
+        let Some(mut t) = model.graph.value(value).constant.clone() else { continue };
+        for (axis, cut) in axes {
+            let keep: Vec<u32> = (0..t.dims[axis] as u32).filter(|p| !cut.contains(p)).collect();
+            t = gather_axis(&t, axis, &keep);
+        }
+        replace_use(model, value, reader, t, &counts);
+    }
+    Ok(())
+}
