@@ -39,9 +39,30 @@ enum Command {
         /// Where to write the result (never the input).
         #[arg(short, long)]
         output: PathBuf,
-        /// Fraction of prunable parameters to keep. Only 1.0 (no pruning) is available yet.
+        /// Fraction of the prunable (coupled) parameters to keep; 1.0 keeps the model as it is.
         #[arg(long, default_value_t = 1.0)]
         budget: f64,
+        /// Importance criterion: coupled (EcoSpa), uncoupled or random.
+        #[arg(long, default_value = "coupled")]
+        criterion: String,
+        /// Budget allocation: uniform (same fraction per group) or global (one ranking).
+        #[arg(long, default_value = "uniform")]
+        allocation: String,
+        /// Kept counts are multiples of this where a group is at least twice as large.
+        #[arg(long, default_value_t = 8)]
+        align: usize,
+        /// Seed for --criterion random.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the slice plan (JSON) here.
+        #[arg(long)]
+        emit_plan: Option<PathBuf>,
+        /// Apply this slice plan (JSON) instead of choosing one.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Write the compile report (JSON) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Passes to run, comma-separated (see `ecospac passes`).
         #[arg(long, value_delimiter = ',', default_value = "infer-shapes")]
         passes: Vec<String>,
@@ -70,8 +91,24 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json, text, groups: false } => inspect(&model, json, text),
         Command::Inspect { model, json, groups: true, .. } => inspect_groups(&model, json),
-        Command::Compile { model, output, budget, passes, dump_after, external_data, verify_each } => {
-            compile(&model, &output, budget, &passes, &dump_after, external_data, verify_each)
+        Command::Compile {
+            model,
+            output,
+            budget,
+            criterion,
+            allocation,
+            align,
+            seed,
+            emit_plan,
+            plan,
+            report,
+            passes,
+            dump_after,
+            external_data,
+            verify_each,
+        } => {
+            let prune = PruneArgs { budget, criterion, allocation, align, seed, emit_plan, plan, report };
+            compile(&model, &output, &prune, &passes, &dump_after, external_data, verify_each)
         }
         Command::Passes => {
             for name in ecospac_passes::PASS_NAMES {
@@ -224,20 +261,115 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The pruning settings of `compile`.
+struct PruneArgs {
+    budget: f64,
+    criterion: String,
+    allocation: String,
+    align: usize,
+    seed: u64,
+    emit_plan: Option<PathBuf>,
+    plan: Option<PathBuf>,
+    report: Option<PathBuf>,
+}
+
+fn float_params(model: &Model) -> u128 {
+    let g = &model.graph;
+    g.initializers
+        .iter()
+        .filter_map(|&v| g.value(v).constant.as_ref())
+        .filter(|t| t.dtype.is_float())
+        .map(|t| t.numel())
+        .sum()
+}
+
+/// Analyses, plans and slices; returns the report.
+fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
+    use ecospac_passes::prune::{apply_plan, plan, Allocation, Criterion, PlanOptions, SlicePlan};
+    let t0 = Instant::now();
+    PassManager::from_names(&["fold-shape-constants", "hoist-constants", "eliminate-dead-nodes", "infer-shapes"])?
+        .run(model)?;
+    let mut coupling = ecospac_passes::coupling::analyze(model);
+    let analysed = t0.elapsed();
+    eprintln!(
+        "coupling analysis: {} groups, {} pinned weight axes ({analysed:.2?})",
+        coupling.groups.len(),
+        coupling.pinned.len()
+    );
+    if coupling.groups.is_empty() {
+        bail!("nothing in this model can be pruned: every weight axis is pinned (see `ecospac inspect --groups`)");
+    }
+    let prunable: u64 = coupling.groups.iter().map(|g| g.cost_per_index(model) * g.size as u64).sum();
+    let slice_plan: SlicePlan = match &args.plan {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read plan {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a slice plan", p.display()))?
+        }
+        None => {
+            let criterion = Criterion::parse(&args.criterion)
+                .with_context(|| format!("unknown --criterion `{}` (coupled, uncoupled, random)", args.criterion))?;
+            let allocation = match args.allocation.as_str() {
+                "uniform" => Allocation::Uniform,
+                "global" => Allocation::Global,
+                other => bail!("unknown --allocation `{other}` (uniform, global)"),
+            };
+            let opts =
+                PlanOptions { budget: args.budget, criterion, allocation, align: args.align.max(1), seed: args.seed };
+            plan(model, &coupling, &opts)
+        }
+    };
+    if let Some(p) = &args.emit_plan {
+        write_atomically(p, serde_json::to_string_pretty(&slice_plan)?.as_bytes())?;
+    }
+    let kept_prunable: u64 = coupling
+        .groups
+        .iter()
+        .zip(&slice_plan.groups)
+        .map(|(g, p)| g.cost_per_index(model) * p.kept.len() as u64)
+        .sum();
+    let before = float_params(model);
+    let t1 = Instant::now();
+    apply_plan(model, &mut coupling, &slice_plan)?;
+    PassManager::from_names(&["infer-shapes", "eliminate-dead-nodes"])?
+        .verify_each(true)
+        .run(model)
+        .context("the sliced model")?;
+    let sliced = t1.elapsed();
+    let after = float_params(model);
+    eprintln!(
+        "kept {kept_prunable} of {prunable} prunable parameters ({:.3}); model {after} of {before} ({:.3}); sliced in {sliced:.2?}",
+        kept_prunable as f64 / prunable.max(1) as f64,
+        after as f64 / before.max(1) as f64
+    );
+    Ok(serde_json::json!({
+        "prunable_parameters": {"before": prunable, "after": kept_prunable},
+        "float_parameters": {"before": before as u64, "after": after as u64},
+        "groups": slice_plan.groups.iter().map(|g| serde_json::json!({"size": g.size, "kept": g.kept.len(), "weights": g.weights})).collect::<Vec<_>>(),
+        "pinned_weight_axes": coupling.pinned.len(),
+        "seconds": {"analysis": analysed.as_secs_f64(), "slice": sliced.as_secs_f64()},
+    }))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 fn compile(
     input: &Path,
     output: &Path,
-    budget: f64,
+    args: &PruneArgs,
     passes: &[String],
     dump_after: &[String],
     external: bool,
     verify_each: bool,
 ) -> Result<()> {
-    if !(budget > 0.0 && budget <= 1.0) {
-        bail!("--budget must be in (0, 1], got {budget}");
-    }
-    if budget < 1.0 {
-        bail!("pruning below --budget 1.0 is not implemented yet; this build only runs the identity pipeline");
+    if !(args.budget > 0.0 && args.budget <= 1.0) {
+        bail!("--budget must be in (0, 1], got {}", args.budget);
     }
     let mut data_out = output.as_os_str().to_owned();
     data_out.push(".data");
@@ -266,21 +398,25 @@ fn compile(
     for (pass, text) in pm.dumps() {
         println!("; after {pass}\n{text}");
     }
+    let report = if args.budget < 1.0 || args.plan.is_some() { Some(prune(&mut model, args)?) } else { None };
     let proof =
         verify(&model.graph).map_err(|e| anyhow::anyhow!("{e}")).context("the compiled graph does not verify")?;
     let t1 = Instant::now();
     let opts = ExportOptions { external_data: if external { ExternalData::Always } else { ExternalData::Auto } };
-    let report = export_onnx(&model, proof, output, &opts)?;
+    let written = export_onnx(&model, proof, output, &opts)?;
     eprintln!(
         "wrote {} ({} bytes{}) in {:.2?}",
-        report.model_path.display(),
-        report.model_bytes,
-        report.data_path.as_ref().map_or(String::new(), |p| format!(
+        written.model_path.display(),
+        written.model_bytes,
+        written.data_path.as_ref().map_or(String::new(), |p| format!(
             ", data {} ({} bytes)",
             p.display(),
-            report.data_bytes
+            written.data_bytes
         )),
         t1.elapsed()
     );
+    if let (Some(path), Some(r)) = (&args.report, report) {
+        write_atomically(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    }
     Ok(())
 }

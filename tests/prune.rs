@@ -150,3 +150,93 @@ fn exact_vit_torchscript() {
 fn exact_vit_dynamo() {
     exact_on("vit-dynamo.onnx");
 }
+
+/// An op outside the closed set pins the groups it touches; the rest still compile.
+#[test]
+fn unknown_op_pins_only_its_group() {
+    let src = fixture("bert-torchscript.onnx");
+    let mut proto = onnx_protobuf::Message::parse_from_bytes(&std::fs::read(&src).expect("read"))
+        .map(|m: onnx_protobuf::ModelProto| m)
+        .expect("decode");
+    let g = proto.graph.as_mut().expect("graph");
+    let erf = g.node.iter_mut().find(|n| n.op_type == "Erf").expect("the first layer's GELU");
+    erf.op_type = "MyErf".into();
+    erf.domain = "com.example".into();
+    // Exporters declare the types of a custom op's outputs; without them, every
+    // shape downstream is unknown and (safely) pinned.
+    let out_name = erf.output[0].clone();
+    let mut vi = onnx_protobuf::ValueInfoProto { name: out_name, ..Default::default() };
+    let mut tensor = onnx_protobuf::type_proto::Tensor { elem_type: 1, ..Default::default() };
+    let dim = |v: onnx_protobuf::tensor_shape_proto::dimension::Value| onnx_protobuf::tensor_shape_proto::Dimension {
+        value: Some(v),
+        ..Default::default()
+    };
+    use onnx_protobuf::tensor_shape_proto::dimension::Value::{DimParam, DimValue};
+    tensor.shape = Some(onnx_protobuf::TensorShapeProto {
+        dim: vec![dim(DimParam("batch".into())), dim(DimParam("seq".into())), dim(DimValue(128))],
+        ..Default::default()
+    })
+    .into();
+    vi.type_ = Some(onnx_protobuf::TypeProto {
+        value: Some(onnx_protobuf::type_proto::Value::TensorType(tensor)),
+        ..Default::default()
+    })
+    .into();
+    g.value_info.push(vi);
+    proto.opset_import.push(onnx_protobuf::OperatorSetIdProto {
+        domain: "com.example".into(),
+        version: 1,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let custom = dir.path().join("custom.onnx");
+    std::fs::write(&custom, onnx_protobuf::Message::write_to_bytes(&proto).expect("encode")).expect("write");
+    let base = analyze(&prepared("bert-torchscript.onnx")).groups.len();
+    let mut m = ecospac_frontends::import_file(&custom).expect("import");
+    PassManager::from_names(&["infer-shapes", "fold-shape-constants", "hoist-constants", "eliminate-dead-nodes"])
+        .expect("passes")
+        .run(&mut m)
+        .expect("prepare");
+    let coupling = analyze(&m);
+    assert_eq!(coupling.groups.len(), base - 1, "exactly the FFN group of that layer is pinned");
+    assert!(coupling.pinned.iter().any(|p| p.reasons.contains(&ecospac_ir::axes::PinReason::Opaque)));
+    let out = dir.path().join("out.onnx");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
+        .args(["compile", &custom.display().to_string(), "-o", &out.display().to_string(), "--budget", "0.5"])
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(out.exists());
+}
+
+/// A plan written by `--emit-plan` and applied with `--plan` gives the same model.
+#[test]
+fn emitted_plans_reapply_exactly() {
+    let src = fixture("gpt2-dynamo.onnx");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, plan) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"), dir.path().join("plan.json"));
+    let ecospac = |args: &[&str]| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac")).args(args).output().expect("run");
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    };
+    let s = |p: &std::path::Path| p.display().to_string();
+    ecospac(&[
+        "compile",
+        &s(&src),
+        "-o",
+        &s(&a),
+        "--budget",
+        "0.5",
+        "--criterion",
+        "random",
+        "--seed",
+        "7",
+        "--emit-plan",
+        &s(&plan),
+    ]);
+    ecospac(&["compile", &s(&src), "-o", &s(&b), "--plan", &s(&plan)]);
+    assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+    let parsed: ecospac_passes::prune::SlicePlan =
+        serde_json::from_str(&std::fs::read_to_string(&plan).expect("plan")).expect("json");
+    assert!(parsed.groups.iter().all(|g| g.kept.len() < g.size), "every group was cut");
+}
