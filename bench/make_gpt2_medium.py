@@ -1,5 +1,5 @@
-"""Writes a GPT-2-medium-shaped ONNX model (24 layers, hidden 1024, 16 heads,
-~355M parameters, random weights) for the import/export and compile benchmarks.
+"""Writes a GPT-2-shaped ONNX model (by default GPT-2-medium: 24 layers, hidden 1024, 16 heads,
+~355M parameters; random weights) for the import/export and compile benchmarks.
 
     .venv-torch/bin/python bench/make_gpt2_medium.py .cache/bench/gpt2-medium.onnx
 """
@@ -20,12 +20,12 @@ class Logits(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def main(path):
+def main(path, layers=24, hidden=1024, heads=16, seq=16):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     torch.manual_seed(0)
-    cfg = tf.GPT2Config(n_embd=1024, n_layer=24, n_head=16, n_positions=1024, attn_implementation="eager", use_cache=False)
+    cfg = tf.GPT2Config(n_embd=hidden, n_layer=layers, n_head=heads, n_positions=1024, attn_implementation="eager", use_cache=False)
     model = Logits(tf.GPT2LMHeadModel(cfg).eval())
-    ids = torch.randint(0, cfg.vocab_size, (1, 16))
+    ids = torch.randint(0, cfg.vocab_size, (1, seq))
     mask = torch.ones_like(ids)
     masking_utils.sdpa_mask = masking_utils.sdpa_mask_older_torch  # traceable mask builder
     axes = {0: "batch", 1: "seq"}
@@ -37,4 +37,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else ".cache/bench/gpt2-medium.onnx")
+    # python bench/make_gpt2_medium.py OUT [LAYERS HIDDEN HEADS SEQ]; GPT-2 small: OUT 12 768 12 128
+    args = sys.argv[1:]
+    main(args[0] if args else ".cache/bench/gpt2-medium.onnx", *[int(a) for a in args[1:5]])

@@ -28,6 +28,9 @@ enum Command {
         /// Print the IR text form instead.
         #[arg(long, conflicts_with = "json")]
         text: bool,
+        /// Bind symbolic dims by name for the FLOPs count, e.g. `batch=1,seq=128` (`*=N` binds the rest).
+        #[arg(long, value_delimiter = ',')]
+        bind: Vec<String>,
         /// Print the coupling groups (what can be pruned together) and the pinned weight axes.
         #[arg(long, conflicts_with = "text")]
         groups: bool,
@@ -89,7 +92,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Inspect { model, json, text, groups: false } => inspect(&model, json, text),
+        Command::Inspect { model, json, text, groups: false, bind } => inspect(&model, json, text, &bind),
         Command::Inspect { model, json, groups: true, .. } => inspect_groups(&model, json),
         Command::Compile {
             model,
@@ -128,11 +131,23 @@ fn shape_string(m: &Model, v: ecospac_ir::ValueId) -> String {
     m.graph.value(v).best_ty().map_or("?".into(), |t| ecospac_ir::text::ty_string(&m.graph, &t))
 }
 
-fn inspect(path: &Path, json: bool, text: bool) -> Result<()> {
+fn parse_bindings(bind: &[String]) -> Result<std::collections::HashMap<String, i64>> {
+    bind.iter()
+        .map(|b| {
+            let (k, v) = b.split_once('=').with_context(|| format!("--bind takes name=value, got `{b}`"))?;
+            Ok((k.to_string(), v.parse().with_context(|| format!("--bind {k}: `{v}` is not an integer"))?))
+        })
+        .collect()
+}
+
+fn inspect(path: &Path, json: bool, text: bool, bind: &[String]) -> Result<()> {
+    let bindings = parse_bindings(bind)?;
     let mut model = load(path)?;
     PassManager::from_names(&["infer-shapes"])?.run(&mut model).context("inspect needs a valid graph")?;
     if text {
-        print!("{}", ecospac_ir::text::print(&model));
+        use std::io::Write;
+        // A closed pipe (`| head`) ends the output quietly.
+        let _ = std::io::stdout().lock().write_all(ecospac_ir::text::print(&model).as_bytes());
         return Ok(());
     }
     let g = &model.graph;
@@ -169,6 +184,7 @@ fn inspect(path: &Path, json: bool, text: bool) -> Result<()> {
             "ops": ops,
             "parameters": params.iter().map(|(k, v)| (k.clone(), serde_json::json!({"elements": v.0 as u64, "bytes": v.1}))).collect::<BTreeMap<_, _>>(),
             "float_parameters": float_params as u64,
+            "matmul_flops": ecospac_passes::cost::matmul_flops(&model, &bindings).map(|f| f as u64),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -187,6 +203,10 @@ fn inspect(path: &Path, json: bool, text: bool) -> Result<()> {
     }
     println!("  {} nodes, {} initializers", g.order.len(), g.initializers.len());
     println!("  parameters ({} float):", float_params);
+    match ecospac_passes::cost::matmul_flops(&model, &bindings) {
+        Some(f) => println!("  matmul FLOPs {f} (dims bound: {bind:?})"),
+        None => println!("  matmul FLOPs: bind the symbolic dims with --bind name=value to count them"),
+    }
     for (k, (n, b)) in &params {
         println!("    {k:6} {n:>14} elements {b:>14} bytes");
     }

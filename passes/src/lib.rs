@@ -5,6 +5,7 @@
 //! and, when asked (always in tests and debug builds), runs the verifier after
 //! each one and stops at the first pass that leaves the graph broken.
 
+pub mod cost;
 pub mod coupling;
 mod fold;
 mod infer_shapes;

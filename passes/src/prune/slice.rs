@@ -477,5 +477,18 @@ pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) 
         }
         replace_use(model, value, reader, t, &counts);
     }
+    drop_orphans(model, &counts);
     Ok(())
+}
+
+/// Drops initializers that were read before slicing and no longer are (every
+/// reader got its own copy).
+fn drop_orphans(model: &mut Model, before: &HashMap<ValueId, usize>) {
+    let now = uses(model);
+    let orphans: Vec<ValueId> =
+        model.graph.initializers.iter().copied().filter(|v| before.contains_key(v) && !now.contains_key(v)).collect();
+    for &v in &orphans {
+        model.graph.value_mut(v).constant = None;
+    }
+    model.graph.initializers.retain(|v| !orphans.contains(v));
 }

@@ -1,0 +1,49 @@
+//! Cost model: multiply-accumulate work of the matrix products, for reports.
+
+use ecospac_ir::infer::{propagate, SymSource};
+use ecospac_ir::{Dim, EntityId, Model, Op, SymId};
+use std::collections::HashMap;
+
+struct Scratch(usize);
+
+impl SymSource for Scratch {
+    fn fresh(&mut self) -> SymId {
+        self.0 += 1;
+        SymId::new(self.0)
+    }
+}
+
+/// FLOPs (2 × multiply-adds) of every MatMul and Gemm in the
+/// model, with symbolic dims bound by name (`batch` → 1, ...; `*` binds every
+/// other symbol). `None` when a product's shape has a dim that is neither known nor bound.
+pub fn matmul_flops(model: &Model, bindings: &HashMap<String, i64>) -> Option<u128> {
+    let g = &model.graph;
+    let (facts, _) = propagate(g, &mut Scratch(g.symbols().count() + (1 << 20)));
+    let eval = |d: &Dim| -> Option<u128> {
+        let mut v = d.coeff() as u128;
+        for s in d.syms() {
+            v *= *bindings.get(g.symbol_name(*s)).or_else(|| bindings.get("*"))? as u128;
+        }
+        Some(v)
+    };
+    let shape = |v: Option<ecospac_ir::ValueId>| facts[v?.index()].as_ref()?.ty.as_ref()?.shape.clone();
+    let mut total = 0u128;
+    for (_, node) in g.nodes() {
+        let k = match &node.op {
+            Op::MatMul => shape(node.inputs[0])?.last().cloned()?,
+            Op::Gemm(gm) => {
+                let a = shape(node.inputs[0])?;
+                if gm.trans_a {
+                    a.first().cloned()?
+                } else {
+                    a.last().cloned()?
+                }
+            }
+            _ => continue,
+        };
+        let out = shape(node.outputs[0])?;
+        let elems = out.iter().try_fold(1u128, |acc, d| Some(acc * eval(d)?))?;
+        total += 2 * elems * eval(&k)?;
+    }
+    Some(total)
+}
