@@ -135,6 +135,22 @@ fn exact_llama_dynamo() {
     exact_on("llama-dynamo.onnx");
 }
 #[test]
+fn exact_qwen2_torchscript() {
+    exact_on("qwen2-torchscript.onnx");
+}
+#[test]
+fn exact_qwen2_dynamo() {
+    exact_on("qwen2-dynamo.onnx");
+}
+#[test]
+fn exact_phi3_torchscript() {
+    exact_on("phi3-torchscript.onnx");
+}
+#[test]
+fn exact_phi3_dynamo() {
+    exact_on("phi3-dynamo.onnx");
+}
+#[test]
 fn exact_bert_torchscript() {
     exact_on("bert-torchscript.onnx");
 }

@@ -37,6 +37,22 @@ fn identity_llama_dynamo() {
     check_identity("llama-dynamo.onnx");
 }
 #[test]
+fn identity_qwen2_torchscript() {
+    check_identity("qwen2-torchscript.onnx");
+}
+#[test]
+fn identity_qwen2_dynamo() {
+    check_identity("qwen2-dynamo.onnx");
+}
+#[test]
+fn identity_phi3_torchscript() {
+    check_identity("phi3-torchscript.onnx");
+}
+#[test]
+fn identity_phi3_dynamo() {
+    check_identity("phi3-dynamo.onnx");
+}
+#[test]
 fn identity_bert_torchscript() {
     check_identity("bert-torchscript.onnx");
 }

@@ -10,7 +10,8 @@
 # ///
 """Builds the small exporter-made ONNX fixtures that ecospac's tests run on.
 
-Random-initialised GPT-2 (fused c_attn), LLaMA (GQA + RoPE, SwiGLU), BERT and ViT,
+Random-initialised GPT-2 (fused c_attn), LLaMA (GQA + RoPE, SwiGLU), Qwen2 (q/k/v
+biases), Phi-3 (fused qkv_proj and gate_up_proj), BERT and ViT,
 each exported by both torch exporters: TorchScript (opset 17) and dynamo (opset 18).
 Weights are random (seeded), so files are small and the script is the source.
 
@@ -49,20 +50,37 @@ def models():
     ids = torch.randint(0, 256, (2, 16))
     mask = torch.ones(2, 16, dtype=torch.int64)
     pixels = torch.randn(2, 3, 32, 32)
+    # Made after the inputs above, so that adding them left the earlier fixtures unchanged.
+    qwen2 = tf.Qwen2ForCausalLM(
+        tf.Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                       attn_implementation="eager")
+    )
+    phi3 = tf.Phi3ForCausalLM(
+        tf.Phi3Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                      original_max_position_embeddings=64, pad_token_id=0, attn_implementation="eager")
+    )
     # Decoders get an explicit attention mask, as deployment exports have; without
     # it transformers builds a packed-sequence mask that does not trace.
     text_axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
     yield "gpt2", LastHidden(gpt2, "logits", ["input_ids", "attention_mask"]), (ids, mask), ["input_ids", "attention_mask"], ["logits"], text_axes
     yield "llama", LastHidden(llama, "logits", ["input_ids", "attention_mask"]), (ids, mask), ["input_ids", "attention_mask"], ["logits"], text_axes
+    yield "qwen2", LastHidden(qwen2, "logits", ["input_ids", "attention_mask"]), (ids, mask), \
+        ["input_ids", "attention_mask"], ["logits"], text_axes
+    yield "phi3", LastHidden(phi3, "logits", ["input_ids", "attention_mask"]), (ids, mask), \
+        ["input_ids", "attention_mask"], ["logits"], text_axes
     yield "bert", LastHidden(bert, "last_hidden_state", ["input_ids", "attention_mask"]), (ids, mask), ["input_ids", "attention_mask"], \
         ["last_hidden_state"], text_axes
     yield ("vit", LastHidden(vit, "last_hidden_state", ["pixel_values"]), (pixels,), ["pixel_values"], ["last_hidden_state"],
            {"pixel_values": {0: "batch"}})
 
 
-def main(out_dir):
+def main(out_dir, only=()):
     os.makedirs(out_dir, exist_ok=True)
     for name, module, args, inputs, outputs, axes in models():
+        if only and name not in only:
+            continue
         module.eval()
         if hasattr(module.model.config, "use_cache"):
             module.model.config.use_cache = False
@@ -84,4 +102,5 @@ def main(out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")
+    # make_fixtures.py OUT_DIR [NAME ...]: only the named models (all by default)
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures", tuple(sys.argv[2:]))
