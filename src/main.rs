@@ -1,5 +1,7 @@
 //! The `ecospac` command line.
 
+mod verify_cmd;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ecospac_backends::{export_onnx, ExportOptions, ExternalData};
@@ -79,11 +81,49 @@ enum Command {
         #[arg(long)]
         verify_each: bool,
     },
+    /// Run the original (or, with --masked, the masked original) and the compact
+    /// model in ONNX Runtime on the same generated inputs: fidelity and latency.
+    Verify {
+        /// The model before compiling.
+        original: PathBuf,
+        /// The compiled model.
+        compact: PathBuf,
+        /// Check exactness against the original with this plan's removed slices zeroed.
+        #[arg(long, value_name = "PLAN")]
+        masked: Option<PathBuf>,
+        /// Largest difference allowed with --masked, relative to the largest output.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+        /// Symbolic input dims, e.g. `batch=2,seq=64` (`*=N` for the rest; default 1 and 16).
+        #[arg(long, value_delimiter = ',')]
+        bind: Vec<String>,
+        /// Timed runs per model.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The ONNX Runtime shared library (else $ORT_DYLIB_PATH, else .venv).
+        #[arg(long)]
+        ort_lib: Option<PathBuf>,
+    },
     /// List the registered passes.
     Passes,
 }
 
+/// Restores the default SIGPIPE action, so that `ecospac ... | head` ends quietly
+/// instead of panicking on a closed stdout.
+#[cfg(unix)]
+fn default_sigpipe() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    // SAFETY: setting SIGPIPE (13) to SIG_DFL (0) before any thread starts.
+    unsafe {
+        signal(13, 0);
+    }
+}
+
 fn main() {
+    #[cfg(unix)]
+    default_sigpipe();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -112,6 +152,28 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let prune = PruneArgs { budget, criterion, allocation, align, seed, emit_plan, plan, report };
             compile(&model, &output, &prune, &passes, &dump_after, external_data, verify_each)
+        }
+        Command::Verify { original, compact, masked, tolerance, bind, runs, ort_lib } => {
+            let args = verify_cmd::VerifyArgs {
+                original,
+                compact,
+                masked_plan: masked,
+                tolerance,
+                bind: parse_bindings(&bind)?,
+                runs,
+                ort_lib,
+            };
+            verify_cmd::verify(&args, |m| {
+                PassManager::from_names(&[
+                    "infer-shapes",
+                    "fold-shape-constants",
+                    "hoist-constants",
+                    "eliminate-dead-nodes",
+                    "infer-shapes",
+                ])?
+                .run(m)?;
+                Ok(())
+            })
         }
         Command::Passes => {
             for name in ecospac_passes::PASS_NAMES {
@@ -145,9 +207,7 @@ fn inspect(path: &Path, json: bool, text: bool, bind: &[String]) -> Result<()> {
     let mut model = load(path)?;
     PassManager::from_names(&["infer-shapes"])?.run(&mut model).context("inspect needs a valid graph")?;
     if text {
-        use std::io::Write;
-        // A closed pipe (`| head`) ends the output quietly.
-        let _ = std::io::stdout().lock().write_all(ecospac_ir::text::print(&model).as_bytes());
+        print!("{}", ecospac_ir::text::print(&model));
         return Ok(());
     }
     let g = &model.graph;

@@ -256,3 +256,23 @@ fn emitted_plans_reapply_exactly() {
         serde_json::from_str(&std::fs::read_to_string(&plan).expect("plan")).expect("json");
     assert!(parsed.groups.iter().all(|g| g.kept.len() < g.size), "every group was cut");
 }
+
+/// `ecospac verify --masked` accepts a compiled model and rejects one that is not the sliced masked original.
+#[test]
+fn verify_command_checks_exactness() {
+    let src = fixture("phi3-dynamo.onnx");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = |p: &std::path::Path| p.display().to_string();
+    let (out, plan) = (dir.path().join("out.onnx"), dir.path().join("plan.json"));
+    let ecospac =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_ecospac")).args(args).output().expect("run");
+    let c = ecospac(&["compile", &s(&src), "-o", &s(&out), "--budget", "0.4", "--emit-plan", &s(&plan)]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let ok = ecospac(&["verify", &s(&src), &s(&out), "--masked", &s(&plan), "--bind", "*=4", "--runs", "1"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("masked original vs compact"));
+    // The unpruned model is not the masked original: verify must say so.
+    let bad = ecospac(&["verify", &s(&src), &s(&src), "--masked", &s(&plan), "--bind", "*=4", "--runs", "1"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("NOT EXACT"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
