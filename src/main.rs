@@ -1,5 +1,6 @@
 //! The `ecospac` command line.
 
+mod calibrate;
 mod verify_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -47,9 +48,16 @@ enum Command {
         /// Fraction of the prunable (coupled) parameters to keep; 1.0 keeps the model as it is.
         #[arg(long, default_value_t = 1.0)]
         budget: f64,
-        /// Importance criterion: coupled (EcoSpa), uncoupled or random.
+        /// Importance criterion: coupled (EcoSpa, weights), coupled-act (EcoSpa with
+        /// calibration activations), and the baselines uncoupled, uncoupled-act, random.
         #[arg(long, default_value = "coupled")]
         criterion: String,
+        /// Calibration inputs for the -act criteria: an .npz with one array per model input.
+        #[arg(long)]
+        calibration: Option<PathBuf>,
+        /// The ONNX Runtime shared library for calibration (else $ORT_DYLIB_PATH, else .venv).
+        #[arg(long)]
+        ort_lib: Option<PathBuf>,
         /// Budget allocation: uniform (same fraction per group) or global (one ranking).
         #[arg(long, default_value = "uniform")]
         allocation: String,
@@ -139,6 +147,8 @@ fn run(cli: Cli) -> Result<()> {
             output,
             budget,
             criterion,
+            calibration,
+            ort_lib,
             allocation,
             align,
             seed,
@@ -150,7 +160,8 @@ fn run(cli: Cli) -> Result<()> {
             external_data,
             verify_each,
         } => {
-            let prune = PruneArgs { budget, criterion, allocation, align, seed, emit_plan, plan, report };
+            let prune =
+                PruneArgs { budget, criterion, calibration, ort_lib, allocation, align, seed, emit_plan, plan, report };
             compile(&model, &output, &prune, &passes, &dump_after, external_data, verify_each)
         }
         Command::Verify { original, compact, masked, tolerance, bind, runs, ort_lib } => {
@@ -345,6 +356,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
 struct PruneArgs {
     budget: f64,
     criterion: String,
+    calibration: Option<PathBuf>,
+    ort_lib: Option<PathBuf>,
     allocation: String,
     align: usize,
     seed: u64,
@@ -386,16 +399,50 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
             serde_json::from_str(&text).with_context(|| format!("{} is not a slice plan", p.display()))?
         }
         None => {
-            let criterion = Criterion::parse(&args.criterion)
-                .with_context(|| format!("unknown --criterion `{}` (coupled, uncoupled, random)", args.criterion))?;
             let allocation = match args.allocation.as_str() {
                 "uniform" => Allocation::Uniform,
                 "global" => Allocation::Global,
                 other => bail!("unknown --allocation `{other}` (uniform, global)"),
             };
+            let activation = args.criterion.strip_suffix("-act");
+            let base = activation.unwrap_or(&args.criterion);
+            let criterion = Criterion::parse(base)
+                .filter(|c| activation.is_none() || *c != Criterion::Random)
+                .with_context(|| {
+                    format!(
+                        "unknown --criterion `{}` (coupled, coupled-act, uncoupled, uncoupled-act, random)",
+                        args.criterion
+                    )
+                })?;
             let opts =
                 PlanOptions { budget: args.budget, criterion, allocation, align: args.align.max(1), seed: args.seed };
-            plan(model, &coupling, &opts)
+            match activation {
+                None => plan(model, &coupling, &opts),
+                Some(_) => {
+                    let path = args
+                        .calibration
+                        .as_ref()
+                        .with_context(|| format!("--criterion {} needs --calibration FILE.npz", args.criterion))?;
+                    let data = calibrate::read_npz(path)?;
+                    let env = verify_cmd::ort_env(args.ort_lib.as_deref())?;
+                    let probes = ecospac_passes::prune::activation_probes(model, &coupling);
+                    let t = Instant::now();
+                    let energy = calibrate::activation_energy(&env, model, &probes, &data)?;
+                    eprintln!(
+                        "calibration: {} activations from {} in {:.2?}",
+                        probes.len(),
+                        path.display(),
+                        t.elapsed()
+                    );
+                    let scores = ecospac_passes::prune::activation_scores(
+                        model,
+                        &coupling,
+                        &energy,
+                        criterion == Criterion::Coupled,
+                    );
+                    ecospac_passes::prune::plan_with_scores(model, &coupling, &opts, scores)
+                }
+            }
         }
     };
     if let Some(p) = &args.emit_plan {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The ONNX Runtime library: `--ort-lib`, `$ORT_DYLIB_PATH`, or the one `scripts/setup.sh` installs.
-fn ort_library(explicit: Option<&Path>) -> Result<PathBuf> {
+pub fn ort_library(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
@@ -131,24 +131,36 @@ fn compare(a: &[f32], b: &[f32], row: usize) -> (f64, f64, f64) {
     (max_abs, max_abs / scale, sum / n.max(1) as f64)
 }
 
+/// Loads ONNX Runtime (see [`ort_library`]).
+pub fn ort_env(explicit: Option<&Path>) -> Result<ort::environment::Environment> {
+    ort::init_from(ort_library(explicit)?)
+        .map_err(|e| anyhow::anyhow!("cannot load ONNX Runtime: {e}"))?
+        .with_name("ecospac")
+        .build()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Settings of `ecospac verify`.
 pub struct VerifyArgs {
+    /// The model before compiling.
     pub original: PathBuf,
+    /// The compiled model.
     pub compact: PathBuf,
+    /// Compare with the masked original of this plan.
     pub masked_plan: Option<PathBuf>,
+    /// Relative tolerance of the exactness check.
     pub tolerance: f64,
+    /// Symbolic dim bindings for generated inputs.
     pub bind: HashMap<String, i64>,
+    /// Timed runs.
     pub runs: usize,
+    /// ONNX Runtime library.
     pub ort_lib: Option<PathBuf>,
 }
 
 /// Runs the check; an exactness failure is an error (exit 1).
 pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> Result<()> {
-    let env = ort::init_from(ort_library(args.ort_lib.as_deref())?)
-        .map_err(|e| anyhow::anyhow!("cannot load ONNX Runtime: {e}"))?
-        .with_name("ecospac")
-        .build()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let env = ort_env(args.ort_lib.as_deref())?;
     let mut original = ecospac_frontends::import_file(&args.original)
         .with_context(|| format!("cannot import {}", args.original.display()))?;
     let inputs = make_inputs(&original, &args.bind)?;

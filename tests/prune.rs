@@ -276,3 +276,62 @@ fn verify_command_checks_exactness() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("NOT EXACT"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// `--criterion coupled-act` calibrates in ONNX Runtime and gives an exact compact
+/// model with a plan of its own; without calibration data it is a clear error.
+#[test]
+fn activation_aware_criterion_calibrates() {
+    let src = fixture("bert-dynamo.onnx");
+    let calib = fixture("text-calibration.npz");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = |p: &std::path::Path| p.display().to_string();
+    let ecospac =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_ecospac")).args(args).output().expect("run");
+    let (act, act_plan, w_plan) = (dir.path().join("act.onnx"), dir.path().join("act.json"), dir.path().join("w.json"));
+    let r = ecospac(&[
+        "compile",
+        &s(&src),
+        "-o",
+        &s(&act),
+        "--budget",
+        "0.5",
+        "--criterion",
+        "coupled-act",
+        "--calibration",
+        &s(&calib),
+        "--emit-plan",
+        &s(&act_plan),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("calibration:"));
+    let v = ecospac(&["verify", &s(&src), &s(&act), "--masked", &s(&act_plan), "--bind", "*=4", "--runs", "1"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let w = ecospac(&[
+        "compile",
+        &s(&src),
+        "-o",
+        &s(&dir.path().join("w.onnx")),
+        "--budget",
+        "0.5",
+        "--emit-plan",
+        &s(&w_plan),
+    ]);
+    assert!(w.status.success());
+    assert_ne!(
+        std::fs::read(&act_plan).expect("plan"),
+        std::fs::read(&w_plan).expect("plan"),
+        "activations changed the choice"
+    );
+    let missing = ecospac(&[
+        "compile",
+        &s(&src),
+        "-o",
+        &s(&dir.path().join("x.onnx")),
+        "--budget",
+        "0.5",
+        "--criterion",
+        "coupled-act",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("needs --calibration"));
+}

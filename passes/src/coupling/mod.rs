@@ -99,6 +99,14 @@ pub struct Coupling {
 }
 
 impl Coupling {
+    /// A coupling with one group and no analysis state (for scoring a group alone).
+    pub fn single(group: Group) -> Coupling {
+        Coupling {
+            groups: vec![group],
+            pinned: Vec::new(),
+            analysis: Analysis { atoms: Atoms::default(), slots: HashMap::new() },
+        }
+    }
     /// Which old positions of `value`'s `axis` survive when the groups drop the
     /// given indices (`removed[g]` for group `g`); `None` when nothing on the axis changes.
     /// `reader` names the node and input for constants, which are analysed per use.

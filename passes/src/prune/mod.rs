@@ -3,7 +3,7 @@
 mod importance;
 mod slice;
 
-pub use importance::{scores, Criterion};
+pub use importance::{activation_probes, activation_scores, member_activation, scores, Criterion};
 pub use slice::{apply_plan, mask_plan, SliceError};
 
 use crate::coupling::Coupling;
@@ -83,7 +83,11 @@ fn aligned(count: usize, size: usize, align: usize) -> usize {
 
 /// Chooses what to keep under the budget.
 pub fn plan(model: &Model, coupling: &Coupling, opts: &PlanOptions) -> SlicePlan {
-    let scores = scores(model, coupling, opts.criterion, opts.seed);
+    plan_with_scores(model, coupling, opts, scores(model, coupling, opts.criterion, opts.seed))
+}
+
+/// Chooses what to keep under the budget, from given log-scores (per group, per index).
+pub fn plan_with_scores(model: &Model, coupling: &Coupling, opts: &PlanOptions, scores: Vec<Vec<f64>>) -> SlicePlan {
     let counts: Vec<usize> = match opts.allocation {
         Allocation::Uniform => coupling
             .groups
