@@ -3,7 +3,7 @@
 //! (`Shape → Gather → Concat → Reshape`). Those values are tracked as [`Dim`]s,
 //! so a computed Reshape target such as `[batch, seq, 12, 32]` stays exact.
 
-use crate::ids::SymId;
+use crate::ids::{EntityId, SymId};
 use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::tensor::Tensor;
 use crate::ty::{DType, Dim, TensorTy};
@@ -798,6 +798,21 @@ pub enum PropagationIssue {
         /// What the model declared.
         declared: TensorTy,
     },
+}
+
+/// Fresh symbols that are only compared, never stored in the graph.
+struct ScratchSymbols(usize);
+
+impl SymSource for ScratchSymbols {
+    fn fresh(&mut self) -> SymId {
+        self.0 += 1;
+        SymId::new(self.0)
+    }
+}
+
+/// [`propagate`] with throwaway symbols, for analyses that do not store the types.
+pub fn facts(g: &crate::Graph) -> (Vec<Option<Fact>>, Vec<PropagationIssue>) {
+    propagate(g, &mut ScratchSymbols(g.symbols().count() + (1 << 20)))
 }
 
 /// Propagates facts through `g` in order. Returns the fact of every value

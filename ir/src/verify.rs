@@ -11,8 +11,8 @@
 //! 7. types propagate without contradiction (inferred vs declared).
 
 use crate::graph::Graph;
-use crate::ids::{EntityId, NodeId, SymId, ValueId};
-use crate::infer::{propagate, PropagationIssue, SymSource};
+use crate::ids::{EntityId, NodeId, ValueId};
+use crate::infer::{facts, PropagationIssue};
 use crate::op::Op;
 use std::fmt;
 
@@ -58,15 +58,6 @@ impl<'g> Verified<'g> {
     /// The verified graph.
     pub fn graph(&self) -> &'g Graph {
         self.0
-    }
-}
-
-struct Scratch(usize);
-
-impl SymSource for Scratch {
-    fn fresh(&mut self) -> SymId {
-        self.0 += 1;
-        SymId::new(self.0)
     }
 }
 
@@ -179,7 +170,7 @@ pub fn verify(g: &Graph) -> Result<Verified<'_>, VerifierErrors> {
         }
     }
     if structural_ok {
-        let (_, issues) = propagate(g, &mut Scratch(g.symbols().count() + (1 << 20)));
+        let (_, issues) = facts(g);
         for issue in issues {
             match issue {
                 PropagationIssue::Node(id, e) => push(Location::Node(id), format!("{}: {e}", describe_node(g, id))),

@@ -1,24 +1,14 @@
 //! Cost model: multiply-accumulate work of the matrix products, for reports.
 
-use ecospac_ir::infer::{propagate, SymSource};
-use ecospac_ir::{Dim, EntityId, Model, Op, SymId};
+use ecospac_ir::{Dim, EntityId, Model, Op};
 use std::collections::HashMap;
-
-struct Scratch(usize);
-
-impl SymSource for Scratch {
-    fn fresh(&mut self) -> SymId {
-        self.0 += 1;
-        SymId::new(self.0)
-    }
-}
 
 /// FLOPs (2 × multiply-adds) of every MatMul and Gemm in the
 /// model, with symbolic dims bound by name (`batch` → 1, ...; `*` binds every
 /// other symbol). `None` when a product's shape has a dim that is neither known nor bound.
 pub fn matmul_flops(model: &Model, bindings: &HashMap<String, i64>) -> Option<u128> {
     let g = &model.graph;
-    let (facts, _) = propagate(g, &mut Scratch(g.symbols().count() + (1 << 20)));
+    let (facts, _) = ecospac_ir::infer::facts(g);
     let eval = |d: &Dim| -> Option<u128> {
         let mut v = d.coeff() as u128;
         for s in d.syms() {

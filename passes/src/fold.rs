@@ -1,22 +1,13 @@
 //! `fold-shape-constants` and `eliminate-dead-nodes`.
 
 use crate::manager::{Changed, Pass, PassError};
-use ecospac_ir::infer::{propagate, SymSource};
-use ecospac_ir::{DType, EntityId, Model, NodeId, Op, SymId, Tensor};
+use ecospac_ir::infer::facts;
+use ecospac_ir::{DType, EntityId, Model, NodeId, Op, Tensor};
 
 /// Replaces integer shape computations whose results are fully known
 /// (`Shape` of a static tensor, `Concat` of constants, ...) by initializers.
 /// The folded producers are left for `eliminate-dead-nodes`.
 pub struct FoldShapeConstants;
-
-struct Scratch(usize);
-
-impl SymSource for Scratch {
-    fn fresh(&mut self) -> SymId {
-        self.0 += 1;
-        SymId::new(self.0)
-    }
-}
 
 impl Pass for FoldShapeConstants {
     fn name(&self) -> &'static str {
@@ -27,7 +18,7 @@ impl Pass for FoldShapeConstants {
     }
     fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
         let g = &mut model.graph;
-        let (facts, _) = propagate(g, &mut Scratch(g.symbols().count() + (1 << 20)));
+        let (facts, _) = facts(g);
         let mut folded: Vec<NodeId> = Vec::new();
         let mut new_constants = Vec::new();
         for (id, node) in g.nodes() {

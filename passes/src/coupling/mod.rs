@@ -13,8 +13,8 @@ mod atoms;
 
 use atoms::{AtomId, Atoms, Refine};
 use ecospac_ir::axes::{axis_relations, AxisRel, Part, PinReason, Port, Slot};
-use ecospac_ir::infer::{propagate, Fact, SymSource};
-use ecospac_ir::{EntityId, Model, NodeId, Op, SymId, ValueId};
+use ecospac_ir::infer::Fact;
+use ecospac_ir::{EntityId, Model, NodeId, Op, ValueId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How a weight slice takes part in a group.
@@ -136,15 +136,6 @@ impl Coupling {
     }
 }
 
-struct Scratch(usize);
-
-impl SymSource for Scratch {
-    fn fresh(&mut self) -> SymId {
-        self.0 += 1;
-        SymId::new(self.0)
-    }
-}
-
 /// Element `i` of an axis: the leaves and their indices that make it up.
 type Element = Vec<(AtomId, u32)>;
 
@@ -244,7 +235,7 @@ fn weight_views(model: &Model) -> HashMap<ValueId, (ValueId, Vec<usize>)> {
 /// Runs the analysis on a model whose shapes can be inferred.
 pub fn analyze(model: &Model) -> Coupling {
     let g = &model.graph;
-    let (facts, _) = propagate(g, &mut Scratch(g.symbols().count() + (1 << 20)));
+    let (facts, _) = ecospac_ir::infer::facts(g);
     let mut an = Analysis { atoms: Atoms::default(), slots: HashMap::new() };
     let views = weight_views(model);
     let mut readers: BTreeSet<(ValueId, usize)> = BTreeSet::new();

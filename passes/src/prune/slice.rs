@@ -4,8 +4,8 @@
 
 use super::SlicePlan;
 use crate::coupling::Coupling;
-use ecospac_ir::infer::{propagate, Fact, SymSource};
-use ecospac_ir::{DType, EntityId, Model, NodeId, Op, SymId, Tensor, ValueId};
+use ecospac_ir::infer::Fact;
+use ecospac_ir::{DType, EntityId, Model, NodeId, Op, Tensor, ValueId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Why a plan could not be applied.
@@ -22,15 +22,6 @@ pub enum SliceError {
         /// What.
         what: String,
     },
-}
-
-struct Scratch(usize);
-
-impl SymSource for Scratch {
-    fn fresh(&mut self) -> SymId {
-        self.0 += 1;
-        SymId::new(self.0)
-    }
 }
 
 /// A constant and the element changes one reader needs.
@@ -314,7 +305,7 @@ pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) 
     let removed = plan.removed();
     unshare_shape_chains(model);
     let counts = uses(model);
-    let (facts, _) = propagate(&model.graph, &mut Scratch(model.graph.symbols().count() + (1 << 20)));
+    let (facts, _) = ecospac_ir::infer::facts(&model.graph);
     let producers = model.graph.producers();
     // Sizes encoded in the graph: decide every rewrite against the unsliced graph.
     let mut edits: Vec<(Source, i64)> = Vec::new();
