@@ -1,6 +1,6 @@
 //! The graph: arenas of nodes and values, graph inputs/outputs, symbols.
 
-use crate::ids::{Arena, NodeId, SymId, ValueId};
+use crate::ids::{Arena, EntityId, NodeId, SymId, ValueId};
 use crate::op::Op;
 use crate::tensor::{Origin, Tensor};
 use crate::ty::TensorTy;
@@ -179,7 +179,7 @@ impl Graph {
         let mut p = vec![None; self.values.len()];
         for (id, node) in self.nodes() {
             for v in node.outputs.iter().flatten() {
-                if let Some(slot) = p.get_mut(v.index_usize()) {
+                if let Some(slot) = p.get_mut(v.index()) {
                     *slot = Some(id);
                 }
             }
@@ -191,7 +191,7 @@ impl Graph {
         let mut c = vec![Vec::new(); self.values.len()];
         for (id, node) in self.nodes() {
             for v in node.inputs.iter().flatten() {
-                if let Some(slot) = c.get_mut(v.index_usize()) {
+                if let Some(slot) = c.get_mut(v.index()) {
                     slot.push(id);
                 }
             }
@@ -231,15 +231,5 @@ impl Model {
     pub fn opset(&self, domain: &str) -> i64 {
         let domain = if domain == "ai.onnx" { "" } else { domain };
         self.opsets.iter().find(|o| o.domain == domain).map_or(0, |o| o.version)
-    }
-}
-
-trait IndexUsize {
-    fn index_usize(self) -> usize;
-}
-
-impl IndexUsize for ValueId {
-    fn index_usize(self) -> usize {
-        crate::ids::EntityId::index(self)
     }
 }
