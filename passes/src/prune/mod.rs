@@ -76,9 +76,24 @@ impl SlicePlan {
     }
 }
 
+fn step(size: usize, align: usize) -> usize {
+    if align > 1 && size >= 2 * align {
+        align
+    } else {
+        1
+    }
+}
+
+/// `count` rounded up to the group's alignment step.
 fn aligned(count: usize, size: usize, align: usize) -> usize {
-    let a = if align > 1 && size >= 2 * align { align } else { 1 };
+    let a = step(size, align);
     count.div_ceil(a).saturating_mul(a).clamp(a, size)
+}
+
+/// `count` rounded to the nearest alignment step.
+fn aligned_nearest(count: usize, size: usize, align: usize) -> usize {
+    let a = step(size, align);
+    ((count + a / 2) / a).saturating_mul(a).clamp(a, size)
 }
 
 /// Chooses what to keep under the budget.
@@ -114,7 +129,8 @@ pub fn plan_with_scores(model: &Model, coupling: &Coupling, opts: &PlanOptions, 
                 counts[gi] += 1;
                 kept += costs[gi];
             }
-            counts.iter().zip(&coupling.groups).map(|(&c, g)| aligned(c, g.size, opts.align)).collect()
+            // Nearest steps keep the total close to the budget (rounding every group up overshoots it).
+            counts.iter().zip(&coupling.groups).map(|(&c, g)| aligned_nearest(c, g.size, opts.align)).collect()
         }
     };
     let kept = scores
