@@ -302,6 +302,7 @@ fn inspect_groups(path: &Path, json: bool) -> Result<()> {
             .map(|gr| {
                 serde_json::json!({
                     "size": gr.size,
+                    "blocks": gr.blocks(),
                     "copies": gr.copies(),
                     "params_per_index": gr.cost_per_index(&model),
                     "members": gr.members.iter().map(|m| serde_json::json!({
@@ -322,8 +323,10 @@ fn inspect_groups(path: &Path, json: bool) -> Result<()> {
     println!("{}: {} coupling groups", path.display(), coupling.groups.len());
     for (i, gr) in coupling.groups.iter().enumerate() {
         println!(
-            "group {i}: {} indices x {} copies, {} parameters per index",
+            "group {i}: {} indices ({} blocks of {}, a kept set per block) x {} copies, {} parameters per index",
             gr.size,
+            gr.blocks(),
+            gr.block,
             gr.copies(),
             gr.cost_per_index(&model)
         );

@@ -87,13 +87,16 @@ fn random_plan(seed: u64) -> impl Fn(&ecospac_ir::Model, &ecospac_passes::coupli
             .groups
             .iter()
             .map(|g| {
-                let n = 1 + (next() as usize) % g.size;
-                let mut idx: Vec<u32> = (0..g.size as u32).collect();
-                for i in (1..idx.len()).rev() {
-                    idx.swap(i, (next() as usize) % (i + 1));
+                let n = 1 + (next() as usize) % g.block;
+                let mut kept = Vec::new();
+                for b in 0..g.blocks() {
+                    let mut idx: Vec<u32> = (b * g.block..(b + 1) * g.block).map(|i| i as u32).collect();
+                    for i in (1..idx.len()).rev() {
+                        idx.swap(i, (next() as usize) % (i + 1));
+                    }
+                    kept.extend_from_slice(&idx[..n]);
                 }
-                idx.truncate(n);
-                idx
+                kept
             })
             .collect();
         SlicePlan::from_kept(m, c, kept)

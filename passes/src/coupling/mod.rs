@@ -49,13 +49,34 @@ pub struct Member {
 pub struct Group {
     /// The leaf index space.
     pub(crate) leaf: AtomId,
-    /// Size of the group's index space.
+    /// Outer index spaces (heads) along which the kept set may differ: group
+    /// index `b * block + i` is index `i` of the leaf in block `b` (mixed radix
+    /// over `context`, outer first).
+    pub(crate) context: Vec<(AtomId, u32)>,
+    /// Size of one block (the leaf's size).
+    pub block: usize,
+    /// Size of the group's index space (blocks × block).
     pub size: usize,
     /// The slices.
     pub members: Vec<Member>,
 }
 
 impl Group {
+    /// Number of blocks (e.g. heads with their own kept sets); every block keeps the same count.
+    pub fn blocks(&self) -> usize {
+        self.size / self.block.max(1)
+    }
+    /// The group index of leaf index `i` in the element `e` (`None` when `e` lacks the leaf);
+    /// context spaces `e` lacks count as block 0.
+    pub(crate) fn index_in(&self, e: &[(AtomId, u32)], find: &mut impl FnMut(AtomId) -> AtomId) -> Option<usize> {
+        let i = e.iter().find(|&&(l, _)| find(l) == self.leaf)?.1 as usize;
+        let mut b = 0usize;
+        for &(c, n) in &self.context {
+            let k = e.iter().find(|&&(l, _)| find(l) == c).map_or(0, |&(_, k)| k as usize);
+            b = b * n as usize + k;
+        }
+        Some(b * self.block + i)
+    }
     /// Copies of the index space in the weights (heads × pairs), the largest over members.
     pub fn copies(&self) -> usize {
         self.members.iter().map(|m| m.positions.first().map_or(0, Vec::len)).max().unwrap_or(0)
@@ -119,15 +140,20 @@ impl Coupling {
     ) -> Option<Vec<bool>> {
         let slots = &self.analysis.slots;
         let atom = *slots.get(&(value, axis, reader)).or_else(|| slots.get(&(value, axis, None)))?;
-        let gone: std::collections::HashSet<(AtomId, u32)> =
-            self.groups.iter().zip(removed).flat_map(|(g, r)| r.iter().map(move |&i| (g.leaf, i))).collect();
+        let gone: Vec<std::collections::HashSet<u32>> = removed.iter().map(|r| r.iter().copied().collect()).collect();
         let mut outer = BTreeSet::new();
         let elems = self.analysis.elements(atom, &mut outer)?;
         let mut changed = false;
+        let atoms = &mut self.analysis.atoms;
+        let mut find = |a: AtomId| atoms.find(a);
         let mask = elems
             .iter()
             .map(|e| {
-                let keep = !e.iter().any(|&(leaf, i)| gone.contains(&(self.analysis.atoms.find(leaf), i)));
+                let keep = !self
+                    .groups
+                    .iter()
+                    .zip(&gone)
+                    .any(|(g, r)| g.index_in(e, &mut find).is_some_and(|idx| r.contains(&(idx as u32))));
                 changed |= !keep;
                 keep
             })
@@ -357,6 +383,33 @@ pub fn analyze(model: &Model) -> Coupling {
             let _ = an.elements(id, &mut outer);
         }
     }
+    // Leaves of every tensor (each constant per use): a head space may separate
+    // the kept sets of a leaf only if every tensor holding the leaf holds it too,
+    // and every weight holds it on the same axis (weights are sliced as stored).
+    let keys: Vec<SlotKey> = an.slots.keys().copied().collect();
+    let mut tensors: BTreeMap<(ValueId, Reader), BTreeSet<AtomId>> = BTreeMap::new();
+    for (v, axis, reader) in keys {
+        let a = an.slots[&(v, axis, reader)];
+        let mut ls = Vec::new();
+        an.leaves(a, &mut ls);
+        tensors.entry((v, reader)).or_default().extend(ls);
+    }
+    let mut context_of: BTreeMap<AtomId, BTreeSet<AtomId>> = BTreeMap::new();
+    for leaves in tensors.values() {
+        for &l in leaves {
+            let others: BTreeSet<AtomId> = leaves.iter().copied().filter(|&x| x != l).collect();
+            context_of.entry(l).and_modify(|c| c.retain(|x| others.contains(x))).or_insert(others);
+        }
+    }
+    for (_, _, _, elems) in &expansions {
+        let axis_leaves: BTreeSet<AtomId> =
+            elems.first().map(|e| e.iter().map(|&(l, _)| l).collect()).unwrap_or_default();
+        for &l in &axis_leaves {
+            if let Some(c) = context_of.get_mut(&l) {
+                c.retain(|x| axis_leaves.contains(x));
+            }
+        }
+    }
     let mut groups: BTreeMap<AtomId, Group> = BTreeMap::new();
     let mut order: Vec<AtomId> = Vec::new();
     let mut pinned = Vec::new();
@@ -364,7 +417,7 @@ pub fn analyze(model: &Model) -> Coupling {
         let mut leaves: BTreeMap<AtomId, Vec<Vec<u32>>> = BTreeMap::new();
         let mut reasons: Vec<PinReason> = Vec::new();
         for (pos, e) in elems.iter().enumerate() {
-            for &(leaf, i) in e {
+            for &(leaf, _) in e {
                 let pins = an.atoms.pins(leaf);
                 let size = an.atoms.size(leaf).as_known().unwrap_or(0);
                 if !pins.is_empty() || outer.contains(&leaf) || size < 2 {
@@ -375,8 +428,24 @@ pub fn analyze(model: &Model) -> Coupling {
                     }
                     continue;
                 }
-                let slots = leaves.entry(leaf).or_insert_with(|| vec![Vec::new(); size as usize]);
-                slots[i as usize].push(pos as u32);
+                let group = groups.entry(leaf).or_insert_with(|| {
+                    order.push(leaf);
+                    let context: Vec<(AtomId, u32)> = context_of
+                        .get(&leaf)
+                        .map(|c| {
+                            c.iter()
+                                .filter_map(|&x| Some((x, an.atoms.size(x).as_known()? as u32)))
+                                .filter(|&(_, n)| n > 1)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let blocks: usize = context.iter().map(|&(_, n)| n as usize).product();
+                    Group { leaf, context, block: size as usize, size: blocks * size as usize, members: Vec::new() }
+                });
+                let mut find = |a: AtomId| an.atoms.find(a);
+                let Some(idx) = group.index_in(e, &mut find) else { continue };
+                let slots = leaves.entry(leaf).or_insert_with(|| vec![Vec::new(); group.size]);
+                slots[idx].push(pos as u32);
             }
         }
         if leaves.is_empty() {
@@ -385,11 +454,9 @@ pub fn analyze(model: &Model) -> Coupling {
         }
         let role = if readers.contains(&(v, axis)) { Role::Reader } else { Role::Writer };
         for (leaf, positions) in leaves {
-            let group = groups.entry(leaf).or_insert_with(|| {
-                order.push(leaf);
-                Group { leaf, size: positions.len(), members: Vec::new() }
-            });
-            group.members.push(Member { value: v, reader, axis, role, positions });
+            if let Some(group) = groups.get_mut(&leaf) {
+                group.members.push(Member { value: v, reader, axis, role, positions });
+            }
         }
     }
     Coupling { groups: order.iter().filter_map(|l| groups.remove(l)).collect(), pinned, analysis: an }
@@ -398,5 +465,12 @@ pub fn analyze(model: &Model) -> Coupling {
 impl Analysis {
     fn atoms_len(&self) -> AtomId {
         self.atoms.len()
+    }
+    /// The leaf classes under `a` (through every refinement).
+    fn leaves(&mut self, a: AtomId, out: &mut Vec<AtomId>) {
+        match self.atoms.refinement(a) {
+            Some(Refine::Product(c) | Refine::Concat(c)) => c.iter().for_each(|&x| self.leaves(x, out)),
+            None => out.push(self.atoms.find(a)),
+        }
     }
 }

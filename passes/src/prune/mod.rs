@@ -46,6 +46,8 @@ pub struct SlicePlan {
 pub struct GroupPlan {
     /// Size of the index space.
     pub size: usize,
+    /// Size of one block (head); every block keeps the same count.
+    pub block: usize,
     /// Kept indices, sorted.
     pub kept: Vec<u32>,
     /// The weights it slices (names, for reading the plan).
@@ -69,7 +71,7 @@ impl SlicePlan {
                 let mut weights: Vec<String> =
                     g.members.iter().map(|m| model.graph.value(m.value).name.clone()).collect();
                 weights.dedup();
-                GroupPlan { size: g.size, kept: k, weights }
+                GroupPlan { size: g.size, block: g.block, kept: k, weights }
             })
             .collect();
         SlicePlan { groups }
@@ -103,11 +105,12 @@ pub fn plan(model: &Model, coupling: &Coupling, opts: &PlanOptions) -> SlicePlan
 
 /// Chooses what to keep under the budget, from given log-scores (per group, per index).
 pub fn plan_with_scores(model: &Model, coupling: &Coupling, opts: &PlanOptions, scores: Vec<Vec<f64>>) -> SlicePlan {
+    // Kept count per block (every block of a group keeps the same count).
     let counts: Vec<usize> = match opts.allocation {
         Allocation::Uniform => coupling
             .groups
             .iter()
-            .map(|g| aligned((opts.budget * g.size as f64).ceil() as usize, g.size, opts.align))
+            .map(|g| aligned((opts.budget * g.block as f64).ceil() as usize, g.block, opts.align))
             .collect(),
         Allocation::Global => {
             // Normalise per group (log-score minus the group mean), then keep the best
@@ -130,17 +133,25 @@ pub fn plan_with_scores(model: &Model, coupling: &Coupling, opts: &PlanOptions, 
                 kept += costs[gi];
             }
             // Nearest steps keep the total close to the budget (rounding every group up overshoots it).
-            counts.iter().zip(&coupling.groups).map(|(&c, g)| aligned_nearest(c, g.size, opts.align)).collect()
+            counts
+                .iter()
+                .zip(&coupling.groups)
+                .map(|(&c, g)| aligned_nearest((c + g.blocks() / 2) / g.blocks().max(1), g.block, opts.align))
+                .collect()
         }
     };
     let kept = scores
         .iter()
+        .zip(&coupling.groups)
         .zip(counts)
-        .map(|(s, n)| {
-            let mut idx: Vec<u32> = (0..s.len() as u32).collect();
-            idx.sort_by(|&a, &b| s[b as usize].total_cmp(&s[a as usize]).then(a.cmp(&b)));
-            idx.truncate(n);
-            idx
+        .map(|((s, g), n)| {
+            let mut kept = Vec::with_capacity(n * g.blocks());
+            for b in 0..g.blocks() {
+                let mut idx: Vec<u32> = (b * g.block..(b + 1) * g.block).map(|i| i as u32).collect();
+                idx.sort_by(|&x, &y| s[y as usize].total_cmp(&s[x as usize]).then(x.cmp(&y)));
+                kept.extend_from_slice(&idx[..n.min(idx.len())]);
+            }
+            kept
         })
         .collect();
     SlicePlan::from_kept(model, coupling, kept)

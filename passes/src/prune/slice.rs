@@ -41,11 +41,20 @@ fn cuts(coupling: &Coupling, plan: &SlicePlan) -> Result<Cuts, SliceError> {
     let removed = plan.removed();
     let mut cuts: Cuts = BTreeMap::new();
     for (gi, (g, gp)) in coupling.groups.iter().zip(&plan.groups).enumerate() {
-        if gp.size != g.size || gp.kept.iter().any(|&i| i as usize >= g.size) || gp.kept.is_empty() {
+        if gp.size != g.size
+            || gp.block != g.block
+            || gp.kept.iter().any(|&i| i as usize >= g.size)
+            || gp.kept.is_empty()
+        {
             return Err(SliceError::Mismatch(format!(
-                "group {gi}: size {} vs {}, or kept indices out of range or empty",
-                gp.size, g.size
+                "group {gi}: size {}/{} vs {}/{}, or kept indices out of range or empty",
+                gp.size, gp.block, g.size, g.block
             )));
+        }
+        let per_block: Vec<usize> =
+            (0..g.blocks()).map(|b| gp.kept.iter().filter(|&&i| i as usize / g.block == b).count()).collect();
+        if per_block.windows(2).any(|w| w[0] != w[1]) {
+            return Err(SliceError::Mismatch(format!("group {gi}: blocks keep different counts {per_block:?}")));
         }
         for m in &g.members {
             let set = cuts.entry((m.value, m.reader)).or_default().entry(m.axis).or_default();
