@@ -16,8 +16,11 @@ cargo build --release --locked
 ecospac=./target/release/ecospac
 $ecospac inspect "$out/model.onnx"
 $ecospac inspect "$out/model.onnx" --groups
+# Calibration: the first 32 of the 64 sentences (the other 32 are held out).
+.venv/bin/python -c "import numpy as np, sys; d = np.load(sys.argv[1]); np.savez(sys.argv[2], **{k: d[k][:32] for k in d.files})" \
+  "$out/inputs.npz" "$out/calibration.npz"
 $ecospac compile "$out/model.onnx" --budget "${BUDGET:-0.5}" -o "$out/model.compact.onnx" \
-  --emit-plan "$out/plan.json" --report "$out/report.json"
+  --criterion coupled-act --calibration "$out/calibration.npz" --emit-plan "$out/plan.json" --report "$out/report.json"
 # Exact: the compact model equals the original with the removed slices zeroed.
 $ecospac verify "$out/model.onnx" "$out/model.compact.onnx" --masked "$out/plan.json" --bind batch=8,seq=64
 # Fidelity against the unpruned original on real sentences (no retraining, no calibration).
