@@ -76,6 +76,9 @@ enum Command {
         /// Write the compile report (JSON) here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Bind symbolic dims for the report's FLOPs, e.g. `batch=1,seq=128` (`*=N` for the rest).
+        #[arg(long, value_delimiter = ',')]
+        bind: Vec<String>,
         /// Passes to run, comma-separated (see `ecospac passes`).
         #[arg(long, value_delimiter = ',', default_value = "infer-shapes")]
         passes: Vec<String>,
@@ -155,13 +158,25 @@ fn run(cli: Cli) -> Result<()> {
             emit_plan,
             plan,
             report,
+            bind,
             passes,
             dump_after,
             external_data,
             verify_each,
         } => {
-            let prune =
-                PruneArgs { budget, criterion, calibration, ort_lib, allocation, align, seed, emit_plan, plan, report };
+            let prune = PruneArgs {
+                budget,
+                criterion,
+                calibration,
+                ort_lib,
+                allocation,
+                align,
+                seed,
+                emit_plan,
+                plan,
+                report,
+                bind: parse_bindings(&bind)?,
+            };
             compile(&model, &output, &prune, &passes, &dump_after, external_data, verify_each)
         }
         Command::Verify { original, compact, masked, tolerance, bind, runs, ort_lib } => {
@@ -367,6 +382,7 @@ struct PruneArgs {
     emit_plan: Option<PathBuf>,
     plan: Option<PathBuf>,
     report: Option<PathBuf>,
+    bind: std::collections::HashMap<String, i64>,
 }
 
 fn float_params(model: &Model) -> u128 {
@@ -458,6 +474,7 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
         .map(|(g, p)| g.cost_per_index(model) * p.kept.len() as u64)
         .sum();
     let before = float_params(model);
+    let flops_before = ecospac_passes::cost::matmul_flops(model, &args.bind);
     let t1 = Instant::now();
     apply_plan(model, &mut coupling, &slice_plan)?;
     PassManager::from_names(&["infer-shapes", "eliminate-dead-nodes"])?
@@ -466,6 +483,10 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
         .context("the sliced model")?;
     let sliced = t1.elapsed();
     let after = float_params(model);
+    let flops_after = ecospac_passes::cost::matmul_flops(model, &args.bind);
+    if let (Some(b), Some(a)) = (flops_before, flops_after) {
+        eprintln!("matmul FLOPs {a} of {b} ({:.3}) with {:?}", a as f64 / b.max(1) as f64, args.bind);
+    }
     eprintln!(
         "kept {kept_prunable} of {prunable} prunable parameters ({:.3}); model {after} of {before} ({:.3}); sliced in {sliced:.2?}",
         kept_prunable as f64 / prunable.max(1) as f64,
@@ -474,6 +495,7 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "prunable_parameters": {"before": prunable, "after": kept_prunable},
         "float_parameters": {"before": before as u64, "after": after as u64},
+        "matmul_flops": {"before": flops_before.map(|f| f as u64), "after": flops_after.map(|f| f as u64), "bind": args.bind},
         "groups": slice_plan.groups.iter().map(|g| serde_json::json!({"size": g.size, "kept": g.kept.len(), "weights": g.weights})).collect::<Vec<_>>(),
         "pinned_weight_axes": coupling.pinned.len(),
         "seconds": {"analysis": analysed.as_secs_f64(), "slice": sliced.as_secs_f64()},

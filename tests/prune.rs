@@ -253,7 +253,13 @@ fn emitted_plans_reapply_exactly() {
         "--emit-plan",
         &s(&plan),
     ]);
-    ecospac(&["compile", &s(&src), "-o", &s(&b), "--plan", &s(&plan)]);
+    let report = dir.path().join("report.json");
+    ecospac(&["compile", &s(&src), "-o", &s(&b), "--plan", &s(&plan), "--report", &s(&report), "--bind", "*=2"]);
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let flops = |k: &str| r["matmul_flops"][k].as_u64().expect("FLOPs counted");
+    assert!(flops("after") < flops("before"), "{r}");
+    let params = |k: &str| r["prunable_parameters"][k].as_u64().expect("params");
+    assert!(params("after") < params("before"), "{r}");
     assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
     let parsed: ecospac_passes::prune::SlicePlan =
         serde_json::from_str(&std::fs::read_to_string(&plan).expect("plan")).expect("json");
