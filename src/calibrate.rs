@@ -130,3 +130,44 @@ pub fn activation_energy(
     }
     Ok(energy)
 }
+
+/// Tokenizes one text per non-empty line with a model's `tokenizer.json`,
+/// padded or truncated to `length` tokens, into the arrays a text model takes
+/// (`input_ids`, `attention_mask`, `token_type_ids`, for those of `model`'s inputs).
+pub fn read_text(text: &Path, tokenizer: &Path, length: usize, model: &Model) -> Result<HashMap<String, Array>> {
+    use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+    let lines: Vec<String> = std::fs::read_to_string(text)
+        .with_context(|| format!("cannot read {}", text.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if lines.is_empty() {
+        bail!("{} has no text", text.display());
+    }
+    let mut tok =
+        Tokenizer::from_file(tokenizer).map_err(|e| anyhow::anyhow!("cannot load {}: {e}", tokenizer.display()))?;
+    let pad_id = tok.token_to_id("[PAD]").or_else(|| tok.token_to_id("<pad>")).unwrap_or(0);
+    tok.with_padding(Some(PaddingParams { strategy: PaddingStrategy::Fixed(length), pad_id, ..Default::default() }));
+    tok.with_truncation(Some(TruncationParams { max_length: length, ..Default::default() }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let enc =
+        tok.encode_batch(lines.clone(), true).map_err(|e| anyhow::anyhow!("tokenizing {}: {e}", text.display()))?;
+    let dims = vec![enc.len() as i64, length as i64];
+    let collect = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<u32>| -> Vec<i64> {
+        enc.iter().flat_map(|e| f(e).into_iter().map(i64::from)).collect()
+    };
+    let mut out = HashMap::new();
+    for &v in &model.graph.inputs {
+        let name = model.graph.value(v).name.as_str();
+        let values = match name {
+            "input_ids" => collect(&|e| e.get_ids().to_vec()),
+            "attention_mask" => collect(&|e| e.get_attention_mask().to_vec()),
+            "token_type_ids" => collect(&|e| e.get_type_ids().to_vec()),
+            other => bail!("cannot make input `{other}` from text; give --calibration FILE.npz instead"),
+        };
+        out.insert(name.to_string(), Array::I64(dims.clone(), values));
+    }
+    Ok(out)
+}

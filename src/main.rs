@@ -19,6 +19,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run; the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Summarise a model: opsets, inputs/outputs, op histogram, parameters.
@@ -53,8 +55,17 @@ enum Command {
         #[arg(long, default_value = "coupled")]
         criterion: String,
         /// Calibration inputs for the -act criteria: an .npz with one array per model input.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "calibration_text")]
         calibration: Option<PathBuf>,
+        /// Calibration text for the -act criteria, one text per line (needs --tokenizer).
+        #[arg(long, requires = "tokenizer")]
+        calibration_text: Option<PathBuf>,
+        /// The model's tokenizer.json, for --calibration-text.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Tokens per calibration text (padded or truncated).
+        #[arg(long, default_value_t = 64)]
+        calibration_length: usize,
         /// The ONNX Runtime shared library for calibration (else $ORT_DYLIB_PATH, else .venv).
         #[arg(long)]
         ort_lib: Option<PathBuf>,
@@ -151,6 +162,9 @@ fn run(cli: Cli) -> Result<()> {
             budget,
             criterion,
             calibration,
+            calibration_text,
+            tokenizer,
+            calibration_length,
             ort_lib,
             allocation,
             align,
@@ -168,6 +182,9 @@ fn run(cli: Cli) -> Result<()> {
                 budget,
                 criterion,
                 calibration,
+                calibration_text,
+                tokenizer,
+                calibration_length,
                 ort_lib,
                 allocation,
                 align,
@@ -375,6 +392,9 @@ struct PruneArgs {
     budget: f64,
     criterion: String,
     calibration: Option<PathBuf>,
+    calibration_text: Option<PathBuf>,
+    tokenizer: Option<PathBuf>,
+    calibration_length: usize,
     ort_lib: Option<PathBuf>,
     allocation: String,
     align: usize,
@@ -438,21 +458,21 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
             match activation {
                 None => plan(model, &coupling, &opts),
                 Some(_) => {
-                    let path = args
-                        .calibration
-                        .as_ref()
-                        .with_context(|| format!("--criterion {} needs --calibration FILE.npz", args.criterion))?;
-                    let data = calibrate::read_npz(path)?;
+                    let (data, source) = match (&args.calibration, &args.calibration_text, &args.tokenizer) {
+                        (Some(npz), _, _) => (calibrate::read_npz(npz)?, npz.display().to_string()),
+                        (None, Some(text), Some(tok)) => {
+                            (calibrate::read_text(text, tok, args.calibration_length, model)?, text.display().to_string())
+                        }
+                        _ => bail!(
+                            "--criterion {} needs --calibration FILE.npz or --calibration-text FILE --tokenizer tokenizer.json",
+                            args.criterion
+                        ),
+                    };
                     let env = verify_cmd::ort_env(args.ort_lib.as_deref())?;
                     let probes = ecospac_passes::prune::activation_probes(model, &coupling);
                     let t = Instant::now();
                     let energy = calibrate::activation_energy(&env, model, &probes, &data)?;
-                    eprintln!(
-                        "calibration: {} activations from {} in {:.2?}",
-                        probes.len(),
-                        path.display(),
-                        t.elapsed()
-                    );
+                    eprintln!("calibration: {} activations from {} in {:.2?}", probes.len(), source, t.elapsed());
                     let scores = ecospac_passes::prune::activation_scores(
                         model,
                         &coupling,

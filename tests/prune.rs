@@ -344,3 +344,38 @@ fn activation_aware_criterion_calibrates() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("needs --calibration"));
 }
+
+/// Calibration from raw text and a `tokenizer.json` gives an exact compact model.
+#[test]
+fn calibration_from_text_and_tokenizer() {
+    let src = fixture("bert-torchscript.onnx");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = |p: &std::path::Path| p.display().to_string();
+    let (out, plan) = (dir.path().join("out.onnx"), dir.path().join("plan.json"));
+    let text = root().join("bench/sentences.txt");
+    let tok = fixture("tiny-tokenizer.json");
+    let ecospac =
+        |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_ecospac")).args(args).output().expect("run");
+    let r = ecospac(&[
+        "compile",
+        &s(&src),
+        "-o",
+        &s(&out),
+        "--budget",
+        "0.5",
+        "--criterion",
+        "coupled-act",
+        "--calibration-text",
+        &s(&text),
+        "--tokenizer",
+        &s(&tok),
+        "--calibration-length",
+        "16",
+        "--emit-plan",
+        &s(&plan),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("sentences.txt"));
+    let v = ecospac(&["verify", &s(&src), &s(&out), "--masked", &s(&plan), "--bind", "batch=2,seq=16", "--runs", "1"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
