@@ -1,6 +1,7 @@
 //! The `ecospac` command line.
 
 mod calibrate;
+mod progress;
 mod verify_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -229,6 +230,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load(path: &Path) -> Result<Model> {
+    let _stage = progress::stage(&format!("importing {}", path.display()));
     ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))
 }
 
@@ -421,7 +423,10 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     PassManager::from_names(&["fold-shape-constants", "hoist-constants", "eliminate-dead-nodes", "infer-shapes"])?
         .run(model)?;
-    let mut coupling = ecospac_passes::coupling::analyze(model);
+    let mut coupling = {
+        let _stage = progress::stage("coupling analysis");
+        ecospac_passes::coupling::analyze(model)
+    };
     let analysed = t0.elapsed();
     eprintln!(
         "coupling analysis: {} groups, {} pinned weight axes ({analysed:.2?})",
@@ -471,7 +476,10 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
                     let env = verify_cmd::ort_env(args.ort_lib.as_deref())?;
                     let probes = ecospac_passes::prune::activation_probes(model, &coupling);
                     let t = Instant::now();
-                    let energy = calibrate::activation_energy(&env, model, &probes, &data)?;
+                    let energy = {
+                        let _stage = progress::stage("calibrating in ONNX Runtime");
+                        calibrate::activation_energy(&env, model, &probes, &data)?
+                    };
                     eprintln!("calibration: {} activations from {} in {:.2?}", probes.len(), source, t.elapsed());
                     let scores = ecospac_passes::prune::activation_scores(
                         model,
@@ -496,7 +504,10 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
     let before = float_params(model);
     let flops_before = ecospac_passes::cost::matmul_flops(model, &args.bind);
     let t1 = Instant::now();
-    apply_plan(model, &mut coupling, &slice_plan)?;
+    {
+        let _stage = progress::stage("slicing");
+        apply_plan(model, &mut coupling, &slice_plan)?;
+    }
     PassManager::from_names(&["infer-shapes", "eliminate-dead-nodes"])?
         .verify_each(true)
         .run(model)
@@ -575,7 +586,10 @@ fn compile(
         verify(&model.graph).map_err(|e| anyhow::anyhow!("{e}")).context("the compiled graph does not verify")?;
     let t1 = Instant::now();
     let opts = ExportOptions { external_data: if external { ExternalData::Always } else { ExternalData::Auto } };
-    let written = export_onnx(&model, proof, output, &opts)?;
+    let written = {
+        let _stage = progress::stage(&format!("writing {}", output.display()));
+        export_onnx(&model, proof, output, &opts)?
+    };
     eprintln!(
         "wrote {} ({} bytes{}) in {:.2?}",
         written.model_path.display(),
