@@ -379,3 +379,58 @@ fn calibration_from_text_and_tokenizer() {
     let v = ecospac(&["verify", &s(&src), &s(&out), "--masked", &s(&plan), "--bind", "batch=2,seq=16", "--runs", "1"]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
 }
+
+/// Budgets are met: uniform plans keep each group's fraction to within one
+/// alignment step, global plans the whole prunable count to within one step.
+#[test]
+fn plans_meet_the_budget_within_one_step() {
+    for name in FIXTURES {
+        let model = prepared(name);
+        let coupling = analyze(&model);
+        let costs: Vec<u64> = coupling.groups.iter().map(|g| g.cost_per_index(&model)).collect();
+        let total: u64 = coupling.groups.iter().zip(&costs).map(|(g, c)| c * g.size as u64).sum();
+        let step = |g: &ecospac_passes::coupling::Group| if g.block >= 16 { 8 } else { 1 };
+        for budget in [0.3, 0.5, 0.7] {
+            let uniform = plan(
+                &model,
+                &coupling,
+                &PlanOptions {
+                    budget,
+                    criterion: Criterion::Coupled,
+                    allocation: Allocation::Uniform,
+                    align: 8,
+                    seed: 0,
+                },
+            );
+            for (g, p) in coupling.groups.iter().zip(&uniform.groups) {
+                let per_block = p.kept.len() / g.blocks();
+                let want = budget * g.block as f64;
+                assert!(
+                    (per_block as f64 - want).abs() <= step(g) as f64,
+                    "{name}: uniform {budget}: {per_block} of {} kept",
+                    g.block
+                );
+            }
+            let global = plan(
+                &model,
+                &coupling,
+                &PlanOptions {
+                    budget,
+                    criterion: Criterion::Coupled,
+                    allocation: Allocation::Global,
+                    align: 8,
+                    seed: 0,
+                },
+            );
+            let kept: u64 =
+                coupling.groups.iter().zip(&global.groups).zip(&costs).map(|((_, p), c)| c * p.kept.len() as u64).sum();
+            let max_step: u64 =
+                coupling.groups.iter().zip(&costs).map(|(g, c)| c * (step(g) * g.blocks()) as u64).max().unwrap_or(0);
+            let want = budget * total as f64;
+            assert!(
+                (kept as f64 - want).abs() <= max_step as f64,
+                "{name}: global {budget}: kept {kept} for {want} (step {max_step})"
+            );
+        }
+    }
+}

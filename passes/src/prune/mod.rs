@@ -132,12 +132,51 @@ pub fn plan_with_scores(model: &Model, coupling: &Coupling, opts: &PlanOptions, 
                 counts[gi] += 1;
                 kept += costs[gi];
             }
-            // Nearest steps keep the total close to the budget (rounding every group up overshoots it).
-            counts
+            // Per block, to the nearest alignment step.
+            let mut per_block: Vec<usize> = counts
                 .iter()
                 .zip(&coupling.groups)
                 .map(|(&c, g)| aligned_nearest((c + g.blocks() / 2) / g.blocks().max(1), g.block, opts.align))
-                .collect()
+                .collect();
+            // Then trade whole steps between groups until the kept parameters are
+            // within one step of the budget: drop the step whose best index is
+            // weakest, or add the step whose next index is strongest.
+            let normalised: Vec<Vec<f64>> = scores
+                .iter()
+                .map(|s| {
+                    let mean = s.iter().sum::<f64>() / s.len().max(1) as f64;
+                    let mut v: Vec<f64> = s.iter().map(|x| x - mean).collect();
+                    v.sort_by(|a, b| b.total_cmp(a));
+                    v
+                })
+                .collect();
+            let groups = &coupling.groups;
+            let step_of = |gi: usize| step(groups[gi].block, opts.align);
+            let step_cost = |gi: usize| costs[gi] * (step_of(gi) * groups[gi].blocks()) as u64;
+            let kept_params = |pb: &[usize]| -> u64 {
+                (0..pb.len()).map(|gi| costs[gi] * (pb[gi] * groups[gi].blocks()) as u64).sum()
+            };
+            let target = opts.budget * total as f64;
+            for _ in 0..4 * groups.len() * 64 {
+                let kept = kept_params(&per_block) as f64;
+                let over = (0..groups.len()).filter(|&gi| per_block[gi] >= 2 * step_of(gi)).min_by(|&a, &b| {
+                    let at = |gi: usize| normalised[gi][(per_block[gi] * groups[gi].blocks()).saturating_sub(1)];
+                    at(a).total_cmp(&at(b))
+                });
+                let under =
+                    (0..groups.len()).filter(|&gi| per_block[gi] + step_of(gi) <= groups[gi].block).max_by(|&a, &b| {
+                        let at = |gi: usize| {
+                            normalised[gi][(per_block[gi] * groups[gi].blocks()).min(normalised[gi].len() - 1)]
+                        };
+                        at(a).total_cmp(&at(b))
+                    });
+                match (over, under) {
+                    (Some(gi), _) if kept - step_cost(gi) as f64 / 2.0 > target => per_block[gi] -= step_of(gi),
+                    (_, Some(gi)) if kept + step_cost(gi) as f64 / 2.0 < target => per_block[gi] += step_of(gi),
+                    _ => break,
+                }
+            }
+            per_block
         }
     };
     let kept = scores
