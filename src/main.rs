@@ -20,8 +20,6 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once per run; the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Summarise a model: opsets, inputs/outputs, op histogram, parameters.
@@ -48,49 +46,8 @@ enum Command {
         /// Where to write the result (never the input).
         #[arg(short, long)]
         output: PathBuf,
-        /// Fraction of the prunable (coupled) parameters to keep; 1.0 keeps the model as it is.
-        #[arg(long, default_value_t = 1.0)]
-        budget: f64,
-        /// Importance criterion: coupled (EcoSpa, weights), coupled-act (EcoSpa with
-        /// calibration activations), and the baselines uncoupled, uncoupled-act, random.
-        #[arg(long, default_value = "coupled")]
-        criterion: String,
-        /// Calibration inputs for the -act criteria: an .npz with one array per model input.
-        #[arg(long, conflicts_with = "calibration_text")]
-        calibration: Option<PathBuf>,
-        /// Calibration text for the -act criteria, one text per line (needs --tokenizer).
-        #[arg(long, requires = "tokenizer")]
-        calibration_text: Option<PathBuf>,
-        /// The model's tokenizer.json, for --calibration-text.
-        #[arg(long)]
-        tokenizer: Option<PathBuf>,
-        /// Tokens per calibration text (padded or truncated).
-        #[arg(long, default_value_t = 64)]
-        calibration_length: usize,
-        /// The ONNX Runtime shared library for calibration (else $ORT_DYLIB_PATH, else .venv).
-        #[arg(long)]
-        ort_lib: Option<PathBuf>,
-        /// Budget allocation: uniform (same fraction per group) or global (one ranking).
-        #[arg(long, default_value = "uniform")]
-        allocation: String,
-        /// Kept counts are multiples of this where a group is at least twice as large.
-        #[arg(long, default_value_t = 8)]
-        align: usize,
-        /// Seed for --criterion random.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Write the slice plan (JSON) here.
-        #[arg(long)]
-        emit_plan: Option<PathBuf>,
-        /// Apply this slice plan (JSON) instead of choosing one.
-        #[arg(long)]
-        plan: Option<PathBuf>,
-        /// Write the compile report (JSON) here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Bind symbolic dims for the report's FLOPs, e.g. `batch=1,seq=128` (`*=N` for the rest).
-        #[arg(long, value_delimiter = ',')]
-        bind: Vec<String>,
+        #[command(flatten)]
+        prune: Box<PruneArgs>,
         /// Passes to run, comma-separated (see `ecospac passes`).
         #[arg(long, value_delimiter = ',', default_value = "infer-shapes")]
         passes: Vec<String>,
@@ -157,44 +114,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json, text, groups: false, bind } => inspect(&model, json, text, &bind),
         Command::Inspect { model, json, groups: true, .. } => inspect_groups(&model, json),
-        Command::Compile {
-            model,
-            output,
-            budget,
-            criterion,
-            calibration,
-            calibration_text,
-            tokenizer,
-            calibration_length,
-            ort_lib,
-            allocation,
-            align,
-            seed,
-            emit_plan,
-            plan,
-            report,
-            bind,
-            passes,
-            dump_after,
-            external_data,
-            verify_each,
-        } => {
-            let prune = PruneArgs {
-                budget,
-                criterion,
-                calibration,
-                calibration_text,
-                tokenizer,
-                calibration_length,
-                ort_lib,
-                allocation,
-                align,
-                seed,
-                emit_plan,
-                plan,
-                report,
-                bind: parse_bindings(&bind)?,
-            };
+        Command::Compile { model, output, prune, passes, dump_after, external_data, verify_each } => {
             compile(&model, &output, &prune, &passes, &dump_after, external_data, verify_each)
         }
         Command::Verify { original, compact, masked, tolerance, bind, runs, ort_lib } => {
@@ -208,14 +128,7 @@ fn run(cli: Cli) -> Result<()> {
                 ort_lib,
             };
             verify_cmd::verify(&args, |m| {
-                PassManager::from_names(&[
-                    "infer-shapes",
-                    "fold-shape-constants",
-                    "hoist-constants",
-                    "eliminate-dead-nodes",
-                    "infer-shapes",
-                ])?
-                .run(m)?;
+                PassManager::from_names(ecospac_passes::PRUNE_PREPARATION)?.run(m)?;
                 Ok(())
             })
         }
@@ -390,21 +303,51 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// The pruning settings of `compile`.
+#[derive(clap::Args)]
 struct PruneArgs {
+    /// Fraction of the prunable (coupled) parameters to keep; 1.0 keeps the model as it is.
+    #[arg(long, default_value_t = 1.0)]
     budget: f64,
+    /// Importance criterion: coupled (EcoSpa, weights), coupled-act (EcoSpa with
+    /// calibration activations), and the baselines uncoupled, uncoupled-act, random.
+    #[arg(long, default_value = "coupled")]
     criterion: String,
+    /// Calibration inputs for the -act criteria: an .npz with one array per model input.
+    #[arg(long, conflicts_with = "calibration_text")]
     calibration: Option<PathBuf>,
+    /// Calibration text for the -act criteria, one text per line (needs --tokenizer).
+    #[arg(long, requires = "tokenizer")]
     calibration_text: Option<PathBuf>,
+    /// The model's tokenizer.json, for --calibration-text.
+    #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Tokens per calibration text (padded or truncated).
+    #[arg(long, default_value_t = 64)]
     calibration_length: usize,
+    /// The ONNX Runtime shared library for calibration (else $ORT_DYLIB_PATH, else .venv).
+    #[arg(long)]
     ort_lib: Option<PathBuf>,
+    /// Budget allocation: uniform (same fraction per group) or global (one ranking).
+    #[arg(long, default_value = "uniform")]
     allocation: String,
+    /// Kept counts are multiples of this where a group is at least twice as large.
+    #[arg(long, default_value_t = 8)]
     align: usize,
+    /// Seed for --criterion random.
+    #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Write the slice plan (JSON) here.
+    #[arg(long)]
     emit_plan: Option<PathBuf>,
+    /// Apply this slice plan (JSON) instead of choosing one.
+    #[arg(long)]
     plan: Option<PathBuf>,
+    /// Write the compile report (JSON) here.
+    #[arg(long)]
     report: Option<PathBuf>,
-    bind: std::collections::HashMap<String, i64>,
+    /// Bind symbolic dims for the report's FLOPs, e.g. `batch=1,seq=128` (`*=N` for the rest).
+    #[arg(long, value_delimiter = ',')]
+    bind: Vec<String>,
 }
 
 fn float_params(model: &Model) -> u128 {
@@ -421,8 +364,7 @@ fn float_params(model: &Model) -> u128 {
 fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
     use ecospac_passes::prune::{apply_plan, plan, Allocation, Criterion, PlanOptions, SlicePlan};
     let t0 = Instant::now();
-    PassManager::from_names(&["fold-shape-constants", "hoist-constants", "eliminate-dead-nodes", "infer-shapes"])?
-        .run(model)?;
+    PassManager::from_names(ecospac_passes::PRUNE_PREPARATION)?.run(model)?;
     let mut coupling = {
         let _stage = progress::stage("coupling analysis");
         ecospac_passes::coupling::analyze(model)
@@ -502,7 +444,8 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
         .map(|(g, p)| g.cost_per_index(model) * p.kept.len() as u64)
         .sum();
     let before = float_params(model);
-    let flops_before = ecospac_passes::cost::matmul_flops(model, &args.bind);
+    let bind = parse_bindings(&args.bind)?;
+    let flops_before = ecospac_passes::cost::matmul_flops(model, &bind);
     let t1 = Instant::now();
     {
         let _stage = progress::stage("slicing");
@@ -514,9 +457,9 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
         .context("the sliced model")?;
     let sliced = t1.elapsed();
     let after = float_params(model);
-    let flops_after = ecospac_passes::cost::matmul_flops(model, &args.bind);
+    let flops_after = ecospac_passes::cost::matmul_flops(model, &bind);
     if let (Some(b), Some(a)) = (flops_before, flops_after) {
-        eprintln!("matmul FLOPs {a} of {b} ({:.3}) with {:?}", a as f64 / b.max(1) as f64, args.bind);
+        eprintln!("matmul FLOPs {a} of {b} ({:.3}) with {:?}", a as f64 / b.max(1) as f64, bind);
     }
     eprintln!(
         "kept {kept_prunable} of {prunable} prunable parameters ({:.3}); model {after} of {before} ({:.3}); sliced in {sliced:.2?}",
@@ -526,7 +469,7 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "prunable_parameters": {"before": prunable, "after": kept_prunable},
         "float_parameters": {"before": before as u64, "after": after as u64},
-        "matmul_flops": {"before": flops_before.map(|f| f as u64), "after": flops_after.map(|f| f as u64), "bind": args.bind},
+        "matmul_flops": {"before": flops_before.map(|f| f as u64), "after": flops_after.map(|f| f as u64), "bind": bind},
         "groups": slice_plan.groups.iter().map(|g| serde_json::json!({"size": g.size, "kept": g.kept.len(), "weights": g.weights})).collect::<Vec<_>>(),
         "pinned_weight_axes": coupling.pinned.len(),
         "seconds": {"analysis": analysed.as_secs_f64(), "slice": sliced.as_secs_f64()},

@@ -11,7 +11,7 @@ use ecospac_passes::PassManager;
 
 fn prepared(name: &str) -> ecospac_ir::Model {
     let mut m = ecospac_frontends::import_file(&fixture(name)).expect("import");
-    PassManager::from_names(&["infer-shapes", "fold-shape-constants", "hoist-constants", "eliminate-dead-nodes"])
+    PassManager::from_names(ecospac_passes::PRUNE_PREPARATION)
         .expect("passes")
         .verify_each(true)
         .run(&mut m)
@@ -174,9 +174,8 @@ fn exact_vit_dynamo() {
 #[test]
 fn unknown_op_pins_only_its_group() {
     let src = fixture("bert-torchscript.onnx");
-    let mut proto = onnx_protobuf::Message::parse_from_bytes(&std::fs::read(&src).expect("read"))
-        .map(|m: onnx_protobuf::ModelProto| m)
-        .expect("decode");
+    let mut proto: onnx_protobuf::ModelProto =
+        onnx_protobuf::Message::parse_from_bytes(&std::fs::read(&src).expect("read")).expect("decode");
     let g = proto.graph.as_mut().expect("graph");
     let erf = g.node.iter_mut().find(|n| n.op_type == "Erf").expect("the first layer's GELU");
     erf.op_type = "MyErf".into();
@@ -212,10 +211,7 @@ fn unknown_op_pins_only_its_group() {
     std::fs::write(&custom, onnx_protobuf::Message::write_to_bytes(&proto).expect("encode")).expect("write");
     let base = analyze(&prepared("bert-torchscript.onnx")).groups.len();
     let mut m = ecospac_frontends::import_file(&custom).expect("import");
-    PassManager::from_names(&["infer-shapes", "fold-shape-constants", "hoist-constants", "eliminate-dead-nodes"])
-        .expect("passes")
-        .run(&mut m)
-        .expect("prepare");
+    PassManager::from_names(ecospac_passes::PRUNE_PREPARATION).expect("passes").run(&mut m).expect("prepare");
     let coupling = analyze(&m);
     assert_eq!(coupling.groups.len(), base - 1, "exactly the FFN group of that layer is pinned");
     assert!(coupling.pinned.iter().any(|p| p.reasons.contains(&ecospac_ir::axes::PinReason::Opaque)));

@@ -14,4 +14,4 @@ pub mod prune;
 
 pub use fold::{EliminateDeadNodes, FoldShapeConstants, HoistConstants};
 pub use infer_shapes::InferShapes;
-pub use manager::{pass_by_name, Changed, Pass, PassError, PassManager, PassTiming, PASS_NAMES};
+pub use manager::{pass_by_name, Changed, Pass, PassError, PassManager, PassTiming, PASS_NAMES, PRUNE_PREPARATION};

@@ -52,6 +52,13 @@ pub enum PassError {
 /// Every registered pass, in the order a default pipeline would run them.
 pub const PASS_NAMES: &[&str] = &["infer-shapes", "fold-shape-constants", "hoist-constants", "eliminate-dead-nodes"];
 
+/// The passes that bring an imported model to the form the coupling analysis and
+/// the slicer expect (shape chains folded, float constants as initializers).
+/// The compiler and `verify --masked` must prepare a model the same way, or the
+/// groups of a plan would not match.
+pub const PRUNE_PREPARATION: &[&str] =
+    &["infer-shapes", "fold-shape-constants", "hoist-constants", "eliminate-dead-nodes", "infer-shapes"];
+
 /// Looks a pass up by its registered name.
 pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>, PassError> {
     Ok(match name {
