@@ -6,7 +6,8 @@ mod verify_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ecospac_backends::{export_onnx, ExportOptions, ExternalData};
+use ecospac_backends::{export_checkpoint, export_onnx, ExportOptions, ExternalData};
+use ecospac_frontends::hf::Checkpoint;
 use ecospac_ir::{verify, DType, Model};
 use ecospac_passes::PassManager;
 use std::collections::BTreeMap;
@@ -143,8 +144,22 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load(path: &Path) -> Result<Model> {
+    Ok(load_any(path)?.0)
+}
+
+/// Reads an ONNX file, or a checkpoint folder (then also returns the checkpoint).
+fn load_any(path: &Path) -> Result<(Model, Option<Checkpoint>)> {
     let _stage = progress::stage(&format!("importing {}", path.display()));
-    ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))
+    if ecospac_frontends::is_checkpoint(path) {
+        let hf = ecospac_frontends::import_checkpoint(path)
+            .with_context(|| format!("cannot import the checkpoint {}", path.display()))?;
+        return Ok((hf.model, Some(hf.checkpoint)));
+    }
+    if path.is_dir() {
+        bail!("{} is a folder without config.json; give an ONNX file or a checkpoint folder", path.display());
+    }
+    let model = ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
+    Ok((model, None))
 }
 
 fn shape_string(m: &Model, v: ecospac_ir::ValueId) -> String {
@@ -348,6 +363,19 @@ struct PruneArgs {
     /// Bind symbolic dims for the report's FLOPs, e.g. `batch=1,seq=128` (`*=N` for the rest).
     #[arg(long, value_delimiter = ',')]
     bind: Vec<String>,
+    /// Which groups to prune: `all`, or `config` (only those whose width is one
+    /// config.json key, such as the FFN width: the written checkpoint stays
+    /// loadable by stock `transformers`). `auto`: `config` when writing a
+    /// checkpoint folder, else `all`.
+    #[arg(long, default_value = "auto")]
+    scope: String,
+}
+
+/// The outcome of [`prune`].
+struct Pruned {
+    report: serde_json::Value,
+    coupling: ecospac_passes::coupling::Coupling,
+    plan: ecospac_passes::prune::SlicePlan,
 }
 
 fn float_params(model: &Model) -> u128 {
@@ -360,8 +388,10 @@ fn float_params(model: &Model) -> u128 {
         .sum()
 }
 
-/// Analyses, plans and slices; returns the report.
-fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
+/// Analyses, plans and slices (only config-sized groups when `config_scope`
+/// names the checkpoint); returns the report, the analysis and the plan.
+fn prune(model: &mut Model, args: &PruneArgs, config_scope: Option<&Checkpoint>) -> Result<Pruned> {
+    use ecospac_passes::coupling::Coupling;
     use ecospac_passes::prune::{apply_plan, plan, Allocation, Criterion, PlanOptions, SlicePlan};
     let t0 = Instant::now();
     PassManager::from_names(ecospac_passes::PRUNE_PREPARATION)?.run(model)?;
@@ -379,6 +409,39 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
         bail!("nothing in this model can be pruned: every weight axis is pinned (see `ecospac inspect --groups`)");
     }
     let prunable: u64 = coupling.groups.iter().map(|g| g.cost_per_index(model) * g.size as u64).sum();
+    let in_scope: Vec<bool> = match config_scope {
+        None => vec![true; coupling.groups.len()],
+        Some(ckpt) => (0..coupling.groups.len())
+            .map(|gi| ecospac_backends::safetensors::group_size_key(model, ckpt, &coupling, gi).is_some())
+            .collect(),
+    };
+    if args.plan.is_none() && !in_scope.contains(&true) {
+        bail!("no group's width is a config.json key, so --scope config leaves nothing to prune; try --scope all");
+    }
+    if config_scope.is_some() {
+        eprintln!(
+            "scope config: pruning the {} of {} groups whose width is a config.json key (--scope all prunes every group)",
+            in_scope.iter().filter(|&&x| x).count(),
+            in_scope.len()
+        );
+    }
+    // Plans are chosen among the groups in scope; the others keep every index.
+    let scoped = Coupling::of_groups(
+        coupling.groups.iter().zip(&in_scope).filter(|(_, &s)| s).map(|(g, _)| g.clone()).collect(),
+    );
+    let widen = |sub: SlicePlan| -> SlicePlan {
+        let mut sub = sub.groups.into_iter();
+        let kept = coupling
+            .groups
+            .iter()
+            .zip(&in_scope)
+            .map(|(g, &s)| match s.then(|| sub.next()).flatten() {
+                Some(gp) => gp.kept,
+                None => (0..g.size as u32).collect(),
+            })
+            .collect();
+        SlicePlan::from_kept(model, &coupling, kept)
+    };
     let slice_plan: SlicePlan = match &args.plan {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("cannot read plan {}", p.display()))?;
@@ -402,8 +465,8 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
                 })?;
             let opts =
                 PlanOptions { budget: args.budget, criterion, allocation, align: args.align.max(1), seed: args.seed };
-            match activation {
-                None => plan(model, &coupling, &opts),
+            widen(match activation {
+                None => plan(model, &scoped, &opts),
                 Some(_) => {
                     let (data, source) = match (&args.calibration, &args.calibration_text, &args.tokenizer) {
                         (Some(npz), _, _) => (calibrate::read_npz(npz)?, npz.display().to_string()),
@@ -416,7 +479,7 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
                         ),
                     };
                     let env = verify_cmd::ort_env(args.ort_lib.as_deref())?;
-                    let probes = ecospac_passes::prune::activation_probes(model, &coupling);
+                    let probes = ecospac_passes::prune::activation_probes(model, &scoped);
                     let t = Instant::now();
                     let energy = {
                         let _stage = progress::stage("calibrating in ONNX Runtime");
@@ -425,13 +488,13 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
                     eprintln!("calibration: {} activations from {} in {:.2?}", probes.len(), source, t.elapsed());
                     let scores = ecospac_passes::prune::activation_scores(
                         model,
-                        &coupling,
+                        &scoped,
                         &energy,
                         criterion == Criterion::Coupled,
                     );
-                    ecospac_passes::prune::plan_with_scores(model, &coupling, &opts, scores)
+                    ecospac_passes::prune::plan_with_scores(model, &scoped, &opts, scores)
                 }
-            }
+            })
         }
     };
     if let Some(p) = &args.emit_plan {
@@ -466,20 +529,22 @@ fn prune(model: &mut Model, args: &PruneArgs) -> Result<serde_json::Value> {
         kept_prunable as f64 / prunable.max(1) as f64,
         after as f64 / before.max(1) as f64
     );
-    Ok(serde_json::json!({
+    let report = serde_json::json!({
         "prunable_parameters": {"before": prunable, "after": kept_prunable},
         "float_parameters": {"before": before as u64, "after": after as u64},
         "matmul_flops": {"before": flops_before.map(|f| f as u64), "after": flops_after.map(|f| f as u64), "bind": bind},
         "groups": slice_plan.groups.iter().map(|g| serde_json::json!({"size": g.size, "kept": g.kept.len(), "weights": g.weights})).collect::<Vec<_>>(),
         "pinned_weight_axes": coupling.pinned.len(),
         "seconds": {"analysis": analysed.as_secs_f64(), "slice": sliced.as_secs_f64()},
-    }))
+    });
+    Ok(Pruned { report, coupling, plan: slice_plan })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut tmp =
+        ecospac_backends::onnx::staging_file(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(bytes)?;
     tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -502,8 +567,31 @@ fn compile(
     if same_file(input, output) || same_file(input, Path::new(&data_out)) {
         bail!("refusing to overwrite the input {}; choose another --output", input.display());
     }
+    // A folder output (existing, or named with a trailing slash) is a checkpoint.
+    let to_folder = output.is_dir() || output.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
+    if to_folder {
+        if output.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+            bail!("refusing to write into {}: the folder is not empty", output.display());
+        }
+        if output.canonicalize().ok().zip(input.canonicalize().ok()).is_some_and(|(o, i)| o.starts_with(&i)) {
+            bail!("refusing to write the checkpoint inside the input folder {}", input.display());
+        }
+    }
     let t0 = Instant::now();
-    let mut model = load(input)?;
+    let (mut model, checkpoint) = load_any(input)?;
+    if to_folder && checkpoint.is_none() {
+        bail!(
+            "{} is a folder, so ecospac would write a checkpoint, which needs a checkpoint folder as input; \
+             name an .onnx file to write ONNX",
+            output.display()
+        );
+    }
+    let config_scope = match args.scope.as_str() {
+        "all" => None,
+        "auto" if !to_folder => None,
+        "config" | "auto" => Some(checkpoint.as_ref().context("--scope config needs a checkpoint folder as input")?),
+        other => bail!("unknown --scope `{other}` (auto, all, config)"),
+    };
     eprintln!("imported {} in {:.2?}", input.display(), t0.elapsed());
     let mut pm = PassManager::from_names(passes)?;
     if verify_each {
@@ -524,10 +612,37 @@ fn compile(
     for (pass, text) in pm.dumps() {
         println!("; after {pass}\n{text}");
     }
-    let report = if args.budget < 1.0 || args.plan.is_some() { Some(prune(&mut model, args)?) } else { None };
+    let pruned = if args.budget < 1.0 || args.plan.is_some() || to_folder {
+        Some(prune(&mut model, args, config_scope)?)
+    } else {
+        None
+    };
     let proof =
         verify(&model.graph).map_err(|e| anyhow::anyhow!("{e}")).context("the compiled graph does not verify")?;
     let t1 = Instant::now();
+    if let (true, Some(ckpt), Some(p)) = (to_folder, &checkpoint, &pruned) {
+        let written = {
+            let _stage = progress::stage(&format!("writing {}", output.display()));
+            export_checkpoint(&model, proof, ckpt, &p.coupling, &p.plan, output)?
+        };
+        eprintln!(
+            "wrote the checkpoint {} (model.safetensors {} bytes) in {:.2?}",
+            written.dir.display(),
+            written.weight_bytes,
+            t1.elapsed()
+        );
+        match &written.reason {
+            None => eprintln!("config.json is standard (updated: {:?}); transformers loads it as is", written.updated_keys),
+            Some(why) => eprintln!(
+                "note: {why}; config.json records the sizes under `ecospac`, and stock loaders \
+                 (transformers) will NOT read this checkpoint (use --scope config and --allocation uniform for one they read)"
+            ),
+        }
+        if let Some(path) = &args.report {
+            write_atomically(path, serde_json::to_string_pretty(&p.report)?.as_bytes())?;
+        }
+        return Ok(());
+    }
     let opts = ExportOptions { external_data: if external { ExternalData::Always } else { ExternalData::Auto } };
     let written = {
         let _stage = progress::stage(&format!("writing {}", output.display()));
@@ -544,8 +659,8 @@ fn compile(
         )),
         t1.elapsed()
     );
-    if let (Some(path), Some(r)) = (&args.report, report) {
-        write_atomically(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    if let (Some(path), Some(p)) = (&args.report, pruned) {
+        write_atomically(path, serde_json::to_string_pretty(&p.report)?.as_bytes())?;
     }
     Ok(())
 }

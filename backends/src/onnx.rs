@@ -143,7 +143,7 @@ pub fn export_onnx(
     let mut data_file = None;
     let mut offsets: Vec<Option<(u64, u64)>> = vec![None; g.initializers.len()];
     if let (Some(dp), Some(_)) = (&data_path, &data_location) {
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dp))?;
+        let tmp = staging_file(dir).map_err(io(dp))?;
         let mut w = BufWriter::with_capacity(1 << 20, tmp);
         let mut pos = 0u64;
         for (i, &v) in g.initializers.iter().enumerate() {
@@ -187,7 +187,7 @@ pub fn export_onnx(
         return Err(ExportError::TooLarge { bytes: total });
     }
 
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(path))?;
+    let tmp = staging_file(dir).map_err(io(path))?;
     let mut w = BufWriter::with_capacity(1 << 20, tmp);
     let write = |w: &mut BufWriter<tempfile::NamedTempFile>| -> std::io::Result<()> {
         w.write_all(&shell_bytes)?;
@@ -214,6 +214,19 @@ pub fn export_onnx(
     }
     tmp.persist(path).map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e.error })?;
     Ok(ExportReport { model_path: path.to_path_buf(), data_path, model_bytes: total, data_bytes: data_bytes_written })
+}
+
+/// A temporary file in `dir` to be renamed over the destination; readable by
+/// all like a file written in place (not the 0600 of a private temp file).
+pub fn staging_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".ecospac-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    b.tempfile_in(dir)
 }
 
 fn varint_len(mut v: u64) -> u64 {

@@ -85,7 +85,7 @@ pub enum Input {
 }
 
 /// Deterministic inputs for the model's graph inputs: symbolic dims are 2
-/// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..200, masks of ones, floats in [-1, 1).
+/// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..100, masks of ones, floats in [-1, 1).
 pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
     let g = &model.graph;
     let mut state = 0x9e3779b97f4a7c15u64;
@@ -110,7 +110,7 @@ pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
             let n: i64 = dims.iter().product();
             let input = match ty.dtype {
                 DType::I64 if value.name.contains("mask") => Input::I64(dims, vec![1; n as usize]),
-                DType::I64 => Input::I64(dims, (0..n).map(|_| (next() % 200) as i64).collect()),
+                DType::I64 => Input::I64(dims, (0..n).map(|_| (next() % 100) as i64).collect()),
                 DType::F32 => Input::F32(dims, (0..n).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect()),
                 other => panic!("no input generator for {other}"),
             };

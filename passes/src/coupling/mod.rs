@@ -122,11 +122,12 @@ pub struct Coupling {
 impl Coupling {
     /// A coupling with one group and no analysis state (for scoring a group alone).
     pub fn single(group: Group) -> Coupling {
-        Coupling {
-            groups: vec![group],
-            pinned: Vec::new(),
-            analysis: Analysis { atoms: Atoms::default(), slots: HashMap::new() },
-        }
+        Coupling::of_groups(vec![group])
+    }
+    /// A coupling of some groups and no analysis state: for scoring and
+    /// planning part of a model (not for slicing).
+    pub fn of_groups(groups: Vec<Group>) -> Coupling {
+        Coupling { groups, pinned: Vec::new(), analysis: Analysis { atoms: Atoms::default(), slots: HashMap::new() } }
     }
     /// Which old positions of `value`'s `axis` survive when the groups drop the
     /// given indices (`removed[g]` for group `g`); `None` when nothing on the axis changes.

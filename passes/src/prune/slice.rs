@@ -141,6 +141,9 @@ fn replace_use(
 pub fn mask_plan(model: &mut Model, coupling: &Coupling, plan: &SlicePlan) -> Result<(), SliceError> {
     let counts = uses(model);
     for ((value, reader), axes) in cuts(coupling, plan)? {
+        if axes.values().all(BTreeSet::is_empty) {
+            continue;
+        }
         let Some(mut t) = model.graph.value(value).constant.clone() else { continue };
         for (axis, zero) in axes {
             t = zero_axis(&t, axis, &zero);
@@ -470,6 +473,9 @@ pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) 
     }
     // Weights last: the analysis above reads the unsliced graph.
     for ((value, reader), axes) in cuts(coupling, plan)? {
+        if axes.values().all(BTreeSet::is_empty) {
+            continue;
+        }
         let Some(mut t) = model.graph.value(value).constant.clone() else { continue };
         for (axis, cut) in axes {
             let keep: Vec<u32> = (0..t.dims[axis] as u32).filter(|p| !cut.contains(p)).collect();

