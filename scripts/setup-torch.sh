@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A second venv, .venv-torch, with torch + transformers, for the scripts that
-# export models to ONNX (fixtures, MiniLM, benchmark models). Tests never need it.
+# export models to ONNX (fixtures, MiniLM, benchmark models) and for the tests
+# that load compact checkpoints in stock transformers.
 # torch==2.11.0 from PyPI is the CUDA 13 build (~3 GB with its CUDA wheels); it runs on CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."

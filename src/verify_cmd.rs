@@ -161,8 +161,24 @@ pub struct VerifyArgs {
 /// Runs the check; an exactness failure is an error (exit 1).
 pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> Result<()> {
     let env = ort_env(args.ort_lib.as_deref())?;
-    let mut original = ecospac_frontends::import_file(&args.original)
-        .with_context(|| format!("cannot import {}", args.original.display()))?;
+    let dir = tempfile::tempdir()?;
+    // Checkpoint folders run as the ONNX of their built graph.
+    let as_onnx = |path: &PathBuf, name: &str| -> Result<(Model, PathBuf)> {
+        if !ecospac_frontends::is_checkpoint(path) {
+            let m = ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
+            return Ok((m, path.clone()));
+        }
+        let mut m = ecospac_frontends::import_checkpoint(path)
+            .with_context(|| format!("cannot import the checkpoint {}", path.display()))?
+            .model;
+        ecospac_passes::PassManager::from_names(&["infer-shapes"])?.run(&mut m)?;
+        let proof = ecospac_ir::verify(&m.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let p = dir.path().join(name);
+        ecospac_backends::export_onnx(&m, proof, &p, &Default::default())?;
+        Ok((m, p))
+    };
+    let (mut original, original_path) = as_onnx(&args.original, "original.onnx")?;
+    let (_, compact_path) = as_onnx(&args.compact, "compact.onnx")?;
     let inputs = make_inputs(&original, &args.bind)?;
     let row = original
         .graph
@@ -171,7 +187,6 @@ pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> 
         .and_then(|&v| original.graph.value(v).declared.clone())
         .and_then(|t| t.shape?.last()?.as_known())
         .unwrap_or(1) as usize;
-    let dir = tempfile::tempdir()?;
     let reference_path = match &args.masked_plan {
         Some(plan_path) => {
             let text =
@@ -185,10 +200,10 @@ pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> 
             ecospac_backends::export_onnx(&original, proof, &p, &Default::default())?;
             p
         }
-        None => args.original.clone(),
+        None => original_path,
     };
     let (a, ta) = run(&env, &reference_path, &inputs, args.runs)?;
-    let (b, tb) = run(&env, &args.compact, &inputs, args.runs)?;
+    let (b, tb) = run(&env, &compact_path, &inputs, args.runs)?;
     if a.len() != b.len() {
         bail!("the outputs differ in size: {} vs {} elements", a.len(), b.len());
     }

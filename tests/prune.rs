@@ -121,6 +121,23 @@ fn exact_on(name: &str) {
     check(name, &model, &budget_plan(0.5, Allocation::Global));
 }
 
+/// Graphs built from Hugging Face checkpoints obey the same invariant.
+#[test]
+fn exact_on_checkpoint_graphs() {
+    for name in ["gpt2", "llama", "llama-rope-llama3", "qwen2", "phi3", "vit"] {
+        let dir = fixture("hf").join(name);
+        let mut model = ecospac_frontends::import_checkpoint(&dir).unwrap_or_else(|e| panic!("{name}: {e}")).model;
+        PassManager::from_names(ecospac_passes::PRUNE_PREPARATION)
+            .expect("passes")
+            .verify_each(true)
+            .run(&mut model)
+            .expect("prepare");
+        check(name, &model, &random_plan(1));
+        check(name, &model, &budget_plan(0.5, Allocation::Uniform));
+        check(name, &model, &budget_plan(0.3, Allocation::Global));
+    }
+}
+
 #[test]
 fn exact_gpt2_torchscript() {
     exact_on("gpt2-torchscript.onnx");

@@ -137,10 +137,8 @@ pub fn export_checkpoint(
         match key {
             None => {
                 reason.get_or_insert_with(|| {
-                    format!(
-                        "group {gi} ({}) has no config key of its own",
-                        gp.weights.first().map_or("", |w| w.as_str())
-                    )
+                    let named = gp.weights.iter().find(|w| ckpt.weights.tensors.contains_key(*w)).or(gp.weights.first());
+                    format!("group {gi} (with {}) has no config key of its own", named.map_or("", |w| w.as_str()))
                 });
             }
             Some(k) => match updated.get(&k) {
