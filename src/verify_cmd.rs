@@ -165,7 +165,8 @@ pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> 
     // Checkpoint folders run as the ONNX of their built graph.
     let as_onnx = |path: &PathBuf, name: &str| -> Result<(Model, PathBuf)> {
         if !ecospac_frontends::is_checkpoint(path) {
-            let m = ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
+            let m =
+                ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
             return Ok((m, path.clone()));
         }
         let mut m = ecospac_frontends::import_checkpoint(path)

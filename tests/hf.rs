@@ -176,7 +176,8 @@ fn bf16_checkpoints_load_and_stay_bf16() {
     rewrite_checkpoint(&hf_fixture("llama"), &rounded, 1, bf16_rounded);
     let hf = import(&bf16);
     let g = &hf.model.graph;
-    let stored: Vec<DType> = g.initializers.iter().filter_map(|&v| g.value(v).constant.as_ref()).map(|t| t.dtype).collect();
+    let stored: Vec<DType> =
+        g.initializers.iter().filter_map(|&v| g.value(v).constant.as_ref()).map(|t| t.dtype).collect();
     assert!(stored.contains(&DType::BF16), "bf16 weights are kept as bf16 (read through Cast)");
     // bf16 weights computed in f32 equal f32 weights rounded to bf16.
     let (a, b) = (outputs_of(&bf16, "llama"), outputs_of(&rounded, "llama"));
@@ -222,7 +223,10 @@ fn bad_checkpoints_fail_with_the_key_and_shape() {
     assert!(err(t.path()).contains("model_type `mamba`"), "{}", err(t.path()));
     let t = broken("llama", |d| edit_config(d, |c| c["intermediate_size"] = 100.into()));
     let e = err(t.path());
-    assert!(e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[100, 64]") && e.contains("[96, 64]"), "{e}");
+    assert!(
+        e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[100, 64]") && e.contains("[96, 64]"),
+        "{e}"
+    );
     let t = broken("llama", |d| edit_config(d, |c| c["num_hidden_layers"] = 3.into()));
     let e = err(t.path());
     assert!(e.contains("no tensor `model.layers.2.") && e.contains("expected shape"), "{e}");
@@ -245,8 +249,7 @@ fn bad_checkpoints_fail_with_the_key_and_shape() {
     assert!(!ok && msg.contains("not empty"), "{msg}");
     assert_eq!(std::fs::read_to_string(out.path().join("keep.txt")).unwrap(), "mine");
     let empty = tempfile::tempdir().expect("tempdir");
-    let (ok, msg) =
-        ecospac(&[fixture("llama-dynamo.onnx").to_str().unwrap(), "-o", empty.path().to_str().unwrap()]);
+    let (ok, msg) = ecospac(&[fixture("llama-dynamo.onnx").to_str().unwrap(), "-o", empty.path().to_str().unwrap()]);
     assert!(!ok && msg.contains("needs a checkpoint folder"), "{msg}");
 }
 
@@ -258,7 +261,12 @@ fn group_shapes(model: &Model) -> Vec<(usize, usize, usize)> {
 
 #[test]
 fn groups_match_those_of_exported_onnx() {
-    for (hf, onnx) in [("gpt2", "gpt2-dynamo.onnx"), ("llama", "llama-dynamo.onnx"), ("qwen2", "qwen2-dynamo.onnx"), ("vit", "vit-dynamo.onnx")] {
+    for (hf, onnx) in [
+        ("gpt2", "gpt2-dynamo.onnx"),
+        ("llama", "llama-dynamo.onnx"),
+        ("qwen2", "qwen2-dynamo.onnx"),
+        ("vit", "vit-dynamo.onnx"),
+    ] {
         let mut built = import(&hf_fixture(hf)).model;
         let mut exported = ecospac_frontends::import_file(&fixture(onnx)).expect("import");
         for m in [&mut built, &mut exported] {

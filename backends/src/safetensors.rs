@@ -137,7 +137,8 @@ pub fn export_checkpoint(
         match key {
             None => {
                 reason.get_or_insert_with(|| {
-                    let named = gp.weights.iter().find(|w| ckpt.weights.tensors.contains_key(*w)).or(gp.weights.first());
+                    let named =
+                        gp.weights.iter().find(|w| ckpt.weights.tensors.contains_key(*w)).or(gp.weights.first());
                     format!("group {gi} (with {}) has no config key of its own", named.map_or("", |w| w.as_str()))
                 });
             }

@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 /// The ONNX opset the built graphs use.
 pub const OPSET: i64 = 17;
 
+/// `(tensor name, axis)` → the config key that sets that axis's length.
+pub type SizeKeys = BTreeMap<(String, usize), String>;
+
 /// Builds one graph from checkpoint tensors.
 pub struct Builder<'w> {
     g: Graph,
@@ -19,7 +22,7 @@ pub struct Builder<'w> {
     counter: usize,
     /// Float view (`Cast` to f32 when stored narrower) of each weight read.
     read: HashMap<String, ValueId>,
-    size_keys: BTreeMap<(String, usize), String>,
+    size_keys: SizeKeys,
     key_sizes: BTreeMap<String, usize>,
 }
 
@@ -74,7 +77,7 @@ impl<'w> Builder<'w> {
     }
 
     /// The finished model, the recorded size keys and the size each key stands for.
-    pub fn finish(self) -> (Model, BTreeMap<(String, usize), String>, BTreeMap<String, usize>) {
+    pub fn finish(self) -> (Model, SizeKeys, BTreeMap<String, usize>) {
         let model = Model {
             graph: self.g,
             ir_version: 8,

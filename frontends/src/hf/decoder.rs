@@ -243,14 +243,14 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
     let sin = b.unsqueeze(sin, &[1]);
 
     let mut biases: Vec<(Option<i64>, ValueId)> = Vec::new();
-    for i in 0..layers {
+    for (i, &window) in windows.iter().enumerate() {
         b.scope = format!("layers.{i}");
         let l = format!("{p}layers.{i}");
-        let bias = match biases.iter().find(|(w, _)| *w == windows[i]) {
+        let bias = match biases.iter().find(|(w, _)| *w == window) {
             Some((_, v)) => *v,
             None => {
-                let v = causal_bias(b, mask, pos, windows[i]);
-                biases.push((windows[i], v));
+                let v = causal_bias(b, mask, pos, window);
+                biases.push((window, v));
                 v
             }
         };
