@@ -156,6 +156,11 @@ impl<'w> Builder<'w> {
         self.g.add_initializer(name, Tensor::from_f32s(dims.to_vec(), values))
     }
 
+    /// A float32 constant with a name of its own (one that other tools look up).
+    pub fn named_f32s(&mut self, name: &str, dims: &[i64], values: &[f32]) -> ValueId {
+        self.g.add_initializer(name, Tensor::from_f32s(dims.to_vec(), values))
+    }
+
     /// A float32 scalar constant.
     pub fn scalar(&mut self, x: f32) -> ValueId {
         self.f32s(&[], &[x])

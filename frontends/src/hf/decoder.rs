@@ -218,13 +218,13 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
     // cos and sin, [S, 1, rot].
     let rot = rope.rotary_dim as i64;
     let inv = match &rope.freqs {
-        Frequencies::Fixed(f) => b.f32s(&[rot / 2], f),
+        Frequencies::Fixed(f) => b.named_f32s("rope.inv_freq", &[rot / 2], f),
         Frequencies::Switch { original_max, short, long } => {
             let len = b.dim_of(ids, 1);
             let limit = b.ints(&[*original_max]);
             let is_long = b.bin(BinaryOp::Greater, len, limit);
-            let long = b.f32s(&[rot / 2], long);
-            let short = b.f32s(&[rot / 2], short);
+            let long = b.named_f32s("rope.inv_freq.long", &[rot / 2], long);
+            let short = b.named_f32s("rope.inv_freq.short", &[rot / 2], short);
             b.node(Op::Where, &[is_long, long, short])
         }
     };

@@ -132,8 +132,15 @@ pub fn import_checkpoint(dir: &Path) -> Result<HfModel, HfError> {
                 .into(),
         });
     }
-    let config = Config::new(json.clone());
     let weights = Weights::open(dir)?;
+    build_graph(dir, json, weights)
+}
+
+/// Builds the graph of a config and its tensors (for checkpoints assembled in
+/// memory, such as a training runtime's); `dir` is recorded as the checkpoint's
+/// folder (its side files are what a compact checkpoint copies).
+pub fn build_graph(dir: &Path, json: serde_json::Value, weights: Weights) -> Result<HfModel, HfError> {
+    let config = Config::new(json.clone());
     let model_type = config.str("model_type")?;
     let mut b = build::Builder::new(&weights, &model_type);
     match model_type.as_str() {

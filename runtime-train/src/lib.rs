@@ -1,0 +1,53 @@
+//! EcoSpa sparse training on libtorch (tch), behind the `torch` feature so that
+//! the compiler builds without libtorch.
+//!
+//! Models are built from a Hugging Face-style config with their parameters
+//! under Hugging Face names ([`model`]); AdamW keeps its moments by the same
+//! names ([`optim`]); on the EcoSpa schedule the coupled importance collected
+//! while training chooses what to remove, and parameters, moments and the
+//! model's graph are sliced by the compiler's own analysis and plans
+//! ([`sparsity`]); [`trainer`] runs it all with checkpoints that resume exactly.
+
+#[cfg(feature = "torch")]
+pub mod checkpoint;
+#[cfg(feature = "torch")]
+pub mod data;
+#[cfg(feature = "torch")]
+pub mod model;
+#[cfg(feature = "torch")]
+pub mod optim;
+#[cfg(feature = "torch")]
+pub mod sparsity;
+#[cfg(feature = "torch")]
+pub mod trainer;
+
+#[cfg(feature = "torch")]
+pub use tch;
+
+use std::path::PathBuf;
+
+/// Why training could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting or config value is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The checkpoint reader failed.
+    #[error(transparent)]
+    Checkpoint(#[from] ecospac_frontends::HfError),
+    /// A pass failed.
+    #[error(transparent)]
+    Pass(#[from] ecospac_passes::PassError),
+    /// Slicing failed.
+    #[error(transparent)]
+    Slice(#[from] ecospac_passes::prune::SliceError),
+    /// Writing failed.
+    #[error(transparent)]
+    Export(#[from] ecospac_backends::ExportError),
+}

@@ -1,0 +1,216 @@
+//! The training runtime on CPU with tiny models: a shrink step keeps the
+//! model's function equal to the masked model's, optimizer state follows the
+//! parameters, resume reproduces an uninterrupted run, and the exported ONNX
+//! matches the tch model in ONNX Runtime.
+#![cfg(feature = "torch")]
+
+use ecospac_passes::prune::Allocation;
+use ecospac_runtime_train::data::{text_files, train_bpe, Dataset};
+use ecospac_runtime_train::model::{Model, ModelConfig};
+use ecospac_runtime_train::optim::AdamWConfig;
+use ecospac_runtime_train::sparsity::{Schedule, Sparsifier, TrainCriterion};
+use ecospac_runtime_train::trainer::{TrainConfig, Trainer};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tch::{Device, Kind, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn config(arch: &str, vocab: i64) -> serde_json::Value {
+    match arch {
+        "gpt2" => serde_json::json!({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": vocab,
+            "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64}),
+        "llama" => {
+            serde_json::json!({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": vocab,
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "tie_word_embeddings": false})
+        }
+        _ => serde_json::json!({"model_type": "bert", "architectures": ["BertModel"], "vocab_size": vocab,
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12}),
+    }
+}
+
+/// A seeded random model. Tests run in parallel and torch's generator is
+/// global, so seeding and drawing happen under one lock.
+fn model(arch: &str, vocab: i64, seed: i64) -> Model {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    Model::init(ModelConfig::from_json(&config(arch, vocab)).expect("config"), Device::Cpu)
+}
+
+/// A small real corpus (the repository's own English text) and a BPE trained on it.
+fn dataset() -> &'static (Dataset, i64) {
+    static DATA: OnceLock<(Dataset, i64)> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut files = text_files(&root().join("bench/sentences.txt")).expect("files");
+        files.push(root().join("README.md"));
+        let tok = train_bpe(&files, 400, &dir.path().join("tokenizer.json")).expect("bpe");
+        let data = Dataset::build(&files, &tok, 17, 0.1).expect("dataset");
+        (data, tok.get_vocab_size(true) as i64)
+    })
+}
+
+fn ids(vocab: i64) -> Tensor {
+    let v: Vec<i64> = (0..2 * 12).map(|i| (i * 37 + 11) % vocab).collect();
+    Tensor::from_slice(&v).reshape([2, 12])
+}
+
+#[test]
+fn one_shrink_step_equals_the_masked_model() {
+    tch::set_num_threads(1);
+    for arch in ["llama", "gpt2", "bert"] {
+        let mut m = model(arch, 97, 1);
+        let mut sp = Sparsifier::new(&m, TrainCriterion::Magnitude, Allocation::Uniform, 1).expect("sparsifier");
+        assert!(sp.coupling().groups.len() >= 4, "{arch}: {} groups", sp.coupling().groups.len());
+        let plan = sp.plan(&m, 0.5).expect("a plan");
+        // The masked model: every removed slice zeroed, nothing removed.
+        let mut masked = model(arch, 97, 1);
+        let cuts = sp.cuts(&plan);
+        tch::no_grad(|| {
+            for ((name, axis), removed) in &cuts {
+                let Some(t) = masked.params.get_mut(name) else { continue };
+                let idx: Vec<i64> = removed.iter().map(|&p| p as i64).collect();
+                let _ = t.index_fill_(*axis as i64, &Tensor::from_slice(&idx), 0.0);
+            }
+        });
+        let before = m.num_params();
+        sp.shrink(&mut m, None, plan).expect("shrink");
+        assert!(m.num_params() < before, "{arch}: nothing removed");
+        assert!((sp.density() - 0.5).abs() < 0.15, "{arch}: density {}", sp.density());
+        let x = ids(97);
+        let (a, b) = tch::no_grad(|| (masked.logits(&masked.hidden(&x)), m.logits(&m.hidden(&x))));
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{arch}: shrunk differs from masked by {diff}");
+    }
+}
+
+fn train_config(out: &Path, steps: usize, target: f64, criterion: TrainCriterion) -> TrainConfig {
+    TrainConfig {
+        out: out.to_path_buf(),
+        steps,
+        batch: 4,
+        accum: 2,
+        adamw: AdamWConfig { lr: 3e-3, ..AdamWConfig::default() },
+        warmup: 2,
+        min_lr_ratio: 0.1,
+        clip: 1.0,
+        schedule: Schedule { target, start: 3, end: 7, every: 2 },
+        criterion,
+        allocation: Allocation::Uniform,
+        align: 1,
+        eval_every: 5,
+        eval_sequences: 8,
+        checkpoint_every: 5,
+        seed: 7,
+        device: Device::Cpu,
+        bf16: false,
+        mask_id: 1,
+        progress: false,
+    }
+}
+
+#[test]
+fn optimizer_state_follows_the_parameters() {
+    tch::set_num_threads(1);
+    let (data, vocab) = dataset();
+    for (arch, criterion) in
+        [("llama", TrainCriterion::Coupled), ("gpt2", TrainCriterion::Uncoupled), ("bert", TrainCriterion::Coupled)]
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(train_config(dir.path(), 9, 0.5, criterion), model(arch, *vocab, 2)).expect("trainer");
+        let dense = t.model.num_params();
+        for _ in 0..9 {
+            let line = t.train_step(data).expect("step");
+            assert!(line.loss.is_finite(), "{arch}: loss {}", line.loss);
+            for (name, p) in &t.model.params {
+                assert_eq!(t.opt.m[name].size(), p.size(), "{arch}: m of {name}");
+                assert_eq!(t.opt.v[name].size(), p.size(), "{arch}: v of {name}");
+            }
+        }
+        assert!(t.model.num_params() < dense, "{arch}: the model did not shrink");
+        assert!((t.sparsifier.density() - 0.5).abs() < 0.1, "{arch}: density {}", t.sparsifier.density());
+    }
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_run() {
+    tch::set_num_threads(1);
+    let (data, vocab) = dataset();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full_dir = dir.path().join("full");
+    let mut full = Trainer::new(train_config(&full_dir, 10, 0.5, TrainCriterion::Coupled), model("llama", *vocab, 3))
+        .expect("trainer");
+    full.run(data).expect("run");
+    let resumed_cfg = train_config(&dir.path().join("resumed"), 10, 0.5, TrainCriterion::Coupled);
+    let mut resumed = Trainer::resume(resumed_cfg, &full_dir.join("checkpoint-5")).expect("resume");
+    assert_eq!(resumed.step, 5);
+    resumed.run(data).expect("run");
+    let a: Vec<f64> = full.history[5..].iter().map(|l| l.loss).collect();
+    let b: Vec<f64> = resumed.history.iter().map(|l| l.loss).collect();
+    assert_eq!(a.len(), 5);
+    assert_eq!(a, b, "losses after resume");
+    assert_eq!(full.model.num_params(), resumed.model.num_params());
+}
+
+fn ort_env() -> &'static ort::environment::Environment {
+    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let lib = std::fs::read_dir(root().join(".venv/lib"))
+            .ok()
+            .and_then(|d| {
+                d.flatten()
+                    .map(|e| e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"))
+                    .find(|p| p.exists())
+            })
+            .expect("ONNX Runtime in .venv; run scripts/setup.sh");
+        ort::init_from(lib).expect("load ORT").with_name("train-tests").build().expect("env")
+    })
+}
+
+#[test]
+fn exported_onnx_matches_the_tch_model() {
+    tch::set_num_threads(1);
+    let (data, vocab) = dataset();
+    for arch in ["llama", "gpt2", "bert"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = Trainer::new(train_config(dir.path(), 8, 0.5, TrainCriterion::Coupled), model(arch, *vocab, 4))
+            .expect("trainer");
+        t.cfg.checkpoint_every = 0;
+        t.run(data).expect("run");
+        assert!(t.model.num_params() < t.history[0].params, "{arch}: did not shrink");
+        let x = ids(*vocab);
+        let (hidden, logits) = tch::no_grad(|| {
+            let h = t.model.hidden(&x);
+            let l = t.model.logits(&h);
+            (h, l)
+        });
+        let mut session = ort::session::Session::builder(ort_env())
+            .expect("builder")
+            .commit_from_file(dir.path().join("model.onnx"))
+            .expect("ORT loads the export");
+        let shape = vec![2i64, 12];
+        let ids_v: Vec<i64> = Vec::<i64>::try_from(&x.flatten(0, -1)).expect("ids");
+        let mut feeds: Vec<(String, ort::value::DynValue)> = Vec::new();
+        for input in session.inputs().iter().map(|i| i.name().to_string()).collect::<Vec<_>>() {
+            let data = match input.as_str() {
+                "input_ids" => ids_v.clone(),
+                "attention_mask" => vec![1; 24],
+                _ => vec![0; 24],
+            };
+            feeds.push((input, ort::value::Tensor::from_array((shape.clone(), data)).expect("tensor").into_dyn()));
+        }
+        let outputs = session.run(feeds).expect("run");
+        for (name, want) in [("last_hidden_state", &hidden), ("logits", &logits)] {
+            let Some(v) = outputs.get(name) else { continue };
+            let (_, got) = v.try_extract_tensor::<f32>().expect("f32");
+            let want: Vec<f32> = Vec::<f32>::try_from(&want.flatten(0, -1).to_kind(Kind::Float)).expect("floats");
+            let diff = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff < 1e-4, "{arch} {name}: ONNX vs tch differ by {diff}");
+        }
+    }
+}
