@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Sets up (ONNX Runtime and the real MiniLM in .venv; torch + transformers in
-# .venv-torch, for the checks that stock transformers loads what ecospac writes)
-# and runs every test of the workspace.
+# .venv-torch, for the checks that stock transformers loads what ecospac writes
+# and for the training runtime's libtorch) and runs every test: the workspace
+# without libtorch, then the training runtime and `ecospac train` with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/setup-torch.sh
 cargo test --workspace --locked "$@"
+source scripts/torch-env.sh
+cargo test --locked -p ecospac-runtime-train --features torch "$@"
+cargo test --locked --features train --test train_cli "$@"

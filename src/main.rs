@@ -2,6 +2,8 @@
 
 mod calibrate;
 mod progress;
+#[cfg(feature = "train")]
+mod train_cmd;
 mod verify_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -87,6 +89,10 @@ enum Command {
     },
     /// List the registered passes.
     Passes,
+    /// Train with the EcoSpa schedule (pre-train from a config or fine-tune a
+    /// checkpoint), shrinking the model as it learns; export it to ONNX.
+    #[cfg(feature = "train")]
+    Train(Box<train_cmd::TrainArgs>),
 }
 
 /// Restores the default SIGPIPE action, so that `ecospac ... | head` ends quietly
@@ -133,6 +139,8 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             })
         }
+        #[cfg(feature = "train")]
+        Command::Train(args) => train_cmd::train(&args),
         Command::Passes => {
             for name in ecospac_passes::PASS_NAMES {
                 let pass = ecospac_passes::pass_by_name(name)?;

@@ -1,0 +1,273 @@
+//! `ecospac train` (feature `train`): pre-train from a config or fine-tune a
+//! checkpoint with the EcoSpa schedule, then export the compact model to ONNX
+//! and check it in ONNX Runtime against the trained model.
+
+use anyhow::{bail, Context, Result};
+use ecospac_passes::prune::Allocation;
+use ecospac_runtime_train::data::{text_files, train_bpe, Dataset};
+use ecospac_runtime_train::model::{Model, ModelConfig};
+use ecospac_runtime_train::optim::AdamWConfig;
+use ecospac_runtime_train::sparsity::{Schedule, TrainCriterion};
+use ecospac_runtime_train::tch::{self, Device, Kind, Tensor};
+use ecospac_runtime_train::trainer::{TrainConfig, Trainer};
+use std::path::PathBuf;
+
+/// Settings of `ecospac train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// A config.json to pre-train from scratch (model_type gpt2, llama or bert).
+    #[arg(long, conflicts_with = "from")]
+    config: Option<PathBuf>,
+    /// A checkpoint folder to fine-tune (its tokenizer.json is used unless --tokenizer).
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Training text: a UTF-8 file, or a folder of .txt/.rst/.md files.
+    #[arg(long)]
+    data: PathBuf,
+    /// A tokenizer.json; without one (and without --from), a byte-level BPE is trained on the data.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Vocabulary of the BPE trained when no tokenizer is given.
+    #[arg(long, default_value_t = 8192)]
+    vocab: usize,
+    /// Output folder: log.jsonl, checkpoint-N/, final/, model.onnx.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Continue from a checkpoint folder of an earlier run.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Sequences per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Micro-batches per step (gradient accumulation).
+    #[arg(long, default_value_t = 1)]
+    accum: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    /// Gradient clipping norm (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// Kept fraction of the prunable parameters at the end (1.0: dense training).
+    #[arg(long, default_value_t = 1.0)]
+    target: f64,
+    /// First shrink step (default: 10 % of the steps).
+    #[arg(long)]
+    start: Option<usize>,
+    /// Step at which the target is reached (default: 70 % of the steps).
+    #[arg(long)]
+    end: Option<usize>,
+    /// Steps between shrinks.
+    #[arg(long, default_value_t = 50)]
+    every: usize,
+    /// Importance: coupled (EcoSpa Taylor over the whole coupled slice), magnitude, uncoupled.
+    #[arg(long, default_value = "coupled")]
+    criterion: String,
+    /// Budget allocation: uniform or global.
+    #[arg(long, default_value = "uniform")]
+    allocation: String,
+    /// Kept counts are multiples of this where a group is at least twice as large.
+    #[arg(long, default_value_t = 8)]
+    align: usize,
+    /// Evaluate every this many steps.
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+    /// Validation sequences per evaluation (0: all).
+    #[arg(long, default_value_t = 64)]
+    eval_sequences: usize,
+    /// Checkpoint every this many steps (0: only at the end).
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: usize,
+    /// Seed of initialisation and data order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// bfloat16 matrix products (CUDA).
+    #[arg(long)]
+    bf16: bool,
+    /// Validation fraction of the data.
+    #[arg(long, default_value_t = 0.05)]
+    val_fraction: f64,
+    /// The ONNX Runtime shared library for the final check (else $ORT_DYLIB_PATH, else .venv).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+}
+
+/// Runs `ecospac train`.
+pub fn train(a: &TrainArgs) -> Result<()> {
+    if !(a.target > 0.0 && a.target <= 1.0) {
+        bail!("--target must be in (0, 1], got {}", a.target);
+    }
+    let device = match a.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        "auto" => Device::cuda_if_available(),
+        other => bail!("unknown --device `{other}` (cpu, cuda, auto)"),
+    };
+    let criterion = TrainCriterion::parse(&a.criterion)
+        .with_context(|| format!("unknown --criterion `{}` (coupled, magnitude, uncoupled)", a.criterion))?;
+    let allocation = match a.allocation.as_str() {
+        "uniform" => Allocation::Uniform,
+        "global" => Allocation::Global,
+        other => bail!("unknown --allocation `{other}` (uniform, global)"),
+    };
+    std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
+    let files = text_files(&a.data)?;
+    // The tokenizer: given; else the fine-tuned checkpoint's; else, when resuming, the run's own.
+    let tok_path = a.tokenizer.clone().or_else(|| a.from.as_ref().map(|d| d.join("tokenizer.json"))).or_else(|| {
+        let run_dir = a.resume.as_ref()?.parent()?;
+        Some(run_dir.join("tokenizer.json")).filter(|p| p.exists())
+    });
+    let tokenizer = match &tok_path {
+        Some(p) => {
+            tokenizers::Tokenizer::from_file(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?
+        }
+        None => {
+            eprintln!("training a byte-level BPE of {} tokens on {} files", a.vocab, files.len());
+            train_bpe(&files, a.vocab, &a.output.join("tokenizer.json"))?
+        }
+    };
+    if let Some(p) = &tok_path {
+        std::fs::copy(p, a.output.join("tokenizer.json")).with_context(|| format!("cannot copy {}", p.display()))?;
+    }
+    let data = Dataset::build(&files, &tokenizer, a.seq_len, a.val_fraction)?;
+    eprintln!(
+        "data: {} training and {} validation sequences of {} tokens ({} training tokens)",
+        data.train.len(),
+        data.val.len(),
+        a.seq_len,
+        data.train_tokens()
+    );
+    tch::manual_seed(a.seed as i64);
+    let start = a.start.unwrap_or(a.steps / 10);
+    let cfg = TrainConfig {
+        out: a.output.clone(),
+        steps: a.steps,
+        batch: a.batch,
+        accum: a.accum.max(1),
+        adamw: AdamWConfig { lr: a.lr, weight_decay: a.weight_decay, ..AdamWConfig::default() },
+        warmup: a.warmup,
+        min_lr_ratio: 0.1,
+        clip: a.clip,
+        schedule: Schedule {
+            target: a.target,
+            start,
+            end: a.end.unwrap_or(a.steps * 7 / 10).max(start),
+            every: a.every.max(1),
+        },
+        criterion,
+        allocation,
+        align: a.align.max(1),
+        eval_every: a.eval_every,
+        eval_sequences: a.eval_sequences,
+        checkpoint_every: a.checkpoint_every,
+        seed: a.seed,
+        device,
+        bf16: a.bf16,
+        mask_id: tokenizer.token_to_id("[MASK]").map_or(0, i64::from),
+        progress: true,
+    };
+    let mut trainer = match &a.resume {
+        Some(dir) => Trainer::resume(cfg, dir)?,
+        None => {
+            let model = match (&a.config, &a.from) {
+                (Some(c), None) => {
+                    let text = std::fs::read_to_string(c).with_context(|| format!("cannot read {}", c.display()))?;
+                    let mut json: serde_json::Value =
+                        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", c.display()))?;
+                    json["vocab_size"] = serde_json::json!(tokenizer.get_vocab_size(true));
+                    Model::init(ModelConfig::from_json(&json)?, device)
+                }
+                (None, Some(dir)) => {
+                    let hf = ecospac_frontends::import_checkpoint(dir)?;
+                    let mcfg = ModelConfig::from_json(&hf.checkpoint.config)?;
+                    Model::load(mcfg, &hf.checkpoint.weights, device)?
+                }
+                _ => bail!("give --config config.json (pre-training) or --from checkpoint_dir (fine-tuning)"),
+            };
+            if (tokenizer.get_vocab_size(true) as i64) > model.cfg.vocab {
+                bail!(
+                    "the tokenizer has {} tokens but the model only {}",
+                    tokenizer.get_vocab_size(true),
+                    model.cfg.vocab
+                );
+            }
+            Trainer::new(cfg, model)?
+        }
+    };
+    eprintln!(
+        "model: {} parameters on {device:?}; schedule {:?}; criterion {:?}",
+        trainer.model.num_params(),
+        trainer.cfg.schedule,
+        trainer.cfg.criterion
+    );
+    trainer.run(&data)?;
+    let last = trainer.history.last();
+    eprintln!(
+        "done: {} parameters, density {:.3}, final validation loss {}",
+        trainer.model.num_params(),
+        trainer.sparsifier.density(),
+        last.and_then(|l| l.val_loss).map_or("-".into(), |v| format!("{v:.4} (perplexity {:.2})", v.exp()))
+    );
+    check_onnx(&trainer, &data, a)
+}
+
+/// Runs the exported model and the trained model on validation tokens and compares.
+fn check_onnx(trainer: &Trainer, data: &Dataset, a: &TrainArgs) -> Result<()> {
+    let path = a.output.join("model.onnx");
+    let rows: Vec<i64> = data.val.iter().take(2).flatten().copied().collect();
+    let n = rows.len() / data.seq_len;
+    let ids = Tensor::from_slice(&rows).reshape([n as i64, data.seq_len as i64]);
+    let hidden = tch::no_grad(|| {
+        let cpu = Model {
+            cfg: trainer.model.cfg.clone(),
+            params: trainer.model.params.iter().map(|(k, t)| (k.clone(), t.to_device(Device::Cpu).detach())).collect(),
+            buffers: trainer.model.buffers.iter().map(|(k, t)| (k.clone(), t.to_device(Device::Cpu))).collect(),
+            device: Device::Cpu,
+            bf16: false,
+        };
+        cpu.hidden(&ids).to_kind(Kind::Float)
+    });
+    let want = Vec::<f32>::try_from(&hidden.flatten(0, -1)).context("hidden states")?;
+    let env = crate::verify_cmd::ort_env(a.ort_lib.as_deref())?;
+    let mut session = ort::session::Session::builder(&env)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .commit_from_file(&path)
+        .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
+    let shape = vec![n as i64, data.seq_len as i64];
+    let names: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+    let mut feeds: Vec<(String, ort::value::DynValue)> = Vec::new();
+    for name in names {
+        let v = match name.as_str() {
+            "input_ids" => rows.clone(),
+            "attention_mask" => vec![1; rows.len()],
+            _ => vec![0; rows.len()],
+        };
+        feeds.push((
+            name,
+            ort::value::Tensor::from_array((shape.clone(), v)).map_err(|e| anyhow::anyhow!("{e}"))?.into_dyn(),
+        ));
+    }
+    let out = session.run(feeds).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, got) = out["last_hidden_state"].try_extract_tensor::<f32>().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let diff = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    println!("wrote {}; ONNX Runtime vs the trained model: max |Δ| {diff:.3e} on last_hidden_state", path.display());
+    if diff > 1e-3 {
+        bail!("the exported ONNX differs from the trained model by {diff:.3e}");
+    }
+    Ok(())
+}

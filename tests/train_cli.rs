@@ -1,0 +1,97 @@
+//! `ecospac train` end to end (feature `train`): pre-training a tiny LLaMA on
+//! the repository's README with a BPE trained on it, shrinking to half, the
+//! ONNX check, and resuming from a checkpoint.
+#![cfg(feature = "train")]
+
+mod common;
+
+use common::root;
+use std::process::Command;
+
+fn train(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecospac")).arg("train").args(args).output().expect("run ecospac");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn train_shrinks_exports_and_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 1, "hidden_size": 32,
+            "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 128, "rms_norm_eps": 1e-5}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let readme = root().join("README.md");
+    let common = [
+        "--data",
+        readme.to_str().unwrap(),
+        "--vocab",
+        "300",
+        "--steps",
+        "12",
+        "--batch",
+        "4",
+        "--seq-len",
+        "32",
+        "--target",
+        "0.5",
+        "--start",
+        "2",
+        "--end",
+        "8",
+        "--every",
+        "2",
+        "--eval-every",
+        "6",
+        "--warmup",
+        "2",
+        "--checkpoint-every",
+        "6",
+        "--lr",
+        "3e-3",
+        "--align",
+        "1",
+        "--device",
+        "cpu",
+    ];
+    let mut args = vec!["--config", config.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(&common);
+    let (ok, text) = train(&args);
+    assert!(ok, "{text}");
+    assert!(text.contains("ONNX Runtime vs the trained model"), "{text}");
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 12);
+    let params: Vec<i64> = lines.iter().map(|l| l["params"].as_i64().unwrap()).collect();
+    assert!(params[11] < params[0], "the model shrank: {params:?}");
+    assert!((lines[11]["density"].as_f64().unwrap() - 0.5).abs() < 0.1, "{}", lines[11]);
+    for f in [
+        "final/model.safetensors",
+        "final/optimizer.safetensors",
+        "final/plans.json",
+        "checkpoint-6/trainer_state.json",
+        "model.onnx",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // Resume from step 6 into a new folder: the same losses for steps 7..12.
+    let resumed = dir.path().join("resumed");
+    let ckpt = out.join("checkpoint-6");
+    let mut args =
+        vec!["--config", config.to_str().unwrap(), "-o", resumed.to_str().unwrap(), "--resume", ckpt.to_str().unwrap()];
+    args.extend_from_slice(&common);
+    let tok = out.join("tokenizer.json");
+    args.extend_from_slice(&["--tokenizer", tok.to_str().unwrap()]);
+    let (ok, text) = train(&args);
+    assert!(ok, "{text}");
+    let log2 = std::fs::read_to_string(resumed.join("log.jsonl")).unwrap();
+    let a: Vec<f64> = lines[6..].iter().map(|l| l["loss"].as_f64().unwrap()).collect();
+    let b: Vec<f64> =
+        log2.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    assert_eq!(a, b);
+}
