@@ -233,8 +233,7 @@ impl Sparsifier {
     /// The positions `plan` removes, per tensor name and axis.
     pub fn cuts(&self, plan: &SlicePlan) -> Cuts {
         let mut cuts = Cuts::new();
-        for ((g, gp), removed) in self.coupling.groups.iter().zip(&plan.groups).zip(plan.removed()) {
-            let _ = gp;
+        for (g, removed) in self.coupling.groups.iter().zip(plan.removed()) {
             for m in &g.members {
                 let set = cuts.entry((self.ir.graph.value(m.value).name.clone(), m.axis)).or_default();
                 for &i in &removed {

@@ -12,7 +12,7 @@ use ecospac_passes::prune::Allocation;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Reduction, Tensor};
 
 /// Everything a run is configured by.
 #[derive(Clone, Debug)]
@@ -365,6 +365,3 @@ pub fn peak_rss() -> u64 {
         })
         .map_or(0, |kb| kb * 1024)
 }
-
-/// The kind of every float the runtime trains in.
-pub const FLOAT: Kind = Kind::Float;

@@ -57,6 +57,21 @@ struct Common {
     act: Act,
 }
 
+impl Common {
+    /// Layer `prefix`, whose attention weights sit under `attention` (`self` in BERT, `attention` in ViT).
+    fn layer<'a>(&self, prefix: String, attention: &'a str) -> Layer<'a> {
+        Layer {
+            prefix,
+            attention,
+            hidden: self.hidden,
+            inter: self.inter,
+            heads: self.heads,
+            eps: self.eps,
+            act: self.act,
+        }
+    }
+}
+
 fn common(cfg: &Config) -> Result<Common, HfError> {
     let hidden = cfg.usize("hidden_size")? as i64;
     let heads = cfg.usize("num_attention_heads")? as i64;
@@ -118,15 +133,7 @@ pub fn bert(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
 
     for i in 0..c.layers {
         b.scope = format!("layer.{i}");
-        let layer = Layer {
-            prefix: format!("{p}encoder.layer.{i}"),
-            attention: "self",
-            hidden: c.hidden,
-            inter: c.inter,
-            heads: c.heads,
-            eps: c.eps,
-            act: c.act,
-        };
+        let layer = c.layer(format!("{p}encoder.layer.{i}"), "self");
         let a = layer.self_attention(b, h, bias)?;
         let r = b.add(a, h);
         let h1 = b.layer_norm(r, &format!("{}.attention.output.LayerNorm", layer.prefix), c.hidden, c.eps)?;
@@ -184,15 +191,7 @@ pub fn vit(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
 
     for i in 0..c.layers {
         b.scope = format!("layer.{i}");
-        let layer = Layer {
-            prefix: format!("{p}encoder.layer.{i}"),
-            attention: "attention",
-            hidden: c.hidden,
-            inter: c.inter,
-            heads: c.heads,
-            eps: c.eps,
-            act: c.act,
-        };
+        let layer = c.layer(format!("{p}encoder.layer.{i}"), "attention");
         let x = b.layer_norm(h, &format!("{}.layernorm_before", layer.prefix), c.hidden, c.eps)?;
         let a = layer.self_attention(b, x, no_mask)?;
         h = b.add(a, h);
