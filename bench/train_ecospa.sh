@@ -7,6 +7,7 @@
 # writes the side-by-side figures and the loss-curve SVG.
 #
 #   bench/train_ecospa.sh [STEPS] [DEVICE]      (defaults: 400 steps, auto)
+#   ARCHS=gpt2 OUT=.cache/bench/train-600 bench/train_ecospa.sh 600 cpu   (one model, another folder)
 #
 # Each step is 16 sequences of 128 tokens (2048 tokens).
 set -euo pipefail
@@ -26,10 +27,10 @@ if [ ! -d "$corpus" ]; then
 fi
 cargo build --release --locked --features train
 ecospac=./target/release/ecospac
-out=.cache/bench/train
+out=${OUT:-.cache/bench/train}
 mkdir -p "$out"
 start=$((steps / 10)); end=$((steps * 6 / 10))
-for arch in gpt2 llama; do
+for arch in ${ARCHS:-gpt2 llama}; do
   for run in dense ecospac uncoupled; do
     case $run in
       dense) extra=(--target 1.0) ;;
@@ -48,4 +49,4 @@ for arch in gpt2 llama; do
     [ -f "$out/tokenizer.json" ] || cp "$dir/tokenizer.json" "$out/tokenizer.json"
   done
 done
-.venv/bin/python bench/train_report.py "$out"
+.venv/bin/python bench/train_report.py "$out" ${ARCHS:-gpt2 llama}
