@@ -66,8 +66,8 @@ pub fn save(
     }
     write_tensors(&s.join("optimizer.safetensors"), &state_tensors, "")?;
     let mut config = config.clone();
-    let shapes: BTreeMap<&String, Vec<i64>> = params.iter().map(|(k, t)| (k, t.size())).collect();
     if !sparsifier.plans.is_empty() {
+        let shapes: BTreeMap<&String, Vec<i64>> = params.iter().map(|(k, t)| (k, t.size())).collect();
         if let Some(obj) = config.as_object_mut() {
             obj.insert(
                 "ecospac".into(),

@@ -146,32 +146,16 @@ impl Trainer {
 
     /// Loss of one micro-batch of token ids `[B, S]` (`micro`: its global number, seeds MLM masking).
     pub fn loss(&self, ids: &Tensor, micro: usize) -> Tensor {
-        match self.model.cfg.arch {
-            Arch::Bert => {
-                let (input, labels) =
-                    mlm_mask(ids, self.cfg.mask_id, self.model.cfg.vocab, self.cfg.seed ^ micro as u64);
-                let logits = self.model.logits(&self.model.hidden(&input));
-                logits.flatten(0, 1).cross_entropy_loss::<Tensor>(
-                    &labels.flatten(0, 1),
-                    None,
-                    Reduction::Mean,
-                    -100,
-                    0.0,
-                )
-            }
+        // Inputs and targets (-100: not scored): masked tokens for BERT, the next token otherwise.
+        let (input, targets) = match self.model.cfg.arch {
+            Arch::Bert => mlm_mask(ids, self.cfg.mask_id, self.model.cfg.vocab, self.cfg.seed ^ micro as u64),
             _ => {
                 let s = ids.size()[1];
-                let logits = self.model.logits(&self.model.hidden(&ids.narrow(1, 0, s - 1)));
-                let targets = ids.narrow(1, 1, s - 1);
-                logits.flatten(0, 1).cross_entropy_loss::<Tensor>(
-                    &targets.flatten(0, 1),
-                    None,
-                    Reduction::Mean,
-                    -100,
-                    0.0,
-                )
+                (ids.narrow(1, 0, s - 1), ids.narrow(1, 1, s - 1))
             }
-        }
+        };
+        let logits = self.model.logits(&self.model.hidden(&input));
+        logits.flatten(0, 1).cross_entropy_loss::<Tensor>(&targets.flatten(0, 1), None, Reduction::Mean, -100, 0.0)
     }
 
     fn ids(&self, data: &Dataset, rows: Vec<i64>, batch: usize) -> Tensor {

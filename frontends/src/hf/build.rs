@@ -188,7 +188,7 @@ impl<'w> Builder<'w> {
 
     /// A node with `n` outputs.
     pub fn node_n(&mut self, op: Op, inputs: &[ValueId], n: usize) -> Vec<ValueId> {
-        let name = self.fresh(op_name(&op));
+        let name = self.fresh(op.op_type());
         let outputs: Vec<ValueId> =
             (0..n).map(|i| self.g.add_value(Value::named(format!("{name}_output_{i}")))).collect();
         self.g.add_node(Node {
@@ -364,22 +364,5 @@ impl<'w> Builder<'w> {
         let axes = self.ints(&[0]);
         let n = self.node(Op::Squeeze { axes: None }, &[len, axes]);
         self.node(Op::Range, &[zero, n, one])
-    }
-}
-
-fn op_name(op: &Op) -> &'static str {
-    match op {
-        Op::MatMul => "MatMul",
-        Op::Binary(b) => b.name(),
-        Op::Unary(u) => u.name(),
-        Op::Transpose { .. } => "Transpose",
-        Op::Reshape { .. } => "Reshape",
-        Op::Softmax(_) => "Softmax",
-        Op::LayerNorm(_) => "LayerNorm",
-        Op::Split(_) => "Split",
-        Op::Concat { .. } => "Concat",
-        Op::Gather { .. } => "Gather",
-        Op::Cast(_) => "Cast",
-        _ => "Node",
     }
 }
