@@ -3,6 +3,7 @@
 //! [`hf`] reads Hugging Face checkpoints (`config.json` + safetensors) and builds
 //! their graphs.
 
+pub mod data;
 pub mod hf;
 pub mod onnx;
 mod onnx_attr;
