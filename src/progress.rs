@@ -28,3 +28,39 @@ impl Drop for Stage {
         }
     }
 }
+
+/// A progress bar for passes that report `done` of `total` steps of a stage
+/// (only when stderr is a terminal); dropping it clears it.
+pub struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    /// A bar, hidden until the first report.
+    pub fn new() -> Bar {
+        if !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let bar = ProgressBar::new(1);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Bar(Some(bar))
+    }
+
+    /// Shows `stage` at `done` of `total`.
+    pub fn set(&self, stage: &str, done: usize, total: usize) {
+        if let Some(b) = &self.0 {
+            b.set_message(stage.to_string());
+            b.set_length(total.max(1) as u64);
+            b.set_position(done as u64);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -243,27 +243,26 @@ fn check_onnx(trainer: &Trainer, data: &Dataset, a: &TrainArgs) -> Result<()> {
         cpu.hidden(&ids).to_kind(Kind::Float)
     });
     let want = Vec::<f32>::try_from(&hidden.flatten(0, -1)).context("hidden states")?;
-    let env = crate::verify_cmd::ort_env(a.ort_lib.as_deref())?;
-    let mut session = ort::session::Session::builder(&env)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .commit_from_file(&path)
-        .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
+    use ecospac_ir::exec::Session;
+    let exec = ecospac_backends::ort::OrtExecutor::new(a.ort_lib.as_deref(), 0)?;
+    let mut session = exec.open(&path)?;
     let shape = vec![n as i64, data.seq_len as i64];
-    let names: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
-    let mut feeds: Vec<(String, ort::value::DynValue)> = Vec::new();
-    for name in names {
+    let mut feeds: ecospac_ir::exec::Batch = Vec::new();
+    for name in session.input_names().to_vec() {
         let v = match name.as_str() {
             "input_ids" => rows.clone(),
             "attention_mask" => vec![1; rows.len()],
             _ => vec![0; rows.len()],
         };
-        feeds.push((
-            name,
-            ort::value::Tensor::from_array((shape.clone(), v)).map_err(|e| anyhow::anyhow!("{e}"))?.into_dyn(),
-        ));
+        feeds.push((name, ecospac_ir::Tensor::from_i64s(shape.clone(), &v)));
     }
-    let out = session.run(feeds).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (_, got) = out["last_hidden_state"].try_extract_tensor::<f32>().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let at = session
+        .output_names()
+        .iter()
+        .position(|n| n == "last_hidden_state")
+        .context("the exported model has no last_hidden_state")?;
+    let out = session.run(&feeds)?;
+    let got = ecospac_ir::exec::Array::of(&out[at]).context("last_hidden_state is not float")?.data;
     let diff = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     println!("wrote {}; ONNX Runtime vs the trained model: max |Δ| {diff:.3e} on last_hidden_state", path.display());
     if diff > 1e-3 {

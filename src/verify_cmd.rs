@@ -1,199 +1,143 @@
 //! `ecospac verify`: runs two models in ONNX Runtime on the same inputs.
 
 use anyhow::{bail, Context, Result};
-use ecospac_ir::{DType, Model};
-use ort::session::Session;
-use ort::value::{DynValue, Tensor as OrtTensor};
-use std::borrow::Cow;
-use std::collections::HashMap;
+use ecospac_backends::ort::{OrtExecutor, OrtSession};
+use ecospac_ir::exec::{Array, Batch, Session};
+use ecospac_ir::Model;
+use ecospac_passes::prune::SlicePlan;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The ONNX Runtime library: `--ort-lib`, `$ORT_DYLIB_PATH`, or the one `scripts/setup.sh` installs.
-pub fn ort_library(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
-    }
-    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
-        return Ok(PathBuf::from(p));
-    }
-    let mut roots = vec![PathBuf::from(".")];
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
-    }
-    for root in roots {
-        let lib = root.join(".venv/lib");
-        if let Ok(dir) = std::fs::read_dir(&lib) {
-            for e in dir.flatten() {
-                let p = e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1");
-                if p.exists() {
-                    return Ok(p);
-                }
-            }
-        }
-    }
-    bail!("ONNX Runtime not found: pass --ort-lib PATH or set ORT_DYLIB_PATH (scripts/setup.sh installs it in .venv)")
-}
-
-enum Input {
-    I64(Vec<i64>, Vec<i64>),
-    F32(Vec<i64>, Vec<f32>),
-}
-
-/// Deterministic inputs from the declared input types; symbolic dims from `bind` (default 1 for the first axis, 16 for others).
-fn make_inputs(model: &Model, bind: &HashMap<String, i64>) -> Result<Vec<(String, Input)>> {
-    let g = &model.graph;
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    g.inputs
-        .iter()
-        .map(|&v| {
-            let value = g.value(v);
-            let ty = value.declared.clone().with_context(|| format!("input `{}` declares no type", value.name))?;
-            let shape = ty.shape.with_context(|| format!("input `{}` declares no shape", value.name))?;
-            let dims: Vec<i64> = shape
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    d.as_known().unwrap_or_else(|| {
-                        let name = d.syms().first().map(|s| g.symbol_name(*s).to_string()).unwrap_or_default();
-                        *bind.get(&name).or_else(|| bind.get("*")).unwrap_or(&if i == 0 { 1 } else { 16 })
-                    })
-                })
-                .collect();
-            let n: i64 = dims.iter().product();
-            let input = match ty.dtype {
-                DType::I64 if value.name.contains("mask") => Input::I64(dims, vec![1; n as usize]),
-                DType::I64 if value.name.contains("type") => Input::I64(dims, vec![0; n as usize]),
-                DType::I64 => Input::I64(dims, (0..n).map(|_| (next() % 100) as i64).collect()),
-                DType::F32 => Input::F32(dims, (0..n).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect()),
-                other => bail!("input `{}`: no generator for {other} inputs yet", value.name),
-            };
-            Ok((value.name.clone(), input))
-        })
-        .collect()
+/// Settings of `ecospac verify`.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The model before compiling (ONNX or checkpoint folder).
+    original: PathBuf,
+    /// The compiled model.
+    compact: PathBuf,
+    /// Check exactness against the original with this plan's removed slices
+    /// zeroed and its refit weights substituted.
+    #[arg(long, value_name = "PLAN")]
+    masked: Option<PathBuf>,
+    /// Largest difference allowed with --masked, relative to the largest output.
+    #[arg(long, default_value_t = 1e-4)]
+    tolerance: f64,
+    /// Real inputs: an .npz with one array per model input.
+    #[arg(long, conflicts_with = "text")]
+    inputs: Option<PathBuf>,
+    /// Real inputs from text, one per line, with the model's tokenizer.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// The tokenizer.json for --text (default: the checkpoint's, or one beside the original).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Tokens per text for --text.
+    #[arg(long, default_value_t = 64)]
+    length: usize,
+    /// Symbolic dims of generated inputs, e.g. `batch=2,seq=64` (`*=N` for the rest; default 1 and 16).
+    #[arg(long, value_delimiter = ',')]
+    bind: Vec<String>,
+    /// Timed runs per model.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// ONNX Runtime threads (0: its default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The ONNX Runtime shared library (else $ORT_DYLIB_PATH, else .venv).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
 }
 
 /// First output of a run, and the median latency over `runs`.
-fn run(
-    env: &ort::environment::Environment,
-    path: &Path,
-    inputs: &[(String, Input)],
-    runs: usize,
-) -> Result<(Vec<f32>, f64)> {
-    let mut s = Session::builder(env)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .commit_from_file(path)
-        .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
-    let name = s.outputs().first().map(|o| o.name().to_string()).context("the model has no output")?;
+fn run(session: &mut OrtSession, inputs: &Batch, runs: usize) -> Result<(Array, f64)> {
     let mut times = Vec::new();
-    let mut out = Vec::new();
+    let mut out = None;
     for _ in 0..runs.max(1) {
-        let values: Vec<(Cow<'_, str>, ort::session::SessionInputValue<'_>)> = inputs
-            .iter()
-            .map(|(n, i)| {
-                let v: DynValue = match i {
-                    Input::I64(d, x) => OrtTensor::from_array((d.clone(), x.clone())).map(|t| t.into_dyn()),
-                    Input::F32(d, x) => OrtTensor::from_array((d.clone(), x.clone())).map(|t| t.into_dyn()),
-                }
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                Ok((Cow::Owned(n.clone()), v.into()))
-            })
-            .collect::<Result<_>>()?;
         let t = Instant::now();
-        let outputs = s.run(values).map_err(|e| anyhow::anyhow!("ONNX Runtime run of {}: {e}", path.display()))?;
+        let mut o = session.run(inputs)?;
         times.push(t.elapsed().as_secs_f64());
-        let (_, data) = outputs[name.as_str()].try_extract_tensor::<f32>().map_err(|e| anyhow::anyhow!("{e}"))?;
-        out = data.to_vec();
+        if o.is_empty() {
+            bail!("the model has no output");
+        }
+        out = Some(o.swap_remove(0));
     }
     times.sort_by(f64::total_cmp);
-    Ok((out, times[times.len() / 2]))
+    let out = out.context("no run")?;
+    let array = Array::of(&out).with_context(|| format!("the first output is {}, not a float tensor", out.dtype))?;
+    Ok((array, times[times.len() / 2]))
 }
 
-/// Max-abs difference, max difference relative to the reference's largest magnitude, mean row cosine.
-fn compare(a: &[f32], b: &[f32], row: usize) -> (f64, f64, f64) {
-    let max_abs = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
-    let scale = a.iter().map(|x| x.abs() as f64).fold(1e-12, f64::max);
-    let row = row.max(1);
-    let (mut sum, mut n) = (0.0, 0);
-    for (ra, rb) in a.chunks(row).zip(b.chunks(row)) {
+/// Mean cosine of the rows of the last axis. Rows that are zero in both count
+/// as equal; `keep` selects rows (real tokens).
+fn mean_cosine(a: &Array, b: &Array, keep: Option<&[bool]>) -> f64 {
+    let w = a.last_dim();
+    let (mut sum, mut n) = (0.0, 0usize);
+    for (i, (ra, rb)) in a.data.chunks(w).zip(b.data.chunks(w)).enumerate() {
+        if keep.is_some_and(|k| !k.get(i).copied().unwrap_or(true)) {
+            continue;
+        }
         let dot: f64 = ra.iter().zip(rb).map(|(x, y)| *x as f64 * *y as f64).sum();
         let na: f64 = ra.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
         let nb: f64 = rb.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        sum += dot / (na * nb).max(1e-30);
+        sum += match (na > 0.0, nb > 0.0) {
+            (false, false) => 1.0,
+            (true, true) => dot / (na * nb),
+            _ => 0.0,
+        };
         n += 1;
     }
-    (max_abs, max_abs / scale, sum / n.max(1) as f64)
+    sum / n.max(1) as f64
 }
 
-/// Loads ONNX Runtime (see [`ort_library`]).
-pub fn ort_env(explicit: Option<&Path>) -> Result<ort::environment::Environment> {
-    ort::init_from(ort_library(explicit)?)
-        .map_err(|e| anyhow::anyhow!("cannot load ONNX Runtime: {e}"))?
-        .with_name("ecospac")
-        .build()
-        .map_err(|e| anyhow::anyhow!("{e}"))
+/// Checkpoint folders run as the ONNX of their built graph.
+fn as_onnx(path: &Path, dir: &Path, name: &str) -> Result<(Model, PathBuf)> {
+    if !ecospac_frontends::is_checkpoint(path) {
+        let m = ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
+        return Ok((m, path.to_path_buf()));
+    }
+    let mut m = ecospac_frontends::import_checkpoint(path)
+        .with_context(|| format!("cannot import the checkpoint {}", path.display()))?
+        .model;
+    ecospac_passes::infer_shapes(&mut m).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let proof = ecospac_ir::verify(&m.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let p = dir.join(name);
+    ecospac_backends::export_onnx(&m, proof, &p, &Default::default())?;
+    Ok((m, p))
 }
 
-/// Settings of `ecospac verify`.
-pub struct VerifyArgs {
-    /// The model before compiling.
-    pub original: PathBuf,
-    /// The compiled model.
-    pub compact: PathBuf,
-    /// Compare with the masked original of this plan.
-    pub masked_plan: Option<PathBuf>,
-    /// Relative tolerance of the exactness check.
-    pub tolerance: f64,
-    /// Symbolic dim bindings for generated inputs.
-    pub bind: HashMap<String, i64>,
-    /// Timed runs.
-    pub runs: usize,
-    /// ONNX Runtime library.
-    pub ort_lib: Option<PathBuf>,
+fn inputs_for(args: &VerifyArgs, original: &Model) -> Result<Batch> {
+    use ecospac_frontends::data;
+    if let Some(npz) = &args.inputs {
+        return Ok(data::read_npz(npz)?);
+    }
+    if let Some(text) = &args.text {
+        let beside = |p: &Path| if p.is_dir() { p.join("tokenizer.json") } else { p.with_file_name("tokenizer.json") };
+        let tok = args.tokenizer.clone().unwrap_or_else(|| beside(&args.original));
+        if !tok.is_file() {
+            bail!("--text needs the model's tokenizer: --tokenizer tokenizer.json");
+        }
+        let lines = data::read_lines(text)?;
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let names: Vec<String> = original.graph.inputs.iter().map(|&v| original.graph.value(v).name.clone()).collect();
+        return Ok(data::tokenize(&tok, &refs, args.length, &names)?);
+    }
+    let mut m = original.clone();
+    ecospac_passes::infer_shapes(&mut m).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bind = crate::parse_bindings(&args.bind)?;
+    Ok(ecospac_passes::synthetic::synthetic_inputs(&m, 1, &bind, 0)?)
 }
 
 /// Runs the check; an exactness failure is an error (exit 1).
-pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> Result<()> {
-    let env = ort_env(args.ort_lib.as_deref())?;
+pub fn verify(args: &VerifyArgs) -> Result<()> {
+    let exec = OrtExecutor::new(args.ort_lib.as_deref(), args.threads)?;
     let dir = tempfile::tempdir()?;
-    // Checkpoint folders run as the ONNX of their built graph.
-    let as_onnx = |path: &PathBuf, name: &str| -> Result<(Model, PathBuf)> {
-        if !ecospac_frontends::is_checkpoint(path) {
-            let m =
-                ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
-            return Ok((m, path.clone()));
-        }
-        let mut m = ecospac_frontends::import_checkpoint(path)
-            .with_context(|| format!("cannot import the checkpoint {}", path.display()))?
-            .model;
-        ecospac_passes::PassManager::from_names(&["infer-shapes"])?.run(&mut m)?;
-        let proof = ecospac_ir::verify(&m.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let p = dir.path().join(name);
-        ecospac_backends::export_onnx(&m, proof, &p, &Default::default())?;
-        Ok((m, p))
-    };
-    let (mut original, original_path) = as_onnx(&args.original, "original.onnx")?;
-    let (_, compact_path) = as_onnx(&args.compact, "compact.onnx")?;
-    let inputs = make_inputs(&original, &args.bind)?;
-    let row = original
-        .graph
-        .outputs
-        .first()
-        .and_then(|&v| original.graph.value(v).declared.clone())
-        .and_then(|t| t.shape?.last()?.as_known())
-        .unwrap_or(1) as usize;
-    let reference_path = match &args.masked_plan {
+    let (mut original, original_path) = as_onnx(&args.original, dir.path(), "original.onnx")?;
+    let (_, compact_path) = as_onnx(&args.compact, dir.path(), "compact.onnx")?;
+    let inputs = inputs_for(args, &original)?;
+    let reference_path = match &args.masked {
         Some(plan_path) => {
-            let text =
-                std::fs::read_to_string(plan_path).with_context(|| format!("cannot read {}", plan_path.display()))?;
-            let plan: ecospac_passes::prune::SlicePlan = serde_json::from_str(&text).context("not a slice plan")?;
-            prepare(&mut original)?;
+            let plan = SlicePlan::load(plan_path)?;
+            ecospac_passes::prepare(&mut original)?;
             let coupling = ecospac_passes::coupling::analyze(&original);
             ecospac_passes::prune::mask_plan(&mut original, &coupling, &plan)?;
             let proof = ecospac_ir::verify(&original.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -203,14 +147,29 @@ pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> 
         }
         None => original_path,
     };
-    let (a, ta) = run(&env, &reference_path, &inputs, args.runs)?;
-    let (b, tb) = run(&env, &compact_path, &inputs, args.runs)?;
-    if a.len() != b.len() {
-        bail!("the outputs differ in size: {} vs {} elements", a.len(), b.len());
+    let (a, ta) = run(&mut exec.open(&reference_path)?, &inputs, args.runs)?;
+    let (b, tb) = run(&mut exec.open(&compact_path)?, &inputs, args.runs)?;
+    if a.dims != b.dims {
+        bail!("the outputs differ in shape: {:?} vs {:?}", a.dims, b.dims);
     }
-    let (max_abs, rel, cos) = compare(&a, &b, row);
-    let what = if args.masked_plan.is_some() { "masked original" } else { "original" };
-    println!("{what} vs compact: max |Δ| {max_abs:.3e} ({rel:.3e} of the largest output), mean row cosine {cos:.6}");
+    let max_abs = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+    let scale = a.data.iter().map(|x| x.abs() as f64).fold(1e-12, f64::max);
+    let rel = max_abs / scale;
+    let what = if args.masked.is_some() { "masked original" } else { "original" };
+    println!(
+        "{what} vs compact: max |Δ| {max_abs:.3e} ({rel:.3e} of the largest output), mean row cosine {:.6}",
+        mean_cosine(&a, &b, None)
+    );
+    let mask = inputs.iter().find(|(n, _)| n == "attention_mask").and_then(|(_, t)| t.to_i64s());
+    if let Some(mask) = mask.filter(|m| m.len() == a.rows()) {
+        let keep: Vec<bool> = mask.iter().map(|&x| x != 0).collect();
+        println!(
+            "mean row cosine over real tokens ({} of {} rows): {:.6}",
+            keep.iter().filter(|&&k| k).count(),
+            keep.len(),
+            mean_cosine(&a, &b, Some(&keep))
+        );
+    }
     println!(
         "latency (median of {}): {what} {:.2} ms, compact {:.2} ms, speedup {:.2}",
         args.runs,
@@ -218,7 +177,7 @@ pub fn verify(args: &VerifyArgs, prepare: impl Fn(&mut Model) -> Result<()>) -> 
         tb * 1e3,
         ta / tb
     );
-    if args.masked_plan.is_some() && rel > args.tolerance {
+    if args.masked.is_some() && rel > args.tolerance {
         bail!(
             "NOT EXACT: the compact model differs from the masked original by {rel:.3e} (tolerance {:.1e})",
             args.tolerance

@@ -10,7 +10,6 @@ use common::*;
 use ecospac_backends::write_safetensors;
 use ecospac_frontends::hf::{import_checkpoint, HfModel, Weights};
 use ecospac_ir::{DType, Model, Tensor};
-use ecospac_passes::PassManager;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,7 +42,7 @@ fn import(dir: &Path) -> HfModel {
 
 /// Infers shapes, verifies and writes the graph as ONNX.
 fn to_onnx(model: &mut Model, path: &Path) {
-    PassManager::from_names(&["infer-shapes"]).expect("passes").verify_each(true).run(model).expect("infer");
+    ecospac_passes::run_passes(model, &["infer-shapes"]).expect("infer");
     let proof = ecospac_ir::verify(&model.graph).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ecospac_backends::export_onnx(model, proof, path, &Default::default()).expect("export");
 }
@@ -270,7 +269,7 @@ fn groups_match_those_of_exported_onnx() {
         let mut built = import(&hf_fixture(hf)).model;
         let mut exported = ecospac_frontends::import_file(&fixture(onnx)).expect("import");
         for m in [&mut built, &mut exported] {
-            PassManager::from_names(ecospac_passes::PRUNE_PREPARATION).unwrap().run(m).expect("prepare");
+            ecospac_passes::prepare(m).expect("prepare");
         }
         let (a, b) = (group_shapes(&built), group_shapes(&exported));
         assert!(!a.is_empty());
@@ -339,8 +338,17 @@ fn non_standard_plans_are_recorded_and_announced() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("out");
     let dir = hf_fixture("llama");
-    let (ok, msg) =
-        ecospac(&[dir.to_str().unwrap(), "--budget", "0.5", "--scope", "all", "-o", &format!("{}/", out.display())]);
+    let (ok, msg) = ecospac(&[
+        dir.to_str().unwrap(),
+        "--budget",
+        "0.5",
+        "--scope",
+        "all",
+        "--allocation",
+        "uniform",
+        "-o",
+        &format!("{}/", out.display()),
+    ]);
     assert!(ok, "{msg}");
     assert!(msg.contains("will NOT read"), "{msg}");
     let config: serde_json::Value =

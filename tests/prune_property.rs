@@ -1,13 +1,14 @@
 //! The exactness invariant as a property: random small transformer blocks
 //! (heads, head dims, FFN width, gating, biases, activation) with random
-//! plans; the sliced model must equal the masked original in ONNX Runtime.
+//! plans (whole heads, dims inside heads and FFN channels, uneven per layer)
+//! and random refit weights for the consumers; the sliced model must equal the
+//! masked original (removed slices zeroed, refits substituted) in ONNX Runtime.
 
 mod common;
 
 use ecospac_ir::text::parse;
 use ecospac_passes::coupling::analyze;
-use ecospac_passes::prune::{apply_plan, mask_plan, SlicePlan};
-use ecospac_passes::PassManager;
+use ecospac_passes::prune::{apply_plan, consumers, mask_plan, Refit, SlicePlan};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -160,31 +161,47 @@ proptest! {
         let mut m = parse(&block_text(&a)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         m.ir_version = 8;
         randomise(&mut m, seed);
-        PassManager::from_names(&["infer-shapes"]).expect("passes").verify_each(true).run(&mut m)
+        ecospac_passes::run_passes(&mut m, &["infer-shapes"])
             .map_err(|e| TestCaseError::fail(format!("{e}\n{}", block_text(&a))))?;
         let mut coupling = analyze(&m);
-        // Per layer: Q/K, V/O, FFN.
-        prop_assert_eq!(coupling.groups.len(), 3 * a.layers, "{:?}", a);
+        // Per layer: whole heads (with more than one head), Q/K dims, V/O dims, FFN.
+        let per_layer = 3 + usize::from(a.heads > 1);
+        prop_assert_eq!(coupling.groups.len(), per_layer * a.layers, "{:?}", a);
         let mut s = keep_seed;
-        let kept: Vec<Vec<u32>> = coupling.groups.iter().map(|g| {
+        let mut next = move || {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let n = 1 + (s >> 33) as usize % g.block;
+            (s >> 33) as usize
+        };
+        // Every block keeps the same number of indices, a different set per block.
+        let kept: Vec<Vec<u32>> = coupling.groups.iter().map(|g| {
+            let n = 1 + next() % g.block;
             (0..g.blocks()).flat_map(|b| {
-                let start = (s >> 20) as usize % g.block;
-                (0..n).map(move |j| (b * g.block + (start + j * 7) % g.block) as u32)
-            }).collect::<std::collections::BTreeSet<u32>>().into_iter().collect()
+                let mut idx: Vec<usize> = (0..g.block).collect();
+                for i in (1..idx.len()).rev() {
+                    idx.swap(i, next() % (i + 1));
+                }
+                idx[..n].iter().map(|&i| (b * g.block + i) as u32).collect::<Vec<_>>()
+            }).collect()
         }).collect();
-        let plan = SlicePlan::from_kept(&m, &coupling, kept);
-        // Distinct strides may collide: keep plans with equal counts per block only.
-        prop_assume!(plan.groups.iter().zip(&coupling.groups).all(|(p, g)| p.kept.len() % g.blocks() == 0));
-        let mut masked = m.clone();
-        mask_plan(&mut masked, &coupling, &plan).expect("mask");
-        let mut sliced = m.clone();
-        if apply_plan(&mut sliced, &mut coupling, &plan).is_err() {
-            prop_assume!(false);
+        let mut plan = SlicePlan::from_kept(&m, &coupling, kept);
+        // Random refit weights for every consumer (and its bias), at the sliced shapes.
+        let removed = plan.bind(&m, &coupling).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let cuts = ecospac_passes::prune::cuts(&coupling, &removed);
+        for c in consumers(&m, &coupling, &removed) {
+            for v in std::iter::once(c.weight).chain(c.bias) {
+                let t = m.graph.value(v).constant.clone().expect("constant");
+                let gone = |axis: usize| cuts.iter().filter(|((w, _), _)| *w == v).filter_map(|(_, a)| a.get(&axis)).map(|s| s.len() as i64).sum::<i64>();
+                let dims: Vec<i64> = t.dims.iter().enumerate().map(|(ax, &d)| d - gone(ax)).collect();
+                let n: i64 = dims.iter().product();
+                let vals: Vec<f32> = (0..n).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
+                plan.refits.push(Refit { weight: m.graph.value(v).name.clone(), tensor: ecospac_ir::Tensor::from_f32s(dims, &vals) });
+            }
         }
-        PassManager::from_names(&["infer-shapes"]).expect("passes").verify_each(true).run(&mut sliced)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut masked = m.clone();
+        mask_plan(&mut masked, &coupling, &plan).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut sliced = m.clone();
+        apply_plan(&mut sliced, &mut coupling, &plan).map_err(|e| TestCaseError::fail(format!("{e}\n{}", block_text(&a))))?;
+        ecospac_passes::run_passes(&mut sliced, &["infer-shapes"]).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let dir = tempfile::tempdir().expect("tempdir");
         let (mp, sp) = (dir.path().join("m.onnx"), dir.path().join("s.onnx"));
         for (model, path) in [(&masked, &mp), (&sliced, &sp)] {

@@ -3,6 +3,7 @@
 //! compact Hugging Face checkpoint folder.
 
 pub mod onnx;
+pub mod ort;
 pub mod safetensors;
 
 pub use onnx::{export_onnx, ExportError, ExportOptions, ExportReport, ExternalData};

@@ -128,18 +128,20 @@ pub fn export_checkpoint(
     let mut updated: BTreeMap<String, usize> = BTreeMap::new();
     let mut reason: Option<String> = None;
     let mut per_group = Vec::new();
-    for (gi, gp) in plan.groups.iter().enumerate() {
+    for (gi, g) in coupling.groups.iter().enumerate() {
+        let key_of_group = ecospac_passes::prune::group_key(model, g);
+        let Some(gp) = plan.groups.iter().find(|gp| gp.cuts == key_of_group && gp.size == g.size) else { continue };
         if gp.kept.len() == gp.size {
             continue;
         }
         let key = group_size_key(model, ckpt, coupling, gi);
-        per_group.push(serde_json::json!({"key": key, "size": gp.size, "kept": gp.kept.len(), "weights": gp.weights}));
+        let weights: Vec<&str> = gp.cuts.iter().map(|c| c.weight.as_str()).collect();
+        per_group.push(serde_json::json!({"key": key, "size": gp.size, "kept": gp.kept.len(), "weights": weights}));
         match key {
             None => {
                 reason.get_or_insert_with(|| {
-                    let named =
-                        gp.weights.iter().find(|w| ckpt.weights.tensors.contains_key(*w)).or(gp.weights.first());
-                    format!("group {gi} (with {}) has no config key of its own", named.map_or("", |w| w.as_str()))
+                    let named = weights.iter().find(|w| ckpt.weights.tensors.contains_key(**w)).or(weights.first());
+                    format!("group {gi} (with {}) has no config key of its own", named.copied().unwrap_or(""))
                 });
             }
             Some(k) => match updated.get(&k) {
@@ -179,9 +181,8 @@ pub fn export_checkpoint(
         serde_json::to_vec_pretty(v).map_err(|e| ExportError::Encode { what: "json".into(), message: e.to_string() })
     };
     write_file(&staging.path().join("config.json"), &json(&config)?)?;
-    let plan_json =
-        serde_json::to_value(plan).map_err(|e| ExportError::Encode { what: "plan".into(), message: e.to_string() })?;
-    write_file(&staging.path().join("slice_plan.json"), &json(&plan_json)?)?;
+    plan.save(&staging.path().join("slice_plan.json"))
+        .map_err(|e| ExportError::Encode { what: "plan".into(), message: e.to_string() })?;
     let entries = std::fs::read_dir(&ckpt.dir).map_err(io(&ckpt.dir))?;
     for entry in entries {
         let entry = entry.map_err(io(&ckpt.dir))?;
@@ -190,7 +191,7 @@ pub fn export_checkpoint(
         let skip = s.ends_with(".safetensors")
             || s == "model.safetensors.index.json"
             || s == "config.json"
-            || s == "slice_plan.json";
+            || s.starts_with("slice_plan.json");
         if skip || !entry.file_type().map_err(io(&entry.path()))?.is_file() {
             continue;
         }

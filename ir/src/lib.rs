@@ -7,6 +7,7 @@
 
 pub mod attr;
 pub mod axes;
+pub mod exec;
 pub mod graph;
 pub mod ids;
 pub mod infer;

@@ -152,3 +152,17 @@ impl Tensor {
         Some(out)
     }
 }
+
+/// `t`'s values as a float tensor of type `to` (f32, f64, f16 or bf16); `None`
+/// when either type is not one of these.
+pub fn cast_float(t: &Tensor, to: DType) -> Option<Tensor> {
+    let vals = t.to_f64s()?;
+    let bytes: Vec<u8> = match to {
+        DType::F32 => vals.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+        DType::F64 => vals.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+        DType::F16 => vals.iter().flat_map(|&v| half::f16::from_f64(v).to_le_bytes()).collect(),
+        DType::BF16 => vals.iter().flat_map(|&v| half::bf16::from_f64(v).to_le_bytes()).collect(),
+        _ => return None,
+    };
+    Some(Tensor::from_bytes(to, t.dims.clone(), bytes))
+}

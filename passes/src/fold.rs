@@ -1,22 +1,14 @@
 //! `fold-shape-constants` and `eliminate-dead-nodes`.
 
-use crate::manager::{Changed, Pass, PassError};
+use crate::pipeline::Changed;
 use ecospac_ir::infer::facts;
 use ecospac_ir::{DType, EntityId, Model, NodeId, Op, Tensor};
 
 /// Replaces integer shape computations whose results are fully known
 /// (`Shape` of a static tensor, `Concat` of constants, ...) by initializers.
 /// The folded producers are left for `eliminate-dead-nodes`.
-pub struct FoldShapeConstants;
-
-impl Pass for FoldShapeConstants {
-    fn name(&self) -> &'static str {
-        "fold-shape-constants"
-    }
-    fn doc(&self) -> &'static str {
-        "replaces integer shape computations with known results by constants"
-    }
-    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+pub fn fold_shape_constants(model: &mut Model) -> Changed {
+    {
         let g = &mut model.graph;
         let (facts, _) = facts(g);
         let mut folded: Vec<NodeId> = Vec::new();
@@ -57,7 +49,7 @@ impl Pass for FoldShapeConstants {
             }
         }
         if folded.is_empty() {
-            return Ok(Changed::No);
+            return Changed::No;
         }
         g.remove_nodes(&folded);
         // Results only folded nodes read are not kept.
@@ -74,22 +66,14 @@ impl Pass for FoldShapeConstants {
             g.value_mut(v).constant = Some(t);
             g.initializers.push(v);
         }
-        Ok(Changed::Yes)
+        Changed::Yes
     }
 }
 
 /// Removes nodes of the closed op set whose outputs nothing reads.
 /// Opaque nodes are kept: their effects are not known.
-pub struct EliminateDeadNodes;
-
-impl Pass for EliminateDeadNodes {
-    fn name(&self) -> &'static str {
-        "eliminate-dead-nodes"
-    }
-    fn doc(&self) -> &'static str {
-        "removes nodes whose outputs are never read"
-    }
-    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+pub fn eliminate_dead(model: &mut Model) -> Changed {
+    {
         let g = &mut model.graph;
         let mut used = vec![false; g.num_values()];
         for &v in &g.outputs {
@@ -124,23 +108,19 @@ impl Pass for EliminateDeadNodes {
             g.value_mut(v).constant = None;
         }
         g.initializers.retain(|v| !drop.contains(v));
-        Ok(if dead.is_empty() && g.initializers.len() == before { Changed::No } else { Changed::Yes })
+        if dead.is_empty() && g.initializers.len() == before {
+            Changed::No
+        } else {
+            Changed::Yes
+        }
     }
 }
 
 /// Turns `Constant` nodes holding float tensors into initializers, so that the
 /// coupling analysis and the slicer treat them like any other constant
 /// (TorchScript exports keep RoPE's `inv_freq` in such a node).
-pub struct HoistConstants;
-
-impl Pass for HoistConstants {
-    fn name(&self) -> &'static str {
-        "hoist-constants"
-    }
-    fn doc(&self) -> &'static str {
-        "turns float Constant nodes into initializers"
-    }
-    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+pub fn hoist_constants(model: &mut Model) -> Changed {
+    {
         let g = &mut model.graph;
         let mut hoisted = Vec::new();
         for (id, node) in g.nodes() {
@@ -151,7 +131,7 @@ impl Pass for HoistConstants {
             }
         }
         if hoisted.is_empty() {
-            return Ok(Changed::No);
+            return Changed::No;
         }
         let ids: Vec<NodeId> = hoisted.iter().map(|h| h.0).collect();
         g.remove_nodes(&ids);
@@ -160,6 +140,6 @@ impl Pass for HoistConstants {
             g.value_mut(v).constant = Some(t);
             g.initializers.push(v);
         }
-        Ok(Changed::Yes)
+        Changed::Yes
     }
 }

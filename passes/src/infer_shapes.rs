@@ -1,13 +1,8 @@
 //! `infer-shapes`: computes the type of every value.
 
-use crate::manager::{Changed, Pass, PassError};
+use crate::pipeline::Changed;
 use ecospac_ir::infer::{propagate, SymSource};
 use ecospac_ir::{EntityId, Model, SymId, ValueId};
-
-/// Infers every value's type from the graph inputs, constants and op rules;
-/// values behind opaque ops keep their declared types. Dims that cannot be
-/// computed get fresh symbols (`unkN`).
-pub struct InferShapes;
 
 /// Hands out the ids the graph will give its next symbols.
 struct Pending {
@@ -22,19 +17,16 @@ impl SymSource for Pending {
     }
 }
 
-impl Pass for InferShapes {
-    fn name(&self) -> &'static str {
-        "infer-shapes"
-    }
-    fn doc(&self) -> &'static str {
-        "computes every value's type; fails on contradictions"
-    }
-    fn run(&self, model: &mut Model) -> Result<Changed, PassError> {
+/// Infers every value's type from the graph inputs, constants and op rules;
+/// values behind opaque ops keep their declared types. Dims that cannot be
+/// computed get fresh symbols (`unkN`). Fails on a contradiction, naming it.
+pub fn infer_shapes(model: &mut Model) -> Result<Changed, String> {
+    {
         let g = &mut model.graph;
         let mut pending = Pending { next: g.symbols().count(), count: 0 };
         let (facts, issues) = propagate(g, &mut pending);
         if let Some(issue) = issues.first() {
-            return Err(PassError::Failed { pass: self.name(), message: format!("{issue:?}") });
+            return Err(format!("{issue:?}"));
         }
         for _ in 0..pending.count {
             g.fresh_symbol("unk");

@@ -1,17 +1,22 @@
-//! Named passes over the IR and the manager that runs them.
+//! ecospac's passes: the coupling analysis, importance, budget allocation,
+//! reconstruction and slicing, each a library function and a registered pass
+//! of the declarative [`pipeline`].
 //!
-//! A pipeline is an ordered list of pass names, checked against the registry
-//! ([`PASS_NAMES`]) before anything runs; the [`PassManager`] times each pass
-//! and, when asked (always in tests and debug builds), runs the verifier after
-//! each one and stops at the first pass that leaves the graph broken.
+//! A compile is a [`pipeline::Recipe`]: an ordered list of named passes with
+//! typed parameters, validated against the registry ([`pipeline::PASS_NAMES`])
+//! before anything runs, and run by a [`pipeline::Pipeline`] that enforces
+//! every pass's contract (the facts it requires and ensures), verifies the
+//! graph after each pass when asked, and leaves the model untouched when a
+//! pass fails.
 
 pub mod cost;
 pub mod coupling;
 mod fold;
 mod infer_shapes;
-mod manager;
+pub mod pipeline;
 pub mod prune;
+pub mod synthetic;
 
-pub use fold::{EliminateDeadNodes, FoldShapeConstants, HoistConstants};
-pub use infer_shapes::InferShapes;
-pub use manager::{pass_by_name, Changed, Pass, PassError, PassManager, PassTiming, PASS_NAMES, PRUNE_PREPARATION};
+pub use fold::{eliminate_dead, fold_shape_constants, hoist_constants};
+pub use infer_shapes::infer_shapes;
+pub use pipeline::{prepare, run_passes, Changed, PassError, PASS_NAMES};

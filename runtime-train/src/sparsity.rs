@@ -11,9 +11,8 @@ use crate::optim::AdamW;
 use crate::TrainError;
 use ecospac_frontends::hf::{build_graph, Weights};
 use ecospac_ir::Model as IrModel;
-use ecospac_passes::coupling::{analyze, Coupling, Role};
+use ecospac_passes::coupling::{analyze_with, AnalysisOptions, Coupling, Role};
 use ecospac_passes::prune::{apply_plan, plan_with_scores, scores, Allocation, Criterion, PlanOptions, SlicePlan};
-use ecospac_passes::{PassManager, PRUNE_PREPARATION};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use tch::{Kind, Tensor};
@@ -104,6 +103,10 @@ pub struct Sparsifier {
     dense_prunable: u64,
 }
 
+/// The training models keep their head counts (their attention reshapes by the
+/// config's `num_heads`), so the analysis here has no whole-head groups.
+const TRAIN_ANALYSIS: AnalysisOptions = AnalysisOptions { heads: false };
+
 /// Per (tensor name, axis), the positions a plan removes.
 pub type Cuts = BTreeMap<(String, usize), BTreeSet<u32>>;
 
@@ -123,8 +126,8 @@ impl Sparsifier {
             }
         }
         let mut ir = build_graph(Path::new("."), model.cfg.json.clone(), weights)?.model;
-        PassManager::from_names(PRUNE_PREPARATION)?.run(&mut ir)?;
-        let coupling = analyze(&ir);
+        ecospac_passes::prepare(&mut ir)?;
+        let coupling = analyze_with(&ir, &TRAIN_ANALYSIS);
         let dense_prunable = prunable(&ir, &coupling);
         let ema = coupling.groups.iter().map(|g| vec![0.0; g.size]).collect();
         Ok(Sparsifier {
@@ -212,12 +215,12 @@ impl Sparsifier {
         if density >= current - 1e-9 {
             return None;
         }
-        let log_scores: Vec<Vec<f64>> = match self.criterion {
+        let linear: Vec<Vec<f64>> = match self.criterion {
             TrainCriterion::Magnitude => {
                 self.refresh_weights(model);
-                scores(&self.ir, &self.coupling, Criterion::Coupled, 0)
+                scores(&self.ir, &self.coupling, Criterion::Coupled, None, 0).ok()?
             }
-            _ => self.ema.iter().map(|s| s.iter().map(|x| (x + 1e-30).ln()).collect()).collect(),
+            _ => self.ema.iter().map(|s| s.iter().map(|x| x + 1e-30).collect()).collect(),
         };
         let opts = PlanOptions {
             budget: density / current,
@@ -226,14 +229,15 @@ impl Sparsifier {
             align: self.align,
             seed: 0,
         };
-        let p = plan_with_scores(&self.ir, &self.coupling, &opts, log_scores);
+        let p = plan_with_scores(&self.ir, &self.coupling, &opts, linear).ok()?;
         p.groups.iter().any(|g| g.kept.len() < g.size).then_some(p)
     }
 
     /// The positions `plan` removes, per tensor name and axis.
-    pub fn cuts(&self, plan: &SlicePlan) -> Cuts {
+    pub fn cuts(&self, plan: &SlicePlan) -> Result<Cuts, TrainError> {
         let mut cuts = Cuts::new();
-        for (g, removed) in self.coupling.groups.iter().zip(plan.removed()) {
+        let removed = plan.bind(&self.ir, &self.coupling).map_err(ecospac_passes::prune::SliceError::from)?;
+        for (g, removed) in self.coupling.groups.iter().zip(removed) {
             for m in &g.members {
                 let set = cuts.entry((self.ir.graph.value(m.value).name.clone(), m.axis)).or_default();
                 for &i in &removed {
@@ -242,13 +246,13 @@ impl Sparsifier {
             }
         }
         cuts.retain(|_, s| !s.is_empty());
-        cuts
+        Ok(cuts)
     }
 
     /// Applies `plan`: slices the graph, the parameters, the buffers and the
     /// optimizer moments, then analyses the sliced graph for the next round.
     pub fn shrink(&mut self, model: &mut Model, opt: Option<&mut AdamW>, plan: SlicePlan) -> Result<(), TrainError> {
-        let cuts = self.cuts(&plan);
+        let cuts = self.cuts(&plan)?;
         slice_tensors(&mut model.params, &cuts, true);
         slice_tensors(&mut model.buffers, &cuts, false);
         if let Some(opt) = opt {
@@ -256,8 +260,8 @@ impl Sparsifier {
             slice_tensors(&mut opt.v, &cuts, false);
         }
         apply_plan(&mut self.ir, &mut self.coupling, &plan)?;
-        PassManager::from_names(&["infer-shapes", "eliminate-dead-nodes"])?.run(&mut self.ir)?;
-        self.coupling = analyze(&self.ir);
+        ecospac_passes::run_passes(&mut self.ir, &["infer-shapes", "eliminate-dead-nodes"])?;
+        self.coupling = analyze_with(&self.ir, &TRAIN_ANALYSIS);
         self.ema = self.coupling.groups.iter().map(|g| vec![0.0; g.size]).collect();
         self.plans.push(plan);
         Ok(())

@@ -7,7 +7,6 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor as OrtTensor};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -49,16 +48,9 @@ pub fn ort_library() -> PathBuf {
     found.unwrap_or_else(|| panic!("ONNX Runtime not found under {}; run scripts/setup.sh", lib.display()))
 }
 
-/// The process-wide ORT environment.
+/// The process-wide ORT environment (shared with ecospac's own executor).
 pub fn ort_env() -> &'static ort::environment::Environment {
-    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
-    ENV.get_or_init(|| {
-        ort::init_from(ort_library())
-            .expect("load ONNX Runtime")
-            .with_name("ecospac-tests")
-            .build()
-            .expect("ORT environment")
-    })
+    ecospac_backends::ort::environment(Some(&ort_library())).expect("load ONNX Runtime")
 }
 
 /// An ORT session on one thread with graph optimisations off (so outputs compare exactly).
@@ -157,11 +149,7 @@ pub fn assert_bit_identical(a: &[(String, Vec<i64>, Vec<f32>)], b: &[(String, Ve
 /// Import → passes (verified after each) → verify → export.
 pub fn compile(input: &Path, output: &Path, passes: &[&str], opts: &ecospac_backends::ExportOptions) -> Model {
     let mut model = ecospac_frontends::import_file(input).unwrap_or_else(|e| panic!("import {}: {e}", input.display()));
-    ecospac_passes::PassManager::from_names(passes)
-        .expect("passes")
-        .verify_each(true)
-        .run(&mut model)
-        .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+    ecospac_passes::run_passes(&mut model, passes).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
     let proof = ecospac_ir::verify(&model.graph).expect("verified");
     ecospac_backends::export_onnx(&model, proof, output, opts).expect("export");
     model

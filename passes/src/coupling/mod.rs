@@ -57,6 +57,9 @@ pub struct Group {
     pub block: usize,
     /// Size of the group's index space (blocks × block).
     pub size: usize,
+    /// The leaf is an outer factor of a reshaped axis (a head): each index
+    /// spans the indices of the groups inside it.
+    pub outer: bool,
     /// The slices.
     pub members: Vec<Member>,
 }
@@ -120,15 +123,26 @@ pub struct Coupling {
 }
 
 impl Coupling {
-    /// A coupling with one group and no analysis state (for scoring a group alone).
-    pub fn single(group: Group) -> Coupling {
-        Coupling::of_groups(vec![group])
+    /// The `config.json` key that sizes every weight axis of group `gi`, if one does
+    /// (a group a standard checkpoint config can express, such as an FFN width).
+    pub fn config_key(&self, model: &Model, sizes: &crate::pipeline::ConfigSizes, gi: usize) -> Option<String> {
+        let g = self.groups.get(gi)?;
+        if g.blocks() != 1 || g.outer {
+            return None;
+        }
+        let mut key: Option<&String> = None;
+        for m in &g.members {
+            let name = &model.graph.value(m.value).name;
+            let k = sizes.size_keys.get(&(name.clone(), m.axis))?;
+            if key.is_some_and(|prev| prev != k) {
+                return None;
+            }
+            key = Some(k);
+        }
+        let key = key?;
+        (sizes.key_sizes.get(key) == Some(&g.size)).then(|| key.clone())
     }
-    /// A coupling of some groups and no analysis state: for scoring and
-    /// planning part of a model (not for slicing).
-    pub fn of_groups(groups: Vec<Group>) -> Coupling {
-        Coupling { groups, pinned: Vec::new(), analysis: Analysis { atoms: Atoms::default(), slots: HashMap::new() } }
-    }
+
     /// Which old positions of `value`'s `axis` survive when the groups drop the
     /// given indices (`removed[g]` for group `g`); `None` when nothing on the axis changes.
     /// `reader` names the node and input for constants, which are analysed per use.
@@ -259,8 +273,30 @@ fn weight_views(model: &Model) -> HashMap<ValueId, (ValueId, Vec<usize>)> {
     views
 }
 
-/// Runs the analysis on a model whose shapes can be inferred.
+/// Settings of the analysis.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisOptions {
+    /// Outer factors of reshaped axes (attention heads; with GQA, key/value
+    /// heads and the query heads inside each) are groups of their own, so a
+    /// plan may remove whole heads. Off, only the axes inside them are groups
+    /// (for runtimes whose models have fixed head counts).
+    pub heads: bool,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        AnalysisOptions { heads: true }
+    }
+}
+
+/// Runs the analysis (whole heads included) on a model whose shapes can be inferred.
 pub fn analyze(model: &Model) -> Coupling {
+    analyze_with(model, &AnalysisOptions::default())
+}
+
+/// Runs the analysis with `opts`.
+pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
     let g = &model.graph;
     let (facts, _) = ecospac_ir::infer::facts(g);
     let mut an = Analysis { atoms: Atoms::default(), slots: HashMap::new() };
@@ -378,7 +414,7 @@ pub fn analyze(model: &Model) -> Coupling {
             }
         }
     }
-    // Outer factors of any product (heads) are not pruned in this version.
+    // Outer factors of any product (heads), for `opts.heads == false`.
     for id in 0..an.atoms_len() {
         if let Some(Refine::Product(_)) = an.atoms.refinement(id) {
             let _ = an.elements(id, &mut outer);
@@ -421,7 +457,7 @@ pub fn analyze(model: &Model) -> Coupling {
             for &(leaf, _) in e {
                 let pins = an.atoms.pins(leaf);
                 let size = an.atoms.size(leaf).as_known().unwrap_or(0);
-                if !pins.is_empty() || outer.contains(&leaf) || size < 2 {
+                if !pins.is_empty() || (!opts.heads && outer.contains(&leaf)) || size < 2 {
                     for p in pins {
                         if !reasons.contains(&p) {
                             reasons.push(p);
@@ -441,7 +477,14 @@ pub fn analyze(model: &Model) -> Coupling {
                         })
                         .unwrap_or_default();
                     let blocks: usize = context.iter().map(|&(_, n)| n as usize).product();
-                    Group { leaf, context, block: size as usize, size: blocks * size as usize, members: Vec::new() }
+                    Group {
+                        leaf,
+                        context,
+                        block: size as usize,
+                        size: blocks * size as usize,
+                        outer: outer.contains(&leaf),
+                        members: Vec::new(),
+                    }
                 });
                 let mut find = |a: AtomId| an.atoms.find(a);
                 let Some(idx) = group.index_in(e, &mut find) else { continue };

@@ -2,7 +2,7 @@
 //! encode sliced sizes) or as a mask (zero the removed slices, for the
 //! exactness check: sliced == masked original).
 
-use super::SlicePlan;
+use super::plan::{cuts, Cuts, PlanError, Refit, SlicePlan};
 use crate::coupling::Coupling;
 use ecospac_ir::infer::Fact;
 use ecospac_ir::{DType, EntityId, Model, NodeId, Op, Tensor, ValueId};
@@ -12,8 +12,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[derive(Debug, thiserror::Error)]
 pub enum SliceError {
     /// The plan was made for another graph.
-    #[error("the plan does not fit this model: {0}")]
-    Mismatch(String),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A refit tensor does not have the shape of the weight it replaces.
+    #[error("the refit of `{weight}` is {got:?}, the sliced weight {want:?}")]
+    RefitShape {
+        /// The weight.
+        weight: String,
+        /// The refit's dims.
+        got: Vec<i64>,
+        /// The sliced weight's dims.
+        want: Vec<i64>,
+    },
     /// A size the slice changes is encoded in a way the slicer cannot rewrite.
     #[error("node `{node}`: cannot rewrite {what}")]
     Unrewritable {
@@ -26,45 +36,6 @@ pub enum SliceError {
 
 /// A constant and the element changes one reader needs.
 type ConstantEdits = (ValueId, Vec<(usize, i64)>);
-
-/// Removed positions per (weight, reading node and input, axis).
-type Cuts = BTreeMap<(ValueId, Option<(NodeId, usize)>), BTreeMap<usize, BTreeSet<u32>>>;
-
-fn cuts(coupling: &Coupling, plan: &SlicePlan) -> Result<Cuts, SliceError> {
-    if plan.groups.len() != coupling.groups.len() {
-        return Err(SliceError::Mismatch(format!(
-            "{} groups in the plan, {} in the model",
-            plan.groups.len(),
-            coupling.groups.len()
-        )));
-    }
-    let removed = plan.removed();
-    let mut cuts: Cuts = BTreeMap::new();
-    for (gi, (g, gp)) in coupling.groups.iter().zip(&plan.groups).enumerate() {
-        if gp.size != g.size
-            || gp.block != g.block
-            || gp.kept.iter().any(|&i| i as usize >= g.size)
-            || gp.kept.is_empty()
-        {
-            return Err(SliceError::Mismatch(format!(
-                "group {gi}: size {}/{} vs {}/{}, or kept indices out of range or empty",
-                gp.size, gp.block, g.size, g.block
-            )));
-        }
-        let per_block: Vec<usize> =
-            (0..g.blocks()).map(|b| gp.kept.iter().filter(|&&i| i as usize / g.block == b).count()).collect();
-        if per_block.windows(2).any(|w| w[0] != w[1]) {
-            return Err(SliceError::Mismatch(format!("group {gi}: blocks keep different counts {per_block:?}")));
-        }
-        for m in &g.members {
-            let set = cuts.entry((m.value, m.reader)).or_default().entry(m.axis).or_default();
-            for &i in &removed[gi] {
-                set.extend(m.positions[i as usize].iter().copied());
-            }
-        }
-    }
-    Ok(cuts)
-}
 
 /// Copies `t` keeping only `keep` positions of `axis`.
 fn gather_axis(t: &Tensor, axis: usize, keep: &[u32]) -> Tensor {
@@ -137,20 +108,112 @@ fn replace_use(
     }
 }
 
-/// Zeroes every removed slice: the masked original the sliced model must equal.
+/// Zeroes every removed slice and substitutes the plan's refit weights
+/// (scattered to the full shape, zero where removed): the masked original the
+/// sliced model must equal. On an error the model is unchanged.
 pub fn mask_plan(model: &mut Model, coupling: &Coupling, plan: &SlicePlan) -> Result<(), SliceError> {
-    let counts = uses(model);
-    for ((value, reader), axes) in cuts(coupling, plan)? {
+    let removed = plan.bind(model, coupling)?;
+    *model = masked(model, coupling, &removed, &plan.refits)?;
+    Ok(())
+}
+
+/// The masked original as a new model: `removed` (per group) zeroed and `refits` substituted.
+pub fn masked(model: &Model, coupling: &Coupling, removed: &[Vec<u32>], refits: &[Refit]) -> Result<Model, SliceError> {
+    let all_cuts = cuts(coupling, removed);
+    let mut work = model.clone();
+    let counts = uses(&work);
+    for ((value, reader), axes) in &all_cuts {
         if axes.values().all(BTreeSet::is_empty) {
             continue;
         }
-        let Some(mut t) = model.graph.value(value).constant.clone() else { continue };
+        let Some(mut t) = work.graph.value(*value).constant.clone() else { continue };
         for (axis, zero) in axes {
-            t = zero_axis(&t, axis, &zero);
+            t = zero_axis(&t, *axis, zero);
         }
-        replace_use(model, value, reader, t, &counts);
+        replace_use(&mut work, *value, *reader, t, &counts);
     }
-    Ok(())
+    for r in refits {
+        let v = refit_target(&work, r)?;
+        let full = work.graph.value(v).constant.clone().ok_or_else(|| missing(r))?;
+        let axes = cuts_of(&all_cuts, v);
+        let t = scatter(&full, &axes, r)?;
+        work.graph.value_mut(v).constant = Some(t);
+    }
+    Ok(work)
+}
+
+fn missing(r: &Refit) -> SliceError {
+    SliceError::Plan(PlanError::Mismatch(format!("the plan refits `{}`, which the model lacks", r.weight)))
+}
+
+/// The initializer a refit replaces: the one of that name with a single use.
+fn refit_target(model: &Model, r: &Refit) -> Result<ValueId, SliceError> {
+    let v = model
+        .graph
+        .initializers
+        .iter()
+        .copied()
+        .find(|&v| model.graph.value(v).name == r.weight)
+        .ok_or_else(|| missing(r))?;
+    if uses(model).get(&v).copied().unwrap_or(0) > 1 {
+        return Err(SliceError::Plan(PlanError::Mismatch(format!(
+            "the plan refits `{}`, which several nodes read",
+            r.weight
+        ))));
+    }
+    Ok(v)
+}
+
+/// The removed positions per axis of `value` (any reader).
+fn cuts_of(all: &Cuts, value: ValueId) -> BTreeMap<usize, BTreeSet<u32>> {
+    let mut out: BTreeMap<usize, BTreeSet<u32>> = BTreeMap::new();
+    for ((v, _), axes) in all {
+        if *v == value {
+            for (a, s) in axes {
+                out.entry(*a).or_default().extend(s.iter().copied());
+            }
+        }
+    }
+    out
+}
+
+/// The refit values placed into a tensor of `full`'s shape and dtype, zero at removed positions.
+fn scatter(full: &Tensor, axes: &BTreeMap<usize, BTreeSet<u32>>, r: &Refit) -> Result<Tensor, SliceError> {
+    let dims: Vec<usize> = full.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let kept: Vec<Vec<usize>> = dims
+        .iter()
+        .enumerate()
+        .map(|(a, &d)| (0..d).filter(|p| !axes.get(&a).is_some_and(|s| s.contains(&(*p as u32)))).collect())
+        .collect();
+    let want: Vec<i64> = kept.iter().map(|k| k.len() as i64).collect();
+    if want != r.tensor.dims {
+        return Err(SliceError::RefitShape { weight: r.weight.clone(), got: r.tensor.dims.clone(), want });
+    }
+    let src = r.tensor.to_f64s().unwrap_or_default();
+    let mut out = vec![0f32; dims.iter().product()];
+    let mut idx = vec![0usize; dims.len()];
+    for &x in &src {
+        let mut flat = 0;
+        for (a, &i) in idx.iter().enumerate() {
+            flat = flat * dims[a] + kept[a][i];
+        }
+        out[flat] = x as f32;
+        for a in (0..idx.len()).rev() {
+            idx[a] += 1;
+            if idx[a] < kept[a].len() {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    Ok(retyped(full, Tensor::from_f32s(full.dims.clone(), &out)))
+}
+
+/// `t` (f32) in `like`'s dtype, keeping `like`'s source record.
+fn retyped(like: &Tensor, t: Tensor) -> Tensor {
+    let mut n = ecospac_ir::tensor::cast_float(&t, like.dtype).unwrap_or(t);
+    n.origin = like.origin.clone();
+    n
 }
 
 /// Where a shape element comes from: a constant read by `reader` at input `input`.
@@ -312,9 +375,25 @@ fn unshare_inputs(model: &mut Model, id: NodeId, depth: usize) {
     }
 }
 
-/// Slices the model by the plan: weights, and the constants that encode sliced sizes.
+/// Slices the model by the plan: weights, the constants that encode sliced
+/// sizes, and the plan's refit weights. The rewrite is made on a copy and
+/// replaces the model only when complete: on an error the model is unchanged.
 pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) -> Result<(), SliceError> {
-    let removed = plan.removed();
+    let removed = plan.bind(model, coupling)?;
+    let mut work = model.clone();
+    slice_into(&mut work, coupling, plan, &removed)?;
+    *model = work;
+    Ok(())
+}
+
+fn slice_into(
+    model: &mut Model,
+    coupling: &mut Coupling,
+    plan: &SlicePlan,
+    removed: &[Vec<u32>],
+) -> Result<(), SliceError> {
+    let removed = removed.to_vec();
+    let all_cuts = cuts(coupling, &removed);
     unshare_shape_chains(model);
     let counts = uses(model);
     let (facts, _) = ecospac_ir::infer::facts(&model.graph);
@@ -471,17 +550,30 @@ pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) 
             model.graph.value_mut(v).declared = Some(ecospac_ir::TensorTy::new(ty.dtype, shape));
         }
     }
+    // Refit targets are found before slicing gives shared tensors per-use copies.
+    let targets: Vec<ValueId> = plan.refits.iter().map(|r| refit_target(model, r)).collect::<Result<_, _>>()?;
     // Weights last: the analysis above reads the unsliced graph.
-    for ((value, reader), axes) in cuts(coupling, plan)? {
+    for ((value, reader), axes) in &all_cuts {
         if axes.values().all(BTreeSet::is_empty) {
             continue;
         }
-        let Some(mut t) = model.graph.value(value).constant.clone() else { continue };
+        let Some(mut t) = model.graph.value(*value).constant.clone() else { continue };
         for (axis, cut) in axes {
-            let keep: Vec<u32> = (0..t.dims[axis] as u32).filter(|p| !cut.contains(p)).collect();
-            t = gather_axis(&t, axis, &keep);
+            let keep: Vec<u32> = (0..t.dims[*axis] as u32).filter(|p| !cut.contains(p)).collect();
+            t = gather_axis(&t, *axis, &keep);
         }
-        replace_use(model, value, reader, t, &counts);
+        replace_use(model, *value, *reader, t, &counts);
+    }
+    for (r, &v) in plan.refits.iter().zip(&targets) {
+        let current = model.graph.value(v).constant.clone().ok_or_else(|| missing(r))?;
+        if current.dims != r.tensor.dims {
+            return Err(SliceError::RefitShape {
+                weight: r.weight.clone(),
+                got: r.tensor.dims.clone(),
+                want: current.dims,
+            });
+        }
+        model.graph.value_mut(v).constant = Some(retyped(&current, r.tensor.clone()));
     }
     drop_orphans(model, &counts);
     Ok(())

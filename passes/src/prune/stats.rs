@@ -1,0 +1,219 @@
+//! Calibration statistics: the model runs on calibration batches (through an
+//! [`Executor`]) with the activations the scores need exposed as outputs, and
+//! per activation the sums of `x` and `x²` per position of its last axis are
+//! accumulated over every row; for the inputs of consumer matrices (what a
+//! refit solves against), the whole second-moment matrix `Σ xxᵀ` as well.
+
+use crate::coupling::{Coupling, Member, Role};
+use ecospac_ir::exec::{Array, Batch, ExecError, Executor};
+use ecospac_ir::{DType, EntityId, Model, Node, Op, Value, ValueId};
+use faer::{Mat, MatRef};
+use std::collections::{BTreeMap, HashMap};
+
+/// The statistics of one activation, over every row of its last axis.
+#[derive(Clone, Debug, Default)]
+pub struct ActivationStats {
+    /// Rows seen.
+    pub rows: u64,
+    /// `Σ x` per position.
+    pub sum: Vec<f64>,
+    /// `Σ x²` per position.
+    pub sq: Vec<f64>,
+    /// `Σ xxᵀ` (width × width), for consumer inputs.
+    pub gram: Option<Mat<f64>>,
+}
+
+impl ActivationStats {
+    fn new(width: usize, full: bool) -> ActivationStats {
+        ActivationStats {
+            rows: 0,
+            sum: vec![0.0; width],
+            sq: vec![0.0; width],
+            gram: full.then(|| Mat::zeros(width, width)),
+        }
+    }
+
+    fn add(&mut self, a: &Array) {
+        let w = a.last_dim();
+        if w != self.sum.len() {
+            return;
+        }
+        for row in a.data.chunks_exact(w) {
+            for (p, &x) in row.iter().enumerate() {
+                let x = x as f64;
+                self.sum[p] += x;
+                self.sq[p] += x * x;
+            }
+        }
+        if let Some(g) = self.gram.as_mut() {
+            let rows = a.data.len() / w;
+            let x = MatRef::from_row_major_slice(&a.data[..rows * w], rows, w);
+            let xtx: Mat<f32> = x.transpose() * x;
+            for j in 0..w {
+                for i in 0..w {
+                    g[(i, j)] += xtx[(i, j)] as f64;
+                }
+            }
+        }
+        self.rows += (a.data.len() / w) as u64;
+    }
+
+    /// Mean of position `p`.
+    pub fn mean(&self, p: usize) -> f64 {
+        self.sum.get(p).map_or(0.0, |s| s / self.rows.max(1) as f64)
+    }
+
+    /// Second moment (`centered`: variance) of position `p`.
+    pub fn moment(&self, p: usize, centered: bool) -> f64 {
+        let m2 = self.sq.get(p).map_or(0.0, |s| s / self.rows.max(1) as f64);
+        if centered {
+            (m2 - self.mean(p).powi(2)).max(0.0)
+        } else {
+            m2
+        }
+    }
+
+    /// The second-moment (`centered`: covariance) matrix of some positions, when the full matrix was collected.
+    pub fn block(&self, positions: &[u32], centered: bool) -> Option<Mat<f64>> {
+        let g = self.gram.as_ref()?;
+        let rows = self.rows.max(1) as f64;
+        Some(Mat::from_fn(positions.len(), positions.len(), |i, j| {
+            let (a, b) = (positions[i] as usize, positions[j] as usize);
+            let m = g[(a, b)] / rows;
+            if centered {
+                m - self.mean(a) * self.mean(b)
+            } else {
+                m
+            }
+        }))
+    }
+
+    /// The whole second-moment (`centered`: covariance) matrix, when collected.
+    pub fn matrix(&self, centered: bool) -> Option<Mat<f64>> {
+        let all: Vec<u32> = (0..self.sum.len() as u32).collect();
+        self.block(&all, centered)
+    }
+}
+
+/// What calibration measured.
+#[derive(Clone, Debug, Default)]
+pub struct CalibrationStats {
+    /// Per activation.
+    pub acts: HashMap<ValueId, ActivationStats>,
+    /// Samples run.
+    pub samples: usize,
+}
+
+/// The activation a member's index shows up in: a writer's product output
+/// (last axis), or a reader's product input (last axis).
+pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
+    let g = &model.graph;
+    let (mut node, mut input) = m.reader?;
+    // Look through a Transpose (or Cast) of the weight to the product that reads it.
+    while let Op::Transpose { .. } | Op::Cast(_) = g.node(node).op {
+        let out = g.node(node).outputs.first().copied().flatten()?;
+        let consumers = g.consumers();
+        let [next] = consumers[out.index()].as_slice() else { return None };
+        input = g.node(*next).inputs.iter().position(|v| *v == Some(out))?;
+        node = *next;
+    }
+    let n = g.node(node);
+    match (&n.op, m.role) {
+        (Op::MatMul | Op::Gemm(_), Role::Writer) if input == 1 => {
+            Some((n.outputs.first().copied().flatten()?, Role::Writer))
+        }
+        (Op::MatMul, Role::Reader) if input == 1 => Some((n.inputs.first().copied().flatten()?, Role::Reader)),
+        (Op::Gemm(gm), Role::Reader) if input == 1 && !gm.trans_a => {
+            Some((n.inputs.first().copied().flatten()?, Role::Reader))
+        }
+        _ => None,
+    }
+}
+
+/// `model` with `values` as its only outputs (cast to float32 where they are
+/// not), and everything they do not need removed.
+pub fn probe_model(model: &Model, values: &[ValueId]) -> Result<Model, ExecError> {
+    let mut m = model.clone();
+    let mut outputs = Vec::with_capacity(values.len());
+    for &v in values {
+        let dtype = m.graph.value(v).best_ty().map(|t| t.dtype);
+        match dtype {
+            Some(DType::F32) => outputs.push(v),
+            Some(d) if d.is_float() => {
+                let name = format!("{}::ecospac_f32", m.graph.value(v).name);
+                let out = m.graph.add_value(Value::named(name.clone()));
+                m.graph.add_node(Node {
+                    name,
+                    op: Op::Cast(ecospac_ir::op::Cast { to: DType::F32, saturate: None }),
+                    inputs: vec![Some(v)],
+                    outputs: vec![Some(out)],
+                    origin: None,
+                });
+                outputs.push(out);
+            }
+            other => {
+                return Err(ExecError(format!(
+                    "activation `{}` is {other:?}, not a float tensor",
+                    m.graph.value(v).name
+                )))
+            }
+        }
+    }
+    m.graph.outputs = outputs;
+    crate::fold::eliminate_dead(&mut m);
+    Ok(m)
+}
+
+/// Runs `model` on `batches` with the float activations `values` exposed;
+/// calls `each` with every batch's arrays (in the order of `values`).
+pub fn run_probes(
+    exec: &dyn Executor,
+    model: &Model,
+    values: &[ValueId],
+    batches: &[Batch],
+    mut each: impl FnMut(usize, &[Array]),
+) -> Result<(), ExecError> {
+    let probed = probe_model(model, values)?;
+    let mut session = exec.load(&probed)?;
+    for (i, b) in batches.iter().enumerate() {
+        let out = session.run(b)?;
+        let arrays: Vec<Array> = out
+            .iter()
+            .map(|t| Array::of(t).ok_or_else(|| ExecError(format!("an activation came back as {}", t.dtype))))
+            .collect::<Result<_, _>>()?;
+        each(i, &arrays);
+    }
+    Ok(())
+}
+
+/// Collects the statistics every group's scores need on `batches`.
+pub fn collect(
+    model: &Model,
+    coupling: &Coupling,
+    exec: &dyn Executor,
+    batches: &[Batch],
+) -> Result<CalibrationStats, ExecError> {
+    // Per activation: whether a consumer matrix reads it (then the full matrix is kept).
+    let mut wanted: BTreeMap<ValueId, bool> = BTreeMap::new();
+    for g in &coupling.groups {
+        for m in &g.members {
+            let Some((act, role)) = member_activation(model, m) else { continue };
+            *wanted.entry(act).or_default() |= role == Role::Reader;
+        }
+    }
+    let values: Vec<ValueId> = wanted.keys().copied().collect();
+    if values.is_empty() {
+        return Ok(CalibrationStats { acts: HashMap::new(), samples: 0 });
+    }
+    let mut acts: Vec<Option<ActivationStats>> = vec![None; values.len()];
+    let mut samples = 0;
+    run_probes(exec, model, &values, batches, |bi, arrays| {
+        samples += ecospac_ir::exec::batch_rows(&batches[bi]);
+        for ((slot, a), v) in acts.iter_mut().zip(arrays).zip(&values) {
+            let s = slot.get_or_insert_with(|| ActivationStats::new(a.last_dim(), wanted[v]));
+            s.add(a);
+        }
+    })?;
+    let acts = values.into_iter().zip(acts).filter_map(|(v, s)| Some((v, s?))).collect();
+    Ok(CalibrationStats { acts, samples })
+}

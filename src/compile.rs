@@ -1,0 +1,502 @@
+//! `ecospac compile` and `ecospac recipe`: the flags stand for a recipe, the
+//! library's pipeline runs it, and this file finds the calibration data,
+//! prints what happened and writes the result.
+
+use crate::progress;
+use anyhow::{bail, Context, Result};
+use ecospac_backends::ort::OrtExecutor;
+use ecospac_backends::{export_checkpoint, export_onnx, ExportOptions, ExternalData};
+use ecospac_frontends::hf::Checkpoint;
+use ecospac_ir::{verify, Model};
+use ecospac_passes::pipeline::{CalibrationData, Compilation, ConfigSizes, Env, Pipeline, Recipe};
+use ecospac_passes::prune::{Allocation, Criterion};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn criterion(s: &str) -> Result<Criterion, String> {
+    let names: Vec<&str> = Criterion::ALL.iter().map(|(n, _)| *n).collect();
+    Criterion::parse(s).ok_or_else(|| format!("one of {}", names.join(", ")))
+}
+
+/// `--allocation`: a choice, or `auto`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AllocationFlag(Option<Allocation>);
+
+fn allocation(s: &str) -> Result<AllocationFlag, String> {
+    let names: Vec<&str> = Allocation::ALL.iter().map(|(n, _)| *n).collect();
+    if s == "auto" {
+        return Ok(AllocationFlag(None));
+    }
+    let a = Allocation::ALL.iter().find(|(n, _)| *n == s).map(|&(_, a)| a);
+    a.map(|a| AllocationFlag(Some(a))).ok_or_else(|| format!("auto or one of {}", names.join(", ")))
+}
+
+/// How consumers are reconstructed after removal.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefitFlag {
+    /// Ridge regression toward the original weights (needs calibration data).
+    Ridge,
+    /// Bias compensation only.
+    Bias,
+    /// Neither.
+    None,
+}
+
+/// Which groups to prune.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopeFlag {
+    /// `config` when writing a checkpoint folder, else `all`.
+    Auto,
+    /// Every group.
+    All,
+    /// Only groups whose width is one config.json key (the checkpoint stays loadable by stock transformers).
+    Config,
+}
+
+/// The pruning settings of `compile` (shorthand for a recipe; `ecospac recipe` prints it).
+#[derive(clap::Args, Clone)]
+pub struct PruneArgs {
+    /// Fraction of the prunable (coupled) parameters to keep; 1.0 keeps the model as it is.
+    #[arg(long, default_value_t = 1.0)]
+    pub budget: f64,
+    /// Importance: obs (the consumer's output error a refit cannot undo, the default), variance
+    /// (contribution to the consumer's output), energy, coupled-act (EcoSpa on activations),
+    /// uncoupled-act, coupled (EcoSpa, weights only), uncoupled, random.
+    #[arg(long, default_value = "obs", value_parser = criterion)]
+    pub criterion: Criterion,
+    /// Budget allocation: measured (exchange rates measured on calibration data), global, uniform;
+    /// auto: uniform when writing a checkpoint folder with scope config (so every layer keeps
+    /// one width and the config stays standard), else measured.
+    #[arg(long, default_value = "auto", value_parser = allocation)]
+    pub allocation: AllocationFlag,
+    /// Reconstruction of the consumers after removal.
+    #[arg(long, value_enum, default_value_t = RefitFlag::Ridge)]
+    pub refit: RefitFlag,
+    /// Ridge strength of the refit, in units of the mean diagonal of XᵀX.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda: f64,
+    /// Only dims inside heads and FFN channels; never whole heads.
+    #[arg(long)]
+    pub no_whole_heads: bool,
+    /// Kept counts are multiples of this where a block is at least twice as large.
+    #[arg(long, default_value_t = 8)]
+    pub align: usize,
+    /// Seed for --criterion random.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Calibration inputs: an .npz with one array per model input.
+    #[arg(long, conflicts_with_all = ["calibration_text", "no_calibration"])]
+    pub calibration: Option<PathBuf>,
+    /// Calibration text, one text per line (with the model's tokenizer).
+    #[arg(long, conflicts_with = "no_calibration")]
+    pub calibration_text: Option<PathBuf>,
+    /// The model's tokenizer.json (default: the checkpoint's, or one beside the ONNX file);
+    /// with it, the built-in English corpus calibrates unless other data is given.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Calibration texts (or .npz rows) to use.
+    #[arg(long, default_value_t = 128)]
+    pub calibration_samples: usize,
+    /// Tokens per calibration text (padded or truncated).
+    #[arg(long, default_value_t = 64)]
+    pub calibration_length: usize,
+    /// Calibrate on generated token sequences instead of text (no tokenizer needed; worse).
+    #[arg(long, conflicts_with_all = ["calibration", "calibration_text"])]
+    pub no_calibration: bool,
+    /// ONNX Runtime threads for calibration (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// The ONNX Runtime shared library (else $ORT_DYLIB_PATH, else .venv).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// Write the slice plan (JSON, refit weights beside it) here.
+    #[arg(long)]
+    pub emit_plan: Option<PathBuf>,
+    /// Apply this slice plan instead of choosing one.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Write the compile report (JSON) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Bind symbolic dims for the report's FLOPs, e.g. `batch=1,seq=128` (`*=N` for the rest).
+    #[arg(long, value_delimiter = ',')]
+    pub bind: Vec<String>,
+    /// Which groups to prune.
+    #[arg(long, value_enum, default_value_t = ScopeFlag::Auto)]
+    pub scope: ScopeFlag,
+}
+
+/// Whether the flags ask for any pruning.
+fn prunes(args: &PruneArgs, to_folder: bool) -> bool {
+    args.budget < 1.0 || args.plan.is_some() || to_folder
+}
+
+/// The recipe the flags stand for (`passes`: model passes to run first).
+pub fn recipe_of(args: &PruneArgs, passes: &[String], to_folder: bool, has_checkpoint: bool) -> Result<Recipe> {
+    if !(args.budget > 0.0 && args.budget <= 1.0) {
+        bail!("--budget must be in (0, 1], got {}", args.budget);
+    }
+    let mut r = Recipe::default();
+    for p in passes {
+        r.push(p, serde_json::json!({}));
+    }
+    if !prunes(args, to_folder) {
+        return Ok(r);
+    }
+    let scope = match (args.scope, to_folder) {
+        (ScopeFlag::All, _) | (ScopeFlag::Auto, false) => "all",
+        (ScopeFlag::Config | ScopeFlag::Auto, _) if has_checkpoint => "config",
+        _ => bail!("--scope config needs a checkpoint folder as input"),
+    };
+    r.push("prepare", serde_json::json!({}));
+    r.push("analyse-coupling", serde_json::json!({"heads": !args.no_whole_heads, "scope": scope}));
+    if let Some(plan) = &args.plan {
+        r.push("load-plan", serde_json::json!({"path": plan}));
+    } else if args.budget >= 1.0 {
+        // A checkpoint folder at budget 1: an identity plan.
+        r.push("score", serde_json::json!({"criterion": "coupled"}));
+        r.push("allocate", serde_json::json!({"budget": 1.0, "allocation": "uniform", "align": args.align}));
+    } else {
+        let needs_stats = args.criterion.needs_data() || args.refit != RefitFlag::None;
+        if needs_stats {
+            r.push("calibrate", serde_json::json!({}));
+        }
+        r.push(
+            "score",
+            serde_json::json!({"criterion": args.criterion.name(), "seed": args.seed, "lambda": args.lambda}),
+        );
+        let chosen =
+            args.allocation.0.unwrap_or(if scope == "config" { Allocation::Uniform } else { Allocation::Measured });
+        let allocation = Allocation::ALL.iter().find(|(_, a)| *a == chosen).map(|(n, _)| *n);
+        // The measured allocation anticipates the refit the recipe will make.
+        let measure_lambda = if args.refit == RefitFlag::Ridge && needs_stats { args.lambda } else { 0.0 };
+        r.push(
+            "allocate",
+            serde_json::json!({"budget": args.budget, "allocation": allocation, "align": args.align, "measure_refit_lambda": measure_lambda}),
+        );
+        match args.refit {
+            RefitFlag::Ridge => r.push("refit", serde_json::json!({"method": "ridge", "lambda": args.lambda})),
+            RefitFlag::Bias => r.push("refit", serde_json::json!({"method": "bias"})),
+            RefitFlag::None => {}
+        }
+    }
+    r.push("slice", serde_json::json!({}));
+    Ok(r.normalized()?)
+}
+
+/// Where calibration data comes from, once the model is known.
+fn calibration_data(
+    args: &PruneArgs,
+    input: &Path,
+    model: &Model,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<CalibrationData> {
+    use ecospac_frontends::data;
+    let inputs: Vec<String> = model.graph.inputs.iter().map(|&v| model.graph.value(v).name.clone()).collect();
+    let rows = 16;
+    let take = |arrays: Vec<(String, ecospac_ir::Tensor)>| -> Result<Vec<ecospac_ir::exec::Batch>> {
+        let limited: Vec<(String, ecospac_ir::Tensor)> = arrays
+            .into_iter()
+            .map(|(n, t)| Ok((n, first_rows(&t, args.calibration_samples)?)))
+            .collect::<Result<_>>()?;
+        Ok(ecospac_ir::exec::split_batches(&limited, rows)?)
+    };
+    if let Some(npz) = &args.calibration {
+        let arrays = data::read_npz(npz)?;
+        let batches = take(arrays)?;
+        return Ok(CalibrationData { source: format!("{} ({} samples)", npz.display(), count(&batches)), batches });
+    }
+    let tokenizer = args.tokenizer.clone().or_else(|| {
+        let beside = match checkpoint {
+            Some(c) => c.dir.join("tokenizer.json"),
+            None => input.parent().unwrap_or(Path::new(".")).join("tokenizer.json"),
+        };
+        beside.is_file().then_some(beside)
+    });
+    if let Some(text) = &args.calibration_text {
+        let tok = tokenizer.context("--calibration-text needs the model's tokenizer (--tokenizer tokenizer.json)")?;
+        let lines = data::read_lines(text)?;
+        let refs: Vec<&str> = lines.iter().take(args.calibration_samples).map(String::as_str).collect();
+        let batches = take(data::tokenize(&tok, &refs, args.calibration_length, &inputs)?)?;
+        return Ok(CalibrationData {
+            source: format!("{} ({} texts × {} tokens)", text.display(), count(&batches), args.calibration_length),
+            batches,
+        });
+    }
+    if let (Some(tok), false) = (&tokenizer, args.no_calibration) {
+        let corpus = data::builtin_corpus();
+        let refs: Vec<&str> = corpus.iter().take(args.calibration_samples).copied().collect();
+        let batches = take(data::tokenize(tok, &refs, args.calibration_length, &inputs)?)?;
+        return Ok(CalibrationData {
+            source: format!(
+                "the built-in English corpus ({} texts × {} tokens, tokenized by {})",
+                count(&batches),
+                args.calibration_length,
+                tok.display()
+            ),
+            batches,
+        });
+    }
+    let bind = std::collections::HashMap::from([("*".to_string(), args.calibration_length as i64)]);
+    let arrays = ecospac_passes::synthetic::synthetic_inputs(model, args.calibration_samples, &bind, args.seed)?;
+    let batches = take(arrays)?;
+    if !args.no_calibration {
+        eprintln!(
+            "WARNING: no calibration data and no tokenizer, so ecospac calibrates on {} generated token sequences; \
+             real text keeps the compact model much closer to the original. Give --tokenizer tokenizer.json \
+             (the built-in English corpus is then used), --calibration-text FILE or --calibration FILE.npz.",
+            count(&batches)
+        );
+    }
+    Ok(CalibrationData { source: format!("{} generated sequences (no data given)", count(&batches)), batches })
+}
+
+fn count(batches: &[ecospac_ir::exec::Batch]) -> usize {
+    batches.iter().map(ecospac_ir::exec::batch_rows).sum()
+}
+
+/// The first `n` samples (first axis) of `t`.
+fn first_rows(t: &ecospac_ir::Tensor, n: usize) -> Result<ecospac_ir::Tensor> {
+    let total = *t.dims.first().context("a calibration array is a scalar")?;
+    if n == 0 || total as usize <= n {
+        return Ok(t.clone());
+    }
+    let row = t.bytes().len() / total.max(1) as usize;
+    let mut dims = t.dims.clone();
+    dims[0] = n as i64;
+    Ok(ecospac_ir::Tensor::from_bytes(t.dtype, dims, t.bytes()[..row * n].to_vec()))
+}
+
+fn float_params(model: &Model) -> u128 {
+    let g = &model.graph;
+    g.initializers
+        .iter()
+        .filter_map(|&v| g.value(v).constant.as_ref())
+        .filter(|t| t.dtype.is_float())
+        .map(|t| t.numel())
+        .sum()
+}
+
+/// Settings of `ecospac compile` besides the pruning flags.
+pub struct CompileArgs<'a> {
+    /// The model.
+    pub input: &'a Path,
+    /// Where to write.
+    pub output: &'a Path,
+    /// The pruning flags.
+    pub prune: &'a PruneArgs,
+    /// Model passes to run first.
+    pub passes: &'a [String],
+    /// A recipe file to run instead of the flags.
+    pub recipe: Option<&'a Path>,
+    /// Print the text IR after these passes.
+    pub dump_after: &'a [String],
+    /// Weights to `<output>.data`.
+    pub external: bool,
+    /// Verify after every pass.
+    pub verify_each: bool,
+}
+
+/// `ecospac compile`.
+pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
+    let args = a.prune;
+    let mut data_out = a.output.as_os_str().to_owned();
+    data_out.push(".data");
+    if crate::same_file(a.input, a.output) || crate::same_file(a.input, Path::new(&data_out)) {
+        bail!("refusing to overwrite the input {}; choose another --output", a.input.display());
+    }
+    let to_folder = a.output.is_dir() || a.output.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
+    if to_folder {
+        if a.output.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+            bail!("refusing to write into {}: the folder is not empty", a.output.display());
+        }
+        if a.output.canonicalize().ok().zip(a.input.canonicalize().ok()).is_some_and(|(o, i)| o.starts_with(&i)) {
+            bail!("refusing to write the checkpoint inside the input folder {}", a.input.display());
+        }
+    }
+    let t0 = Instant::now();
+    let (model, checkpoint) = crate::load_any(a.input)?;
+    if to_folder && checkpoint.is_none() {
+        bail!(
+            "{} is a folder, so ecospac would write a checkpoint, which needs a checkpoint folder as input; \
+             name an .onnx file to write ONNX",
+            a.output.display()
+        );
+    }
+    eprintln!("imported {} in {:.2?}", a.input.display(), t0.elapsed());
+    let recipe = match a.recipe {
+        Some(path) => Recipe::read(path)?.normalized()?,
+        None => recipe_of(args, a.passes, to_folder, checkpoint.is_some())?,
+    };
+    let sizes =
+        checkpoint.as_ref().map(|c| ConfigSizes { size_keys: c.size_keys.clone(), key_sizes: c.key_sizes.clone() });
+    // An engine and data only when a step runs the model.
+    let probe = Pipeline::new(&recipe, &Env::default());
+    let needs_engine = matches!(probe, Err(ecospac_passes::PassError::NoEngine { .. }));
+    let (exec, data) = if needs_engine {
+        let exec = OrtExecutor::new(args.ort_lib.as_deref(), args.threads)?;
+        let t = Instant::now();
+        let mut prepared = model.clone();
+        ecospac_passes::infer_shapes(&mut prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let data = calibration_data(args, a.input, &prepared, checkpoint.as_ref())?;
+        eprintln!("calibration data: {} ({:.2?})", data.source, t.elapsed());
+        (Some(exec), Some(data))
+    } else {
+        (None, None)
+    };
+    let bar = progress::Bar::new();
+    let report_progress = |stage: &str, done: usize, total: usize| bar.set(stage, done, total);
+    let env = Env {
+        executor: exec.as_ref().map(|e| e as &dyn ecospac_ir::exec::Executor),
+        data: data.as_ref(),
+        config_sizes: sizes.as_ref(),
+        progress: Some(&report_progress),
+    };
+    let mut pipeline = Pipeline::new(&recipe, &env)?;
+    if a.verify_each {
+        pipeline = pipeline.verify_each(true);
+    }
+    for d in a.dump_after {
+        pipeline = pipeline.dump_after(d)?;
+    }
+    let before = float_params(&model);
+    let bind = crate::parse_bindings(&args.bind)?;
+    let flops_before = ecospac_passes::cost::matmul_flops(&model, &bind);
+    let mut cx = Compilation::new(model);
+    let timings = pipeline.run(&mut cx, &env);
+    drop(bar);
+    let timings = match timings {
+        Err(e @ ecospac_passes::PassError::Failed { pass: "calibrate" | "allocate" | "refit", .. }) if needs_engine => {
+            return Err(anyhow::Error::new(e).context(
+                "running the model in ONNX Runtime failed; a compile that does not run it: \
+                 --criterion coupled --allocation global --refit none (worse: weights only)",
+            ))
+        }
+        other => other?,
+    };
+    for t in &timings {
+        eprintln!(
+            "pass {:24} {:>10.2?} {}",
+            t.name,
+            t.elapsed,
+            if t.changed == ecospac_passes::Changed::Yes { "changed" } else { "" }
+        );
+    }
+    for (pass, text) in pipeline.dumps() {
+        println!("; after {pass}\n{text}");
+    }
+    let after = float_params(&cx.model);
+    let flops_after = ecospac_passes::cost::matmul_flops(&cx.model, &bind);
+    summarize(&cx, before, after, flops_before, flops_after, &bind);
+    if after > before {
+        bail!("the compiled model has {after} parameters, more than the input's {before}; nothing was written");
+    }
+    let proof =
+        verify(&cx.model.graph).map_err(|e| anyhow::anyhow!("{e}")).context("the compiled graph does not verify")?;
+    cx.report.insert("recipe".into(), serde_json::from_str(&recipe.to_json())?);
+    cx.report.insert("float_parameters".into(), serde_json::json!({"before": before as u64, "after": after as u64}));
+    cx.report.insert(
+        "matmul_flops".into(),
+        serde_json::json!({"before": flops_before.map(|f| f as u64), "after": flops_after.map(|f| f as u64), "bind": bind}),
+    );
+    cx.report.insert(
+        "seconds".into(),
+        serde_json::json!(timings.iter().map(|t| (t.name, t.elapsed.as_secs_f64())).collect::<Vec<_>>()),
+    );
+    let t1 = Instant::now();
+    if to_folder {
+        let (Some(ckpt), Some(coupling), Some(plan)) = (&checkpoint, &cx.coupling, &cx.plan) else {
+            bail!("writing a checkpoint needs a plan (a recipe with `slice`)");
+        };
+        let written = {
+            let _stage = progress::stage(&format!("writing {}", a.output.display()));
+            export_checkpoint(&cx.model, proof, ckpt, coupling, plan, a.output)?
+        };
+        eprintln!(
+            "wrote the checkpoint {} (model.safetensors {} bytes) in {:.2?}",
+            written.dir.display(),
+            written.weight_bytes,
+            t1.elapsed()
+        );
+        match &written.reason {
+            None => eprintln!("config.json is standard (updated: {:?}); transformers loads it as is", written.updated_keys),
+            Some(why) => eprintln!(
+                "note: {why}; config.json records the sizes under `ecospac`, and stock loaders \
+                 (transformers) will NOT read this checkpoint (use --scope config and --allocation uniform for one they read)"
+            ),
+        }
+    } else {
+        let opts = ExportOptions { external_data: if a.external { ExternalData::Always } else { ExternalData::Auto } };
+        let written = {
+            let _stage = progress::stage(&format!("writing {}", a.output.display()));
+            export_onnx(&cx.model, proof, a.output, &opts)?
+        };
+        eprintln!(
+            "wrote {} ({} bytes{}) in {:.2?}",
+            written.model_path.display(),
+            written.model_bytes,
+            written.data_path.as_ref().map_or(String::new(), |p| format!(
+                ", data {} ({} bytes)",
+                p.display(),
+                written.data_bytes
+            )),
+            t1.elapsed()
+        );
+    }
+    // Side outputs only once the model is written.
+    if let (Some(p), Some(plan)) = (&args.emit_plan, &cx.plan) {
+        plan.save(p)?;
+    }
+    if let Some(path) = &args.report {
+        crate::write_atomically(path, serde_json::to_string_pretty(&serde_json::Value::Object(cx.report))?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A few lines on what the compile did.
+fn summarize(
+    cx: &Compilation,
+    before: u128,
+    after: u128,
+    flops_before: Option<u128>,
+    flops_after: Option<u128>,
+    bind: &std::collections::HashMap<String, i64>,
+) {
+    let r = &cx.report;
+    if let Some(a) = r.get("analysis") {
+        eprintln!(
+            "coupling analysis: {} groups ({} of whole heads), {} pinned weight axes",
+            a["groups"], a["head_groups"], a["pinned_weight_axes"]
+        );
+    }
+    if let Some(c) = r.get("calibration") {
+        eprintln!("calibrated on {} samples: {} activations", c["samples"], c["activations"]);
+    }
+    if let (Some(p), Some(coupling), Some(plan)) = (r.get("plan"), &cx.coupling, &cx.plan) {
+        let pb = &p["prunable_parameters"];
+        let (b, a) = (pb["before"].as_u64().unwrap_or(0), pb["after"].as_u64().unwrap_or(0));
+        eprintln!("kept {a} of {b} prunable parameters ({:.3})", a as f64 / b.max(1) as f64);
+        let mut heads = Vec::new();
+        let mut channels = Vec::new();
+        for (g, gp) in coupling.groups.iter().zip(&plan.groups) {
+            if g.outer {
+                heads.push(format!("{}/{}", gp.kept.len(), gp.size));
+            } else if g.blocks() == 1 {
+                channels.push(format!("{}/{}", gp.kept.len(), gp.size));
+            }
+        }
+        if !heads.is_empty() {
+            eprintln!("  heads kept per group: {}", heads.join(" "));
+        }
+        if !channels.is_empty() {
+            eprintln!("  channels kept per group: {}", channels.join(" "));
+        }
+    }
+    if let Some(f) = r.get("refit") {
+        eprintln!("refit: {} weights ({})", f["weights"], f["method"]);
+    }
+    eprintln!("model: {after} of {before} float parameters ({:.3})", after as f64 / before.max(1) as f64);
+    if let (Some(b), Some(a)) = (flops_before, flops_after) {
+        eprintln!("matmul FLOPs {a} of {b} ({:.3}) with {bind:?}", a as f64 / b.max(1) as f64);
+    }
+}
