@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/setup-torch.sh
 cargo test --workspace --locked "$@"
+# The library driven by another program's own graph (examples/drive_passes.rs).
+cargo run --locked --quiet --example drive_passes
 source scripts/torch-env.sh
 cargo test --locked -p ecospac-runtime-train --features torch "$@"
 cargo test --locked --features train --test train_cli "$@"

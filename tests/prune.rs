@@ -429,7 +429,7 @@ fn plans_meet_the_budget_within_one_step() {
             );
             let rates = exchange_rates(&model, &coupling, &s, None, budget, 8, None, &exec, &batches, |_, _| {})
                 .expect("rates");
-            let per_block = measured(&model, &coupling, &s, &rates, budget, 8);
+            let per_block = measured(&model, &coupling, &s, &rates, &[], budget, 8);
             let (kept, total) = fraction(&keep_strongest(&model, &coupling, &s, &per_block));
             assert!(kept <= budget * total, "{name}: measured {budget}: kept {kept} of {total}");
             assert!(kept >= budget * total - max_step as f64, "{name}: measured {budget}: kept {kept} of {total}");

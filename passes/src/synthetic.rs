@@ -58,8 +58,8 @@ pub fn index_bound(model: &Model, input: ValueId) -> Option<i64> {
     bound
 }
 
-/// Inputs for `samples` samples: symbolic dims are bound by name from `bind`
-/// (`*` binds the rest; otherwise the first axis is `samples` and others 16).
+/// Inputs for `samples` samples: symbolic dims are bound by name from `bind`;
+/// otherwise the first axis is `samples`, and the others `bind["*"]` or 16.
 pub fn synthetic_inputs(
     model: &Model,
     samples: usize,
@@ -80,8 +80,11 @@ pub fn synthetic_inputs(
             .map(|(i, d)| {
                 d.as_known().unwrap_or_else(|| {
                     let name = d.syms().first().map(|s| g.symbol_name(*s).to_string()).unwrap_or_default();
-                    let default = if i == 0 { samples as i64 } else { 16 };
-                    *bind.get(&name).or_else(|| bind.get("*")).unwrap_or(&default)
+                    match (bind.get(&name), i) {
+                        (Some(&v), _) => v,
+                        (None, 0) => samples as i64,
+                        (None, _) => bind.get("*").copied().unwrap_or(16),
+                    }
                 })
             })
             .collect();

@@ -44,6 +44,15 @@ impl TrainCriterion {
 
 /// Sparsity over training steps: dense until `start`, then a cubic ramp of the
 /// kept fraction of prunable parameters down to `target` at `end`, one shrink every `every` steps.
+///
+/// ```
+/// use ecospac_runtime_train::sparsity::Schedule;
+/// let s = Schedule { target: 0.5, start: 10, end: 110, every: 25 };
+/// assert_eq!(s.density(0), 1.0);
+/// assert!((s.density(60) - 0.5625).abs() < 1e-12);
+/// assert_eq!(s.density(500), 0.5);
+/// assert!(s.shrinks_at(35) && !s.shrinks_at(36));
+/// ```
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     /// Kept fraction of the prunable parameters at the end.

@@ -151,9 +151,18 @@ impl Recipe {
         serde_json::json!({ "step": steps })
     }
 
-    /// As TOML.
+    /// As TOML: one `[[step]]` table per step, its `pass` first.
     pub fn to_toml(&self) -> String {
-        toml::to_string(&self.to_value()).unwrap_or_default()
+        let mut out = String::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str("[[step]]\n");
+            out.push_str(&format!("pass = {}\n", toml::Value::String(s.pass.clone())));
+            out.push_str(&toml::to_string(&serde_json::Value::Object(s.params.clone())).unwrap_or_default());
+        }
+        out
     }
 
     /// As JSON.

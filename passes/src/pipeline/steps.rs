@@ -254,11 +254,18 @@ impl Pass for AnalyseCoupling {
 }
 
 /// Parameters of `calibrate`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalibrateParams {
-    /// Samples to run (0: every sample of the calibration data).
+    /// Samples to run (0: every sample of the calibration data). Scores and
+    /// the measured allocation need fewer samples than the refit.
     pub samples: usize,
+}
+
+impl Default for CalibrateParams {
+    fn default() -> Self {
+        CalibrateParams { samples: 128 }
+    }
 }
 
 /// Runs the model on calibration data and collects the statistics scores need.
@@ -405,15 +412,16 @@ impl Pass for Allocate {
         }
         let coupling = cx.coupling()?;
         let scores = cx.scores.as_ref().ok_or(PassError::Missing { what: "scores", pass: "score" })?;
-        // Groups out of scope keep everything: their scores make them the last choice.
+        let scope = &cx.in_scope;
+        // Groups out of scope are not measured (their infinite scores say so) and keep everything.
         let scoped: Vec<Vec<f64>> = scores
             .iter()
-            .zip(&cx.in_scope)
+            .zip(scope)
             .map(|(s, &ins)| if ins { s.clone() } else { vec![f64::INFINITY; s.len()] })
             .collect();
         let per_block = match p.allocation {
             Allocation::Uniform => prune::uniform(coupling, p.budget, p.align),
-            Allocation::Global => prune::global(&cx.model, coupling, &scoped, p.budget, p.align),
+            Allocation::Global => prune::global(&cx.model, coupling, scores, scope, p.budget, p.align),
             Allocation::Measured => {
                 let (exec, data) = engine(env, Self::NAME)?;
                 let rates = prune::exchange_rates(
@@ -429,21 +437,19 @@ impl Pass for Allocate {
                     |i, n| env.progress("measuring exchange rates", i, n),
                 )
                 .map_err(|e| PassError::failed(Self::NAME, e))?;
-                let rates: Vec<f64> =
-                    rates.iter().zip(&cx.in_scope).map(|(&r, &ins)| if ins { r } else { f64::INFINITY }).collect();
-                prune::measured(&cx.model, coupling, &scoped, &rates, p.budget, p.align)
+                prune::measured(&cx.model, coupling, scores, &rates, scope, p.budget, p.align)
             }
         };
         let per_block: Vec<usize> = per_block
             .into_iter()
             .zip(&coupling.groups)
-            .zip(&cx.in_scope)
+            .zip(scope)
             .map(|((n, g), &ins)| if ins { n } else { g.block })
             .collect();
         let plan = prune::keep_strongest(&cx.model, coupling, scores, &per_block);
         if p.allocation != Allocation::Uniform {
             let removed = plan.bind(&cx.model, coupling).map_err(|e| PassError::failed(Self::NAME, e))?;
-            let (before, after) = prune::prunable_parameters(&cx.model, coupling, &removed);
+            let (before, after) = prune::prunable_parameters_in(&cx.model, coupling, &removed, Some(scope));
             let largest_step = coupling
                 .groups
                 .iter()
@@ -454,9 +460,9 @@ impl Pass for Allocate {
                 return Err(PassError::failed(
                     Self::NAME,
                     format!(
-                        "the budget {} cannot be met: {after} of the {before} parameters of the cut weights must stay \
-                         (every group keeps at least one step per block, parts of these weights no group can cut, \
-                         and groups out of scope keep everything; see `ecospac inspect --groups` for what is pinned)",
+                        "the budget {} cannot be met: {after} of the {before} parameters of the weights the groups \
+                         in scope cut must stay (every group keeps at least one step per block, and parts of these \
+                         weights no group can cut; see `ecospac inspect --groups` for what is pinned and why)",
                         p.budget
                     ),
                 ));
@@ -472,21 +478,26 @@ fn report_plan(cx: &mut Compilation, plan: &SlicePlan) -> Result<(), PassError> 
     let coupling = cx.coupling()?;
     let removed = plan.bind(&cx.model, coupling).map_err(|e| PassError::failed("allocate", e))?;
     let (before, after) = prune::prunable_parameters(&cx.model, coupling, &removed);
-    let groups: Vec<serde_json::Value> = plan
+    let (scope_before, scope_after) = prune::prunable_parameters_in(&cx.model, coupling, &removed, Some(&cx.in_scope));
+    let groups: Vec<serde_json::Value> = coupling
         .groups
         .iter()
-        .zip(&coupling.groups)
-        .map(|(gp, g)| {
+        .zip(&removed)
+        .map(|(g, r)| {
             serde_json::json!({
-                "first_weight": gp.cuts.first().map(|c| c.weight.clone()),
+                "first_weight": g.members.first().map(|m| cx.model.graph.value(m.value).name.clone()),
                 "kind": if g.outer { "heads" } else if g.blocks() > 1 { "dims per head" } else { "channels" },
-                "size": gp.size, "blocks": g.blocks(), "kept": gp.kept.len(),
+                "size": g.size, "blocks": g.blocks(), "kept": g.size - r.len(),
             })
         })
         .collect();
     cx.report.insert(
         "plan".into(),
-        serde_json::json!({"prunable_parameters": {"before": before, "after": after}, "groups": groups}),
+        serde_json::json!({
+            "prunable_parameters": {"before": before, "after": after},
+            "in_scope_parameters": {"before": scope_before, "after": scope_after},
+            "groups": groups,
+        }),
     );
     Ok(())
 }
@@ -545,11 +556,14 @@ pub struct RefitParams {
     pub lambda: f64,
     /// Samples to fit on (0: all).
     pub samples: usize,
+    /// Fit a consumer that feeds a residual connection to what the original
+    /// sum needs, correcting the error the residual stream carries from earlier layers.
+    pub residual: bool,
 }
 
 impl Default for RefitParams {
     fn default() -> Self {
-        RefitParams { method: RefitMethod::Ridge, lambda: 1.0, samples: 0 }
+        RefitParams { method: RefitMethod::Ridge, lambda: 1.0, samples: 0, residual: true }
     }
 }
 
@@ -595,6 +609,7 @@ impl Pass for Refit {
                     exec,
                     data.first(self.0.samples),
                     self.0.lambda,
+                    self.0.residual,
                     |i, n, _| env.progress("refitting", i, n),
                 )
                 .map_err(|e| PassError::failed(Self::NAME, e))?

@@ -10,7 +10,7 @@
 //! - `global`: one ranking of scores normalised per group (no heads).
 //! - `uniform`: every group that is not a whole-head group keeps the same fraction.
 
-use super::plan::{prunable_parameters, SlicePlan};
+use super::plan::{prunable_parameters, prunable_parameters_in, SlicePlan};
 use crate::coupling::{Coupling, Group};
 use ecospac_ir::{Model, NodeId, ValueId};
 use std::collections::HashMap;
@@ -95,13 +95,23 @@ pub fn uniform(coupling: &Coupling, budget: f64, align: usize) -> Vec<usize> {
 /// Global: one ranking of log-scores normalised by their group mean, then
 /// whole steps traded until the kept parameters are within one step of the
 /// budget (of the cut weights' parameters, parts no group cuts included).
-/// Whole-head groups keep every head.
-pub fn global(model: &Model, coupling: &Coupling, scores: &[Vec<f64>], budget: f64, align: usize) -> Vec<usize> {
+/// Whole-head groups, and groups out of `scope`, keep everything.
+pub fn global(
+    model: &Model,
+    coupling: &Coupling,
+    scores: &[Vec<f64>],
+    scope: &[bool],
+    budget: f64,
+    align: usize,
+) -> Vec<usize> {
     let groups = &coupling.groups;
-    let costs: Vec<u64> = groups.iter().map(|g| if g.outer { 0 } else { g.cost_per_index(model) }).collect();
+    let inside: Vec<bool> = (0..groups.len()).map(|gi| scope.get(gi).copied().unwrap_or(true)).collect();
+    let active = |gi: usize| !groups[gi].outer && inside[gi];
+    let costs: Vec<u64> =
+        (0..groups.len()).map(|gi| if active(gi) { groups[gi].cost_per_index(model) } else { 0 }).collect();
     let total: u64 = groups.iter().zip(&costs).map(|(g, c)| c * g.size as u64).sum();
     // Parts of the cut weights that no (non-head) group cuts always stay.
-    let (exact, _) = prunable_parameters(model, coupling, &vec![Vec::new(); groups.len()]);
+    let (exact, _) = prunable_parameters_in(model, coupling, &vec![Vec::new(); groups.len()], Some(&inside));
     let fixed = exact.saturating_sub(total);
     let budget = ((budget * exact as f64 - fixed as f64) / total.max(1) as f64).clamp(0.0, 1.0);
     let normalised: Vec<Vec<f64>> = scores
@@ -116,7 +126,7 @@ pub fn global(model: &Model, coupling: &Coupling, scores: &[Vec<f64>], budget: f
         .collect();
     let mut all: Vec<(f64, usize)> = Vec::new();
     for (gi, s) in normalised.iter().enumerate() {
-        if !groups[gi].outer {
+        if active(gi) {
             all.extend(s.iter().map(|&x| (x, gi)));
         }
     }
@@ -130,18 +140,18 @@ pub fn global(model: &Model, coupling: &Coupling, scores: &[Vec<f64>], budget: f
         counts[gi] += 1;
         kept += costs[gi];
     }
-    let mut per_block: Vec<usize> =
-        counts
-            .iter()
-            .zip(groups)
-            .map(|(&c, g)| {
-                if g.outer {
-                    g.block
-                } else {
-                    aligned_nearest((c + g.blocks() / 2) / g.blocks().max(1), g.block, align)
-                }
-            })
-            .collect();
+    let mut per_block: Vec<usize> = counts
+        .iter()
+        .zip(groups)
+        .enumerate()
+        .map(|(gi, (&c, g))| {
+            if active(gi) {
+                aligned_nearest((c + g.blocks() / 2) / g.blocks().max(1), g.block, align)
+            } else {
+                g.block
+            }
+        })
+        .collect();
     let step_of = |gi: usize| step(groups[gi].block, align);
     let step_cost = |gi: usize| costs[gi] * (step_of(gi) * groups[gi].blocks()) as u64;
     let kept_params =
@@ -149,7 +159,7 @@ pub fn global(model: &Model, coupling: &Coupling, scores: &[Vec<f64>], budget: f
     let target = budget * total as f64;
     for _ in 0..4 * groups.len() * 64 {
         let kept = kept_params(&per_block) as f64;
-        let prunable = |gi: &usize| !groups[*gi].outer;
+        let prunable = |gi: &usize| active(*gi);
         let over =
             (0..groups.len()).filter(prunable).filter(|&gi| per_block[gi] >= 2 * step_of(gi)).min_by(|&a, &b| {
                 let at = |gi: usize| normalised[gi][(per_block[gi] * groups[gi].blocks()).saturating_sub(1)];
@@ -187,22 +197,29 @@ impl Tensors {
 
 /// Measured: greedy removal of the step with the least estimated output error
 /// per parameter, where a group's error per unit of score is `rates[g]`,
-/// until the kept parameters are at most `budget` of the prunable ones.
+/// until the kept parameters are at most `budget` of the prunable ones of the
+/// groups in `scope` (the others keep everything).
 pub fn measured(
     model: &Model,
     coupling: &Coupling,
     scores: &[Vec<f64>],
     rates: &[f64],
+    scope: &[bool],
     budget: f64,
     align: usize,
 ) -> Vec<usize> {
     let groups = &coupling.groups;
+    let active = |gi: usize| scope.get(gi).copied().unwrap_or(true) && rates[gi].is_finite();
     // Tensor uses and the (tensor, axis) each member cuts.
     let mut index: HashMap<(ValueId, Option<(NodeId, usize)>), usize> = HashMap::new();
     let mut ts = Tensors { dims: Vec::new(), gone: Vec::new(), kept: Vec::new() };
     let mut members: Vec<Vec<(usize, usize, usize)>> = Vec::new(); // (tensor, axis, member index)
-    for g in groups {
+    for (gi, g) in groups.iter().enumerate() {
         let mut ms = Vec::new();
+        if !active(gi) {
+            members.push(ms);
+            continue;
+        }
         for (mi, m) in g.members.iter().enumerate() {
             let Some(t) = model.graph.value(m.value).constant.as_ref() else { continue };
             let ti = *index.entry((m.value, m.reader)).or_insert_with(|| {
@@ -225,7 +242,7 @@ pub fn measured(
     let evaluate = |gi: usize, done: usize, ts: &Tensors| -> Option<(u64, f64)> {
         let g = &groups[gi];
         let st = step(g.block, align);
-        if done + 2 * st > g.block {
+        if !active(gi) || done + 2 * st > g.block {
             return None;
         }
         let step_indices: Vec<u32> = orders[gi].iter().flat_map(|b| b[done..done + st].iter().copied()).collect();

@@ -17,10 +17,10 @@ pub use allocate::{global, keep_strongest, kept_fraction, measured, step, unifor
 pub use importance::{scores, scores_with, Criterion, ScoreError};
 pub use measure::{exchange_rates, relative_error, MeasureError};
 pub use plan::{
-    cuts, group_key, prunable_parameters, sidecar_path, AxisRef, Cuts, GroupPlan, PlanError, Refit, SlicePlan,
-    PLAN_FORMAT,
+    cuts, group_key, prunable_parameters, prunable_parameters_in, sidecar_path, AxisRef, Cuts, GroupPlan, PlanError,
+    Refit, SlicePlan, PLAN_FORMAT,
 };
-pub use refit::{compensation, consumers, local_refit, refit, Consumer, RefitError};
+pub use refit::{compensation, consumers, local_refit, refit, residual_of, Consumer, RefitError};
 pub use segments::{node_positions, run_segment, segment, State};
 pub use slice::{apply_plan, mask_plan, masked, SliceError};
 pub use stats::{collect, member_activation, probe_model, run_probes, ActivationStats, CalibrationStats};
@@ -60,7 +60,7 @@ pub fn plan_with_scores(
 ) -> Result<SlicePlan, ScoreError> {
     let per_block = match opts.allocation {
         Allocation::Uniform => uniform(coupling, opts.budget, opts.align),
-        Allocation::Global => global(model, coupling, &scores, opts.budget, opts.align),
+        Allocation::Global => global(model, coupling, &scores, &[], opts.budget, opts.align),
         Allocation::Measured => return Err(ScoreError::NeedsRates),
     };
     Ok(keep_strongest(model, coupling, &scores, &per_block))

@@ -358,8 +358,32 @@ pub fn cuts(coupling: &Coupling, removed: &[Vec<u32>]) -> Cuts {
 /// `removed`, counted exactly (positions several groups remove count once;
 /// each use of a constant counts, as the slicer gives each use its own copy).
 pub fn prunable_parameters(model: &Model, coupling: &Coupling, removed: &[Vec<u32>]) -> (u64, u64) {
+    prunable_parameters_in(model, coupling, removed, None)
+}
+
+/// [`prunable_parameters`] over the weights of the groups in `scope` only.
+pub fn prunable_parameters_in(
+    model: &Model,
+    coupling: &Coupling,
+    removed: &[Vec<u32>],
+    scope: Option<&[bool]>,
+) -> (u64, u64) {
     let (mut before, mut after) = (0u64, 0u64);
-    for ((value, _), axes) in cuts(coupling, removed) {
+    let mut all = Cuts::new();
+    for (gi, (g, r)) in coupling.groups.iter().zip(removed).enumerate() {
+        if scope.is_some_and(|s| !s.get(gi).copied().unwrap_or(false)) {
+            continue;
+        }
+        for m in &g.members {
+            let set = all.entry((m.value, m.reader)).or_default().entry(m.axis).or_default();
+            for &i in r {
+                if let Some(p) = m.positions.get(i as usize) {
+                    set.extend(p.iter().copied());
+                }
+            }
+        }
+    }
+    for ((value, _), axes) in all {
         let Some(t) = model.graph.value(value).constant.as_ref() else { continue };
         let dims: Vec<u64> = t.dims.iter().map(|&d| d.max(0) as u64).collect();
         before = before.saturating_add(dims.iter().product());

@@ -260,11 +260,42 @@ struct Normal {
     cross: Mat<f64>,
 }
 
+/// The value added to a consumer's output (after its bias) by the residual
+/// connection it feeds, when the output goes through exactly one `Add` with a
+/// non-constant other side.
+pub fn residual_of(model: &Model, c: &Consumer) -> Option<ValueId> {
+    let g = &model.graph;
+    let consumers = g.consumers();
+    let only = |v: ValueId| match consumers[v.index()].as_slice() {
+        [n] => Some(*n),
+        _ => None,
+    };
+    let add_other = |n: NodeId, v: ValueId| match (&g.node(n).op, g.node(n).inputs.as_slice()) {
+        (Op::Binary(ecospac_ir::op::BinaryOp::Add), [Some(a), Some(b)]) => Some(if *a == v { *b } else { *a }),
+        _ => None,
+    };
+    let mut v = c.output;
+    if let Some(bias) = c.bias {
+        let n = only(v)?;
+        if add_other(n, v)? != bias {
+            return None;
+        }
+        v = g.node(n).outputs.first().copied().flatten()?;
+    }
+    let n = only(v)?;
+    let r = add_other(n, v)?;
+    (g.value(r).constant.is_none()).then_some(r)
+}
+
 /// Ridge refit of every consumer (and its bias) on `batches`, in graph order.
 /// The model runs in segments: the piece between one consumer and the next,
 /// fed with what the previous piece left (earlier refits applied), so the
-/// whole refit costs about two runs of the model. `progress` is told each
-/// consumer as it starts.
+/// whole refit costs about two runs of the model. With `residual`, a consumer
+/// whose output joins a residual connection is fitted to what the original
+/// sum needs (`y₀ + r₀ − r`), so it also corrects the error the compact
+/// model's residual stream carries from earlier layers. `progress` is told
+/// each consumer as it starts.
+#[allow(clippy::too_many_arguments)]
 pub fn refit(
     model: &Model,
     coupling: &Coupling,
@@ -272,36 +303,54 @@ pub fn refit(
     exec: &dyn Executor,
     batches: &[Batch],
     lambda: f64,
+    residual: bool,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<Refit>, RefitError> {
     let cons = consumers(model, coupling, removed);
     if cons.is_empty() {
         return Ok(Vec::new());
     }
-    // The original consumers' outputs (plus their biases, below): the targets.
-    let outputs: Vec<ValueId> = cons.iter().map(|c| c.output).collect();
-    let mut targets: Vec<Vec<Vec<f32>>> = vec![Vec::new(); cons.len()];
-    run_probes(exec, model, &outputs, batches, |_, arrays| {
-        for (t, a) in targets.iter_mut().zip(arrays) {
+    let resid: Vec<Option<ValueId>> =
+        cons.iter().map(|c| if residual { residual_of(model, c) } else { None }).collect();
+    // The original consumers' outputs (plus their biases, below) and residuals: the targets.
+    let mut fetch: Vec<ValueId> = cons.iter().map(|c| c.output).collect();
+    fetch.extend(resid.iter().flatten().copied());
+    let mut original: Vec<Vec<Vec<f32>>> = vec![Vec::new(); fetch.len()];
+    run_probes(exec, model, &fetch, batches, |_, arrays| {
+        for (t, a) in original.iter_mut().zip(arrays) {
             t.push(a.data.clone());
         }
     })?;
+    let mut resid_original: Vec<Option<Vec<Vec<f32>>>> = Vec::with_capacity(cons.len());
+    let mut rest = original.split_off(cons.len()).into_iter();
+    for r in &resid {
+        resid_original.push(r.and_then(|_| rest.next()));
+    }
+    let targets = original;
     // Segment k runs from the first node that reads consumer k-1's weight
     // (so that its refit takes effect) to consumer k's input; what later
     // segments read from before their start is carried in the state.
     let pos = node_positions(model);
+    let producer = model.graph.producers();
     let first_read =
         |c: &Consumer| pos.get(&c.reader).copied().unwrap_or(0).min(pos.get(&c.node).copied().unwrap_or(0));
     let starts: Vec<usize> = (0..cons.len()).map(|k| if k == 0 { 0 } else { first_read(&cons[k - 1]) }).collect();
+    let position_of = |v: &ValueId| producer[v.index()].and_then(|p| pos.get(&p).copied());
     let mut plans: Vec<(Vec<ValueId>, Vec<ValueId>)> = vec![(Vec::new(), Vec::new()); cons.len()];
     let mut later: BTreeSet<ValueId> = BTreeSet::new();
     for k in (0..cons.len()).rev() {
         let end = if k + 1 < cons.len() { starts[k + 1] } else { usize::MAX };
-        let producer = model.graph.producers();
-        let made_here =
-            |v: &ValueId| producer[v.index()].and_then(|p| pos.get(&p)).is_some_and(|&p| p >= starts[k] && p < end);
+        let made_here = |v: &ValueId| position_of(v).is_some_and(|p| p >= starts[k] && p < end);
         let mut outs = vec![cons[k].input];
-        outs.extend(later.iter().copied().filter(|v| made_here(v) && *v != cons[k].input));
+        if let Some(r) = resid[k] {
+            if position_of(&r).is_some_and(|p| p >= starts[k]) {
+                outs.push(r);
+            } else if !model.graph.inputs.contains(&r) {
+                later.insert(r);
+            }
+        }
+        let extra: Vec<ValueId> = later.iter().copied().filter(|v| made_here(v) && !outs.contains(v)).collect();
+        outs.extend(extra);
         let (_, inputs) = segment(model, starts[k], &outs)?;
         later.retain(|v| !made_here(v));
         later.extend(inputs.iter().copied().filter(|v| !model.graph.inputs.contains(v)));
@@ -325,12 +374,23 @@ pub fn refit(
         let mut sys = Normal { gram: Mat::zeros(n, n), cross: Mat::zeros(n, j) };
         let d_out = w0.ncols();
         for (bi, out) in results.into_iter().enumerate() {
-            let x = Array::of(&out[0]).ok_or_else(|| ExecError(format!("`{name}`: a non-float input")))?;
+            for (v, t) in outs.iter().zip(out) {
+                state[bi].insert(*v, t);
+            }
+            let get = |v: ValueId| state[bi].get(&v).and_then(Array::of);
+            let x = get(c.input).ok_or_else(|| ExecError(format!("`{name}`: a non-float input")))?;
             let (d_in, rows) = (x.last_dim(), x.rows());
             let target = &targets[k][bi];
             if d_in != w0.nrows() || target.len() != rows * d_out {
                 return Err(RefitError::Exec(ExecError(format!("`{name}`: activations of an unexpected shape"))));
             }
+            // The residual correction r₀ − r, where the consumer feeds one.
+            let correction: Option<Vec<f32>> = match (resid[k], &resid_original[k]) {
+                (Some(r), Some(orig)) => get(r)
+                    .filter(|a| a.data.len() == target.len())
+                    .map(|now| orig[bi].iter().zip(&now.data).map(|(a, b)| a - b).collect()),
+                _ => None,
+            };
             let xm = Mat::<f64>::from_fn(
                 rows,
                 n,
@@ -338,16 +398,17 @@ pub fn refit(
             );
             let ym = Mat::<f64>::from_fn(rows, j, |r, col| {
                 let o = kept_out[col];
-                target[r * d_out + o] as f64 + bias0.as_ref().map_or(0.0, |b| b[o])
+                let i = r * d_out + o;
+                target[i] as f64
+                    + bias0.as_ref().map_or(0.0, |b| b[o])
+                    + correction.as_ref().map_or(0.0, |c| c[i] as f64)
             });
             sys.gram += xm.transpose() * &xm;
             sys.cross += xm.transpose() * &ym;
-            for (v, t) in outs.iter().zip(out) {
-                state[bi].insert(*v, t);
-            }
         }
         // What no later segment reads can go.
-        let keep: BTreeSet<ValueId> = plans[k + 1..].iter().flat_map(|(_, i)| i.iter().copied()).collect();
+        let keep: BTreeSet<ValueId> =
+            plans[k + 1..].iter().flat_map(|(_, i)| i.iter().copied()).chain(later_needs(&resid[k + 1..])).collect();
         for s in &mut state {
             s.retain(|v, _| keep.contains(v));
         }
@@ -364,6 +425,11 @@ pub fn refit(
         current = masked(model, coupling, removed, &refits)?;
     }
     Ok(refits)
+}
+
+/// The residuals later consumers read (kept in the state between segments).
+fn later_needs(resid: &[Option<ValueId>]) -> impl Iterator<Item = ValueId> + '_ {
+    resid.iter().flatten().copied()
 }
 
 /// Solves `(G + λD) W = R + λD W₀`, `D` the identity with a near-zero bias entry,
