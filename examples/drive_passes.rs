@@ -58,17 +58,13 @@ fn float_params(m: &ecospac_ir::Model) -> u128 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The program's own graph, with weights of its own.
+    use rand::{Rng, SeedableRng};
     let mut model = ecospac_ir::text::parse(BLOCK)?;
-    let mut state = 7u64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for v in model.graph.initializers.clone() {
         let Some(t) = model.graph.value(v).constant.clone() else { continue };
         if t.dtype.is_float() {
-            let vals: Vec<f32> = (0..t.numel())
-                .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect();
+            let vals: Vec<f32> = (0..t.numel()).map(|_| rng.random_range(-0.5f32..0.5)).collect();
             model.graph.value_mut(v).constant = Some(Tensor::from_f32s(t.dims.clone(), &vals));
         }
     }

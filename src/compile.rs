@@ -5,7 +5,7 @@
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use ecospac_backends::ort::OrtExecutor;
-use ecospac_backends::{export_checkpoint, export_onnx, ExportOptions, ExternalData};
+use ecospac_backends::{export_checkpoint, export_onnx, CheckpointSource, ExportOptions, ExternalData, Resized};
 use ecospac_frontends::hf::Checkpoint;
 use ecospac_ir::{verify, Model};
 use ecospac_passes::pipeline::{CalibrationData, Compilation, ConfigSizes, Env, Pipeline, Recipe};
@@ -416,9 +416,34 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
         let (Some(ckpt), Some(coupling), Some(plan)) = (&checkpoint, &cx.coupling, &cx.plan) else {
             bail!("writing a checkpoint needs a plan (a recipe with `slice`)");
         };
+        let removed = plan.bind(&cx.model, coupling)?;
+        let sizes = sizes.as_ref().context("a checkpoint's config sizes")?;
+        let resized: Vec<Resized> = coupling
+            .groups
+            .iter()
+            .zip(&removed)
+            .enumerate()
+            .map(|(gi, (g, r))| Resized {
+                key: coupling.config_key(&cx.model, sizes, gi),
+                size: g.size,
+                kept: g.size - r.len(),
+                weights: ecospac_passes::prune::group_key(&cx.model, g).into_iter().map(|c| c.weight).collect(),
+            })
+            .collect();
+        let src = CheckpointSource {
+            dir: &ckpt.dir,
+            config: &ckpt.config,
+            tensors: ckpt
+                .weights
+                .order
+                .iter()
+                .filter_map(|n| Some((n.as_str(), ckpt.weights.tensors.get(n)?)))
+                .collect(),
+        };
+        let files = plan.encode("slice_plan.json")?;
         let written = {
             let _stage = progress::stage(&format!("writing {}", a.output.display()));
-            export_checkpoint(&cx.model, proof, ckpt, coupling, plan, a.output)?
+            export_checkpoint(&cx.model, proof, &src, &resized, &files, a.output)?
         };
         eprintln!(
             "wrote the checkpoint {} (model.safetensors {} bytes) in {:.2?}",

@@ -68,13 +68,9 @@ fn check(
 
 fn random_plan(seed: u64) -> impl Fn(&ecospac_ir::Model, &ecospac_passes::coupling::Coupling) -> SlicePlan {
     move |m, c| {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut next = move || rng.random::<u64>();
         let kept = c
             .groups
             .iter()

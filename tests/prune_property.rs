@@ -114,21 +114,15 @@ fn block_text(a: &Arch) -> String {
 
 /// Fills every float initializer with seeded values in [-0.5, 0.5).
 fn randomise(m: &mut ecospac_ir::Model, seed: u64) {
-    let mut s = seed | 1;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let ids: Vec<_> = m.graph.initializers.clone();
     for v in ids {
         let Some(t) = m.graph.value(v).constant.clone() else { continue };
         if t.dtype != ecospac_ir::DType::F32 {
             continue;
         }
-        let vals: Vec<f32> = (0..t.numel())
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
+        let vals: Vec<f32> = (0..t.numel()).map(|_| rng.random_range(-0.5f32..0.5)).collect();
         m.graph.value_mut(v).constant = Some(ecospac_ir::Tensor::from_f32s(t.dims.clone(), &vals));
     }
 }
@@ -167,11 +161,9 @@ proptest! {
         // Per layer: whole heads (with more than one head), Q/K dims, V/O dims, FFN.
         let per_layer = 3 + usize::from(a.heads > 1);
         prop_assert_eq!(coupling.groups.len(), per_layer * a.layers, "{:?}", a);
-        let mut s = keep_seed;
-        let mut next = move || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 33) as usize
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(keep_seed);
+        let mut next = move || rng.random::<u32>() as usize;
         // Every block keeps the same number of indices, a different set per block.
         let kept: Vec<Vec<u32>> = coupling.groups.iter().map(|g| {
             let n = 1 + next() % g.block;

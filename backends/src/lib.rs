@@ -23,4 +23,4 @@ pub mod ort;
 pub mod safetensors;
 
 pub use onnx::{export_onnx, ExportError, ExportOptions, ExportReport, ExternalData};
-pub use safetensors::{export_checkpoint, write_safetensors, CheckpointReport};
+pub use safetensors::{export_checkpoint, write_safetensors, CheckpointReport, CheckpointSource, Resized};

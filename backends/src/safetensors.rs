@@ -2,15 +2,14 @@
 //! checkpoint names, `config.json` with the new sizes, the slice plan, and the
 //! tokenizer and other side files copied. Written into a temporary folder
 //! beside the destination, then renamed into place.
+//!
+//! The writer knows neither the reader nor the passes: the caller describes
+//! the source folder ([`CheckpointSource`]) and what the plan resized
+//! ([`Resized`]), and hands over the plan's files as bytes.
 
 use crate::onnx::ExportError;
-use ecospac_frontends::hf::safetensors::dtype_to_safetensors;
-use ecospac_frontends::hf::Checkpoint;
-use ecospac_ir::{Model, Tensor, Verified};
-use ecospac_passes::coupling::Coupling;
-use ecospac_passes::prune::SlicePlan;
+use ecospac_ir::{DType, Model, Tensor, Verified};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// What [`export_checkpoint`] wrote.
@@ -28,73 +27,86 @@ pub struct CheckpointReport {
     pub weight_bytes: u64,
 }
 
+/// The checkpoint folder a compact one is made from.
+pub struct CheckpointSource<'a> {
+    /// The folder; its side files (tokenizer, ...) are copied.
+    pub dir: &'a Path,
+    /// `config.json` as read.
+    pub config: &'a serde_json::Value,
+    /// Its stored tensors by name, in file order (also those the graph does not read).
+    pub tensors: Vec<(&'a str, &'a Tensor)>,
+}
+
+/// A group the plan cut, as the config sees it.
+#[derive(Clone, Debug)]
+pub struct Resized {
+    /// The config key that sizes every weight axis of the group, if one does.
+    pub key: Option<String>,
+    /// The group's size.
+    pub size: usize,
+    /// Indices kept.
+    pub kept: usize,
+    /// The weights it cuts.
+    pub weights: Vec<String>,
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes tensors as one safetensors file (header sorted by name, data in the given order).
+/// The safetensors dtype of an IR type.
+fn dtype_to_safetensors(dtype: DType) -> Option<safetensors::Dtype> {
+    use safetensors::Dtype as S;
+    Some(match dtype {
+        DType::F32 => S::F32,
+        DType::F16 => S::F16,
+        DType::BF16 => S::BF16,
+        DType::F64 => S::F64,
+        DType::I64 => S::I64,
+        DType::I32 => S::I32,
+        DType::I16 => S::I16,
+        DType::I8 => S::I8,
+        DType::U8 => S::U8,
+        DType::Bool => S::BOOL,
+        _ => return None,
+    })
+}
+
+/// Writes tensors as one safetensors file (by the `safetensors` crate),
+/// atomically; returns its size in bytes.
 pub fn write_safetensors(path: &Path, tensors: &[(String, &Tensor)]) -> Result<u64, ExportError> {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0u64;
-    for (name, t) in tensors {
-        let dtype = dtype_to_safetensors(t.dtype).ok_or_else(|| ExportError::Encode {
-            what: name.clone(),
-            message: format!("safetensors has no {} type", t.dtype),
-        })?;
-        let len = t.bytes().len() as u64;
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": t.dims, "data_offsets": [offset, offset + len]}),
-        );
-        offset += len;
-    }
-    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
-    let mut head = serde_json::to_vec(&header)
-        .map_err(|e| ExportError::Encode { what: "header".into(), message: e.to_string() })?;
-    while head.len() % 8 != 0 {
-        head.push(b' ');
-    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let bad = |message: String| ExportError::Encode { what: name.clone(), message };
+            let dtype =
+                dtype_to_safetensors(t.dtype).ok_or_else(|| bad(format!("safetensors has no {} type", t.dtype)))?;
+            let shape: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+            let view = safetensors::tensor::TensorView::new(dtype, shape, t.bytes()).map_err(|e| bad(e.to_string()))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<_, ExportError>>()?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = crate::onnx::staging_file(dir).map_err(io(path))?;
-    let mut w = BufWriter::with_capacity(1 << 20, tmp);
-    w.write_all(&(head.len() as u64).to_le_bytes()).map_err(io(path))?;
-    w.write_all(&head).map_err(io(path))?;
-    for (_, t) in tensors {
-        w.write_all(t.bytes()).map_err(io(path))?;
-    }
-    let tmp = w.into_inner().map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e.into_error() })?;
-    tmp.as_file().sync_all().map_err(io(path))?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(metadata), tmp.path())
+        .map_err(|e| ExportError::Encode { what: path.display().to_string(), message: e.to_string() })?;
+    std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(io(path))?;
+    let bytes = std::fs::metadata(tmp.path()).map_err(io(path))?.len();
     tmp.persist(path).map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e.error })?;
-    Ok(8 + head.len() as u64 + offset)
+    Ok(bytes)
 }
 
-/// The config key that sizes every weight axis of group `gi`, if one does.
-pub fn group_size_key(model: &Model, ckpt: &Checkpoint, coupling: &Coupling, gi: usize) -> Option<String> {
-    let g = coupling.groups.get(gi)?;
-    if g.blocks() != 1 {
-        return None;
-    }
-    let mut key: Option<&String> = None;
-    for m in &g.members {
-        let name = &model.graph.value(m.value).name;
-        let k = ckpt.size_keys.get(&(name.clone(), m.axis))?;
-        if key.is_some_and(|prev| prev != k) {
-            return None;
-        }
-        key = Some(k);
-    }
-    let key = key?;
-    (ckpt.key_sizes.get(key) == Some(&g.size)).then(|| key.clone())
-}
-
-/// Writes the compact checkpoint of a sliced `model` imported from `ckpt`.
-/// `coupling` and `plan` are the analysis and plan that sliced it.
+/// Writes the compact checkpoint of a sliced `model` made from `src`:
+/// its tensors under the checkpoint's names, `config.json` with the sizes
+/// `resized` gives (standard keys when every group of a key keeps one count,
+/// else an `ecospac` record), `files` (the plan) and the source's side files.
 pub fn export_checkpoint(
     model: &Model,
     _proof: Verified<'_>,
-    ckpt: &Checkpoint,
-    coupling: &Coupling,
-    plan: &SlicePlan,
+    src: &CheckpointSource<'_>,
+    resized: &[Resized],
+    files: &[(String, Vec<u8>)],
     dir: &Path,
 ) -> Result<CheckpointReport, ExportError> {
     let g = &model.graph;
@@ -103,9 +115,10 @@ pub fn export_checkpoint(
         .iter()
         .filter_map(|&v| g.value(v).constant.as_ref().map(|t| (g.value(v).name.as_str(), t)))
         .collect();
+    let original: HashMap<&str, &Tensor> = src.tensors.iter().copied().collect();
     for name in by_name.keys() {
         if let Some((base, _)) = name.split_once("::ecospac") {
-            if ckpt.weights.tensors.contains_key(base) {
+            if original.contains_key(base) {
                 return Err(ExportError::Encode {
                     what: base.to_string(),
                     message: "its uses were sliced differently, so it is no longer one checkpoint tensor".into(),
@@ -115,46 +128,38 @@ pub fn export_checkpoint(
     }
     let mut tensors: Vec<(String, &Tensor)> = Vec::new();
     let mut sliced: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for name in &ckpt.weights.order {
-        let original = &ckpt.weights.tensors[name];
-        let t = by_name.get(name.as_str()).copied().unwrap_or(original);
-        if t.dims != original.dims {
-            sliced.insert(name.clone(), t.dims.clone());
+    for &(name, orig) in &src.tensors {
+        let t = by_name.get(name).copied().unwrap_or(orig);
+        if t.dims != orig.dims {
+            sliced.insert(name.to_string(), t.dims.clone());
         }
-        tensors.push((name.clone(), t));
+        tensors.push((name.to_string(), t));
     }
 
     // Config: a key per group when every group of that key keeps one count.
     let mut updated: BTreeMap<String, usize> = BTreeMap::new();
     let mut reason: Option<String> = None;
     let mut per_group = Vec::new();
-    for (gi, g) in coupling.groups.iter().enumerate() {
-        let key_of_group = ecospac_passes::prune::group_key(model, g);
-        let Some(gp) = plan.groups.iter().find(|gp| gp.cuts == key_of_group && gp.size == g.size) else { continue };
-        if gp.kept.len() == gp.size {
-            continue;
-        }
-        let key = group_size_key(model, ckpt, coupling, gi);
-        let weights: Vec<&str> = gp.cuts.iter().map(|c| c.weight.as_str()).collect();
-        per_group.push(serde_json::json!({"key": key, "size": gp.size, "kept": gp.kept.len(), "weights": weights}));
-        match key {
+    for (gi, r) in resized.iter().enumerate().filter(|(_, r)| r.kept < r.size) {
+        per_group.push(serde_json::json!({"key": r.key, "size": r.size, "kept": r.kept, "weights": r.weights}));
+        match &r.key {
             None => {
                 reason.get_or_insert_with(|| {
-                    let named = weights.iter().find(|w| ckpt.weights.tensors.contains_key(**w)).or(weights.first());
-                    format!("group {gi} (with {}) has no config key of its own", named.copied().unwrap_or(""))
+                    let named = r.weights.iter().find(|w| original.contains_key(w.as_str())).or(r.weights.first());
+                    format!("group {gi} (with {}) has no config key of its own", named.map_or("", String::as_str))
                 });
             }
-            Some(k) => match updated.get(&k) {
-                Some(&n) if n != gp.kept.len() => {
-                    reason.get_or_insert_with(|| format!("`{k}` differs between layers ({n} and {})", gp.kept.len()));
+            Some(k) => match updated.get(k) {
+                Some(&n) if n != r.kept => {
+                    reason.get_or_insert_with(|| format!("`{k}` differs between layers ({n} and {})", r.kept));
                 }
                 _ => {
-                    updated.insert(k, gp.kept.len());
+                    updated.insert(k.clone(), r.kept);
                 }
             },
         }
     }
-    let mut config = ckpt.config.clone();
+    let mut config = src.config.clone();
     let stock_loadable = reason.is_none();
     if let Some(obj) = config.as_object_mut() {
         if stock_loadable {
@@ -177,21 +182,21 @@ pub fn export_checkpoint(
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let staging = tempfile::Builder::new().prefix(".ecospac-checkpoint").tempdir_in(parent).map_err(io(dir))?;
     let weight_bytes = write_safetensors(&staging.path().join("model.safetensors"), &tensors)?;
-    let json = |v: &serde_json::Value| {
-        serde_json::to_vec_pretty(v).map_err(|e| ExportError::Encode { what: "json".into(), message: e.to_string() })
-    };
-    write_file(&staging.path().join("config.json"), &json(&config)?)?;
-    plan.save(&staging.path().join("slice_plan.json"))
-        .map_err(|e| ExportError::Encode { what: "plan".into(), message: e.to_string() })?;
-    let entries = std::fs::read_dir(&ckpt.dir).map_err(io(&ckpt.dir))?;
+    let json = serde_json::to_vec_pretty(&config)
+        .map_err(|e| ExportError::Encode { what: "config.json".into(), message: e.to_string() })?;
+    write_file(&staging.path().join("config.json"), &json)?;
+    for (name, bytes) in files {
+        write_file(&staging.path().join(name), bytes)?;
+    }
+    let entries = std::fs::read_dir(src.dir).map_err(io(src.dir))?;
     for entry in entries {
-        let entry = entry.map_err(io(&ckpt.dir))?;
+        let entry = entry.map_err(io(src.dir))?;
         let name = entry.file_name();
         let s = name.to_string_lossy();
         let skip = s.ends_with(".safetensors")
             || s == "model.safetensors.index.json"
             || s == "config.json"
-            || s.starts_with("slice_plan.json");
+            || files.iter().any(|(f, _)| f.as_str() == s);
         if skip || !entry.file_type().map_err(io(&entry.path()))?.is_file() {
             continue;
         }
@@ -207,6 +212,7 @@ pub fn export_checkpoint(
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(io(path))?;
     f.write_all(bytes).map_err(io(path))?;
     f.sync_all().map_err(io(path))

@@ -318,6 +318,38 @@ pub enum Op {
     Opaque(Opaque),
 }
 
+/// How an op treats sizes held in integer tensors ([`Op::size_facts`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SizeFacts {
+    /// Its output's elements are its inputs' elements (when its input is a
+    /// shape vector): a size can be followed back through it.
+    pub flows: Option<SizeFlow>,
+    /// It reads sizes from some inputs: when a sliced axis changes size, they are rewritten.
+    pub uses: Option<SizeUse>,
+}
+
+/// Where a size element comes from, through an op that passes sizes on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SizeFlow {
+    /// The inputs' elements, concatenated in order (`Concat`).
+    Concat,
+    /// Input 0's elements in order (`Unsqueeze`, `Squeeze`, `Reshape`, `Cast`, `Identity`).
+    Same,
+    /// Input 1's or input 2's element, as the condition (input 0) chooses (`Where`).
+    Select,
+}
+
+/// Which inputs of an op are sizes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SizeUse {
+    /// This input's elements are the output's dims (`Reshape`, `Expand`: 1; `ConstantOfShape`: 0).
+    Shape(usize),
+    /// Slice bounds: starts (input 1) and ends (input 2).
+    Bounds,
+    /// Split sizes: input 1, or the `split` attribute.
+    SplitSizes,
+}
+
 /// An op outside the closed set, or one this version does not model fully.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Opaque {
@@ -680,6 +712,46 @@ impl Op {
             Op::MatMul | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Slice | Op::Expand | Op::Range => {}
         }
         a
+    }
+
+    /// How the op treats sizes held in integer tensors, for the passes that
+    /// rewrite the sizes a slice changes. Declared for every op of the closed
+    /// set (no default): a new op must say whether sizes flow through it and
+    /// which of its inputs are sizes.
+    pub fn size_facts(&self) -> SizeFacts {
+        use UnaryOp::Identity;
+        let (flows, uses) = match self {
+            Op::Concat { .. } => (Some(SizeFlow::Concat), None),
+            Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Cast(_) | Op::Unary(Identity) => {
+                (Some(SizeFlow::Same), None)
+            }
+            Op::Reshape { .. } => (Some(SizeFlow::Same), Some(SizeUse::Shape(1))),
+            Op::Where => (Some(SizeFlow::Select), None),
+            Op::Expand => (None, Some(SizeUse::Shape(1))),
+            Op::ConstantOfShape { .. } => (None, Some(SizeUse::Shape(0))),
+            Op::Slice => (None, Some(SizeUse::Bounds)),
+            Op::Split(_) => (None, Some(SizeUse::SplitSizes)),
+            // Elementwise arithmetic, products, normalisation and the rest compute
+            // values, not sizes; ops whose output size depends on an input's
+            // values (Range) have their axes pinned by the axis relations.
+            Op::MatMul
+            | Op::Gemm(_)
+            | Op::Conv(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Softmax(_)
+            | Op::LayerNorm(_)
+            | Op::ReduceMean(_)
+            | Op::Gelu(_)
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Constant { .. }
+            | Op::Range
+            | Op::Opaque(_) => (None, None),
+        };
+        SizeFacts { flows, uses }
     }
 
     /// Inputs and outputs the op accepts: `(min_in, max_in, min_out, max_out)`.

@@ -121,15 +121,11 @@ impl Dataset {
     }
 }
 
-/// A seeded permutation of `0..n` (Fisher-Yates with xorshift).
+/// A seeded permutation of `0..n`.
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut s = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
     let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        p.swap(i, (s % (i as u64 + 1)) as usize);
-    }
+    p.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     p
 }

@@ -314,13 +314,9 @@ fn mlm_mask(ids: &Tensor, mask_id: i64, vocab: i64, seed: u64) -> (Tensor, Tenso
     let n = ids_cpu.numel();
     let mut v = vec![0i64; n];
     ids_cpu.copy_data(&mut v, n);
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut next = || rng.random::<u64>();
     let mut labels = vec![-100i64; n];
     for i in 0..n {
         if next() % 100 < 15 {

@@ -80,13 +80,9 @@ pub enum Input {
 /// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..100, masks of ones, floats in [-1, 1).
 pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
     let g = &model.graph;
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e37_79b9);
+    let mut next = move || rng.random::<u64>();
     g.inputs
         .iter()
         .map(|&v| {

@@ -69,7 +69,9 @@ impl Weights {
         Ok(w)
     }
 
-    /// Adds the tensors of one safetensors file.
+    /// Adds the tensors of one safetensors file. The header is parsed and
+    /// validated by the `safetensors` crate (offsets inside the file, contiguous
+    /// and non-overlapping); every tensor is a window of the file's memory map.
     pub fn read_file(&mut self, path: &Path) -> Result<(), HfError> {
         let bad = |reason: String| HfError::BadFile { path: path.to_path_buf(), reason };
         let file = std::fs::File::open(path).map_err(|source| HfError::Io { path: path.to_path_buf(), source })?;
@@ -77,49 +79,30 @@ impl Weights {
         // compile is outside what any reader can defend against.
         let map =
             Arc::new(unsafe { Mmap::map(&file) }.map_err(|source| HfError::Io { path: path.to_path_buf(), source })?);
-        let head: [u8; 8] =
-            map.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| bad("shorter than 8 bytes".into()))?;
-        let header_len = u64::from_le_bytes(head);
-        let data_start = 8u64.checked_add(header_len).filter(|&e| e <= map.len() as u64).ok_or_else(|| {
-            bad(format!("header length {header_len} runs past the end ({} bytes); truncated?", map.len()))
-        })? as usize;
-        let header: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&map[8..data_start]).map_err(|e| bad(format!("header is not JSON: {e}")))?;
-        let data_len = map.len() - data_start;
-        let mut entries: Vec<(usize, String, Tensor)> = Vec::new();
-        for (name, info) in header {
-            if name == "__metadata__" {
-                continue;
-            }
-            let field = |k: &str| info.get(k).ok_or_else(|| bad(format!("`{name}` has no `{k}`")));
-            let dtype_name = field("dtype")?.as_str().unwrap_or_default().to_string();
-            let dtype = dtype_from_safetensors(&dtype_name)
-                .ok_or_else(|| bad(format!("`{name}` has dtype `{dtype_name}`, which ecospac does not read")))?;
-            let dims: Vec<i64> = field("shape")?
-                .as_array()
-                .and_then(|a| a.iter().map(|d| d.as_i64().filter(|&d| d >= 0)).collect())
-                .ok_or_else(|| bad(format!("`{name}` has a malformed shape")))?;
-            let offsets: Vec<usize> = field("data_offsets")?
-                .as_array()
-                .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-                .filter(|o: &Vec<usize>| o.len() == 2 && o[0] <= o[1] && o[1] <= data_len)
-                .ok_or_else(|| bad(format!("`{name}` has data offsets outside the file's {data_len} data bytes")))?;
+        let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map[..])
+            .map_err(|e| bad(format!("not a valid safetensors file: {e} (truncated or corrupt?)")))?;
+        let data_start = 8usize
+            .checked_add(header_len)
+            .filter(|&e| e <= map.len())
+            .ok_or_else(|| bad(format!("header length {header_len} runs past the end ({} bytes)", map.len())))?;
+        for name in meta.offset_keys() {
+            let Some(info) = meta.info(&name) else { continue };
+            let dtype = dtype_from_safetensors(info.dtype)
+                .ok_or_else(|| bad(format!("`{name}` has dtype {:?}, which ecospac does not read", info.dtype)))?;
+            let dims: Vec<i64> = info
+                .shape
+                .iter()
+                .map(|&d| i64::try_from(d).map_err(|_| bad(format!("`{name}` has a dimension of {d}"))))
+                .collect::<Result<_, _>>()?;
+            let (start, end) = info.data_offsets;
             let tensor = Tensor {
                 dtype,
                 dims,
-                storage: Storage::Mapped {
-                    map: map.clone(),
-                    offset: data_start + offsets[0],
-                    len: offsets[1] - offsets[0],
-                },
+                storage: Storage::Mapped { map: map.clone(), offset: data_start + start, len: end - start },
                 layout: DataLayout::Raw,
                 origin: None,
             };
             tensor.check_size().map_err(|e| bad(format!("`{name}`: {e}")))?;
-            entries.push((offsets[0], name, tensor));
-        }
-        entries.sort_by_key(|e| e.0);
-        for (_, name, tensor) in entries {
             if self.tensors.insert(name.clone(), tensor).is_some() {
                 return Err(bad(format!("`{name}` is stored twice (also in an earlier shard)")));
             }
@@ -130,36 +113,20 @@ impl Weights {
     }
 }
 
-/// The IR type of a safetensors dtype name.
-pub fn dtype_from_safetensors(name: &str) -> Option<DType> {
-    Some(match name {
-        "F32" => DType::F32,
-        "F16" => DType::F16,
-        "BF16" => DType::BF16,
-        "F64" => DType::F64,
-        "I64" => DType::I64,
-        "I32" => DType::I32,
-        "I16" => DType::I16,
-        "I8" => DType::I8,
-        "U8" => DType::U8,
-        "BOOL" => DType::Bool,
-        _ => return None,
-    })
-}
-
-/// The safetensors dtype name of an IR type.
-pub fn dtype_to_safetensors(dtype: DType) -> Option<&'static str> {
+/// The IR type of a safetensors dtype.
+pub fn dtype_from_safetensors(dtype: safetensors::Dtype) -> Option<DType> {
+    use safetensors::Dtype as S;
     Some(match dtype {
-        DType::F32 => "F32",
-        DType::F16 => "F16",
-        DType::BF16 => "BF16",
-        DType::F64 => "F64",
-        DType::I64 => "I64",
-        DType::I32 => "I32",
-        DType::I16 => "I16",
-        DType::I8 => "I8",
-        DType::U8 => "U8",
-        DType::Bool => "BOOL",
+        S::F32 => DType::F32,
+        S::F16 => DType::F16,
+        S::BF16 => DType::BF16,
+        S::F64 => DType::F64,
+        S::I64 => DType::I64,
+        S::I32 => DType::I32,
+        S::I16 => DType::I16,
+        S::I8 => DType::I8,
+        S::U8 => DType::U8,
+        S::BOOL => DType::Bool,
         _ => return None,
     })
 }

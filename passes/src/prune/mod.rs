@@ -17,8 +17,8 @@ pub use allocate::{global, keep_strongest, kept_fraction, measured, step, unifor
 pub use importance::{scores, scores_with, Criterion, ScoreError};
 pub use measure::{exchange_rates, relative_error, MeasureError};
 pub use plan::{
-    cuts, group_key, prunable_parameters, prunable_parameters_in, sidecar_path, AxisRef, Cuts, GroupPlan, PlanError,
-    Refit, SlicePlan, PLAN_FORMAT,
+    cuts, group_key, prunable_parameters, prunable_parameters_in, AxisRef, Cuts, GroupPlan, PlanError, Refit,
+    SlicePlan, PLAN_FORMAT,
 };
 pub use refit::{compensation, consumers, local_refit, refit, residual_of, Consumer, RefitError};
 pub use segments::{node_positions, run_segment, segment, State};

@@ -199,9 +199,22 @@ impl SlicePlan {
     /// Writes the plan as JSON at `path` and, when it has refits, their tensors
     /// beside it (`<path>.weights.safetensors`); both atomically.
     pub fn save(&self, path: &Path) -> Result<(), PlanError> {
-        let file_err =
-            |p: &Path, e: &dyn std::fmt::Display| PlanError::File { path: p.to_path_buf(), message: e.to_string() };
-        let sidecar = sidecar_path(path);
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "plan.json".into());
+        let dir = path.parent().unwrap_or(Path::new(""));
+        // The refit weights first: the JSON that names them never exists without them.
+        for (file, bytes) in self.encode(&name)?.into_iter().rev() {
+            write_atomically(&dir.join(file), &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The plan's files as `(file name, bytes)`: the JSON named `json_name`,
+    /// then, when the plan has refits, `<json_name>.weights.safetensors`.
+    pub fn encode(&self, json_name: &str) -> Result<Vec<(String, Vec<u8>)>, PlanError> {
+        let fail =
+            |file: &str, e: &dyn std::fmt::Display| PlanError::File { path: file.into(), message: e.to_string() };
+        let sidecar = format!("{json_name}.weights.safetensors");
+        let mut files = Vec::new();
         let mut refits = Vec::new();
         if !self.refits.is_empty() {
             let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = self
@@ -210,24 +223,23 @@ impl SlicePlan {
                 .map(|r| {
                     let dims: Vec<usize> = r.tensor.dims.iter().map(|&d| d.max(0) as usize).collect();
                     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, dims, r.tensor.bytes())
-                        .map_err(|e| file_err(&sidecar, &e))?;
+                        .map_err(|e| fail(&sidecar, &e))?;
                     Ok((r.weight.clone(), view))
                 })
                 .collect::<Result<_, PlanError>>()?;
-            let bytes = safetensors::serialize(views, None).map_err(|e| file_err(&sidecar, &e))?;
-            write_atomically(&sidecar, &bytes)?;
+            files.push((sidecar.clone(), safetensors::serialize(views, None).map_err(|e| fail(&sidecar, &e))?));
             refits =
                 self.refits.iter().map(|r| serde_json::json!({"weight": r.weight, "dims": r.tensor.dims})).collect();
         }
-        let file_name = sidecar.file_name().map(|n| n.to_string_lossy().to_string());
         let doc = serde_json::json!({
             "format": PLAN_FORMAT,
             "groups": self.groups,
             "refits": refits,
-            "refit_file": if self.refits.is_empty() { None } else { file_name },
+            "refit_file": if self.refits.is_empty() { None } else { Some(&sidecar) },
         });
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| file_err(path, &e))?;
-        write_atomically(path, text.as_bytes())
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| fail(json_name, &e))?;
+        files.insert(0, (json_name.to_string(), text.into_bytes()));
+        Ok(files)
     }
 
     /// Reads a plan written by [`SlicePlan::save`].
@@ -304,13 +316,6 @@ struct PlanFile {
 struct RefitEntry {
     weight: String,
     dims: Vec<i64>,
-}
-
-/// Where [`SlicePlan::save`] puts the refit tensors of a plan written at `path`.
-pub fn sidecar_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".weights.safetensors");
-    PathBuf::from(s)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PlanError> {

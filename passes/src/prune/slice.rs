@@ -5,6 +5,7 @@
 use super::plan::{cuts, Cuts, PlanError, Refit, SlicePlan};
 use crate::coupling::Coupling;
 use ecospac_ir::infer::Fact;
+use ecospac_ir::op::{SizeFlow, SizeUse};
 use ecospac_ir::{DType, EntityId, Model, NodeId, Op, Tensor, ValueId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -249,8 +250,8 @@ fn locate(
     }
     let p = producers[v.index()]?;
     let node = model.graph.node(p);
-    match &node.op {
-        Op::Concat { .. } => {
+    match node.op.size_facts().flows? {
+        SizeFlow::Concat => {
             let mut offset = 0;
             for (j, x) in node.inputs.iter().enumerate() {
                 let len = facts[(*x)?.index()].as_ref()?.ints.as_ref()?.len();
@@ -261,18 +262,13 @@ fn locate(
             }
             None
         }
-        Op::Unsqueeze { .. }
-        | Op::Squeeze { .. }
-        | Op::Reshape { .. }
-        | Op::Cast(_)
-        | Op::Unary(ecospac_ir::op::UnaryOp::Identity) => locate(model, producers, facts, p, 0, element),
+        SizeFlow::Same => locate(model, producers, facts, p, 0, element),
         // The exporters' `Where(shape == -1, 1, shape)`: follow the branch taken.
-        Op::Where => {
+        SizeFlow::Select => {
             let cond = facts[node.inputs[0]?.index()].as_ref()?.known_ints()?;
             let c = *cond.get(element).or(cond.first().filter(|_| cond.len() == 1))?;
             locate(model, producers, facts, p, if c != 0 { 1 } else { 2 }, element)
         }
-        _ => None,
     }
 }
 
@@ -304,16 +300,19 @@ fn rewrite(
     true
 }
 
-/// The inputs of a node that carry sizes (shape targets, slice bounds, split sizes).
-fn size_inputs(op: &Op) -> &'static [usize] {
-    match op {
-        Op::Reshape { .. } | Op::Expand | Op::Split(_) => &[1],
-        Op::ConstantOfShape { .. } => &[0],
-        Op::Slice => &[1, 2],
-        Op::Concat { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Cast(_) | Op::Where => {
-            &[0, 1, 2, 3, 4, 5, 6, 7]
-        }
-        _ => &[],
+/// The inputs of a node that hold the sizes it reads (shape targets, slice
+/// bounds, split sizes), or, inside a shape chain (`chain`), those the sizes
+/// it passes on come from.
+fn size_inputs(op: &Op, chain: bool, inputs: usize) -> Vec<usize> {
+    let facts = op.size_facts();
+    match (chain, facts.flows, facts.uses) {
+        (true, Some(SizeFlow::Concat), _) => (0..inputs).collect(),
+        (true, Some(SizeFlow::Same), _) => vec![0],
+        (true, Some(SizeFlow::Select), _) => vec![0, 1, 2],
+        (_, _, Some(SizeUse::Shape(i))) => vec![i],
+        (_, _, Some(SizeUse::Bounds)) => vec![1, 2],
+        (_, _, Some(SizeUse::SplitSizes)) => vec![1],
+        (_, _, None) => Vec::new(),
     }
 }
 
@@ -332,27 +331,12 @@ fn unshare_inputs(model: &mut Model, id: NodeId, depth: usize) {
         return;
     }
     let node = model.graph.node(id).clone();
-    let wanted = if depth == 0
-        && matches!(node.op, Op::Concat { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Cast(_) | Op::Where)
-    {
-        &[][..]
-    } else {
-        size_inputs(&node.op)
-    };
-    for &i in wanted {
+    for i in size_inputs(&node.op, depth > 0, node.inputs.len()) {
         let Some(Some(v)) = node.inputs.get(i).copied() else { continue };
         let producers = model.graph.producers();
         let Some(p) = producers[v.index()] else { continue };
         let pn = model.graph.node(p).clone();
-        if !matches!(
-            pn.op,
-            Op::Concat { .. }
-                | Op::Unsqueeze { .. }
-                | Op::Squeeze { .. }
-                | Op::Reshape { .. }
-                | Op::Cast(_)
-                | Op::Where
-        ) {
+        if pn.op.size_facts().flows.is_none() {
             continue;
         }
         let consumers = model.graph.consumers();
@@ -425,11 +409,9 @@ fn slice_into(
             }
         };
         let fact = |v: Option<ValueId>| v.and_then(|v| facts[v.index()].clone());
-        match &node.op {
-            Op::Reshape { .. } | Op::Expand | Op::ConstantOfShape { .. } => {
-                let (Some(out), target_input) =
-                    (node.outputs[0], if matches!(node.op, Op::ConstantOfShape { .. }) { 0 } else { 1 })
-                else {
+        match node.op.size_facts().uses {
+            Some(SizeUse::Shape(target_input)) => {
+                let Some(out) = node.outputs[0] else {
                     continue;
                 };
                 let Some(target) = fact(node.inputs[target_input]).and_then(|f| f.ints) else { continue };
@@ -446,7 +428,7 @@ fn slice_into(
                     }
                 }
             }
-            Op::Slice => {
+            Some(SizeUse::Bounds) => {
                 let (Some(x), Some(starts), Some(ends)) = (
                     node.inputs[0],
                     fact(node.inputs[1]).and_then(|f| f.known_ints()),
@@ -473,7 +455,8 @@ fn slice_into(
                     }
                 }
             }
-            Op::Split(sp) => {
+            Some(SizeUse::SplitSizes) => {
+                let Op::Split(sp) = &node.op else { continue };
                 let Some(x) = node.inputs[0] else { continue };
                 let rank = facts[x.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
                 let Ok(a) = ecospac_ir::infer::norm_axis(sp.axis, rank) else { continue };
@@ -518,7 +501,7 @@ fn slice_into(
                     }
                 }
             }
-            _ => {}
+            None => {}
         }
     }
     // One copy per (reader, input) carrying all its element changes.
