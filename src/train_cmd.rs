@@ -12,6 +12,19 @@ use ecospac_runtime_train::tch::{self, Device, Kind, Tensor};
 use ecospac_runtime_train::trainer::{TrainConfig, Trainer};
 use std::path::PathBuf;
 
+fn parse_criterion(s: &str) -> Result<TrainCriterion, String> {
+    TrainCriterion::parse(s).ok_or_else(|| "one of coupled, magnitude, uncoupled".into())
+}
+
+fn parse_allocation(s: &str) -> Result<Allocation, String> {
+    // Training shrinks without running a second engine: the measured allocation is not offered.
+    match s {
+        "uniform" => Ok(Allocation::Uniform),
+        "global" => Ok(Allocation::Global),
+        _ => Err("one of uniform, global".into()),
+    }
+}
+
 /// Settings of `ecospac train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -73,11 +86,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 50)]
     every: usize,
     /// Importance: coupled (EcoSpa Taylor over the whole coupled slice), magnitude, uncoupled.
-    #[arg(long, default_value = "coupled")]
-    criterion: String,
+    #[arg(long, default_value = "coupled", value_parser = parse_criterion)]
+    criterion: TrainCriterion,
     /// Budget allocation: uniform or global.
-    #[arg(long, default_value = "uniform")]
-    allocation: String,
+    #[arg(long, default_value = "uniform", value_parser = parse_allocation)]
+    allocation: Allocation,
     /// Kept counts are multiples of this where a group is at least twice as large.
     #[arg(long, default_value_t = 8)]
     align: usize,
@@ -118,13 +131,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         "auto" => Device::cuda_if_available(),
         other => bail!("unknown --device `{other}` (cpu, cuda, auto)"),
     };
-    let criterion = TrainCriterion::parse(&a.criterion)
-        .with_context(|| format!("unknown --criterion `{}` (coupled, magnitude, uncoupled)", a.criterion))?;
-    let allocation = match a.allocation.as_str() {
-        "uniform" => Allocation::Uniform,
-        "global" => Allocation::Global,
-        other => bail!("unknown --allocation `{other}` (uniform, global)"),
-    };
+    let (criterion, allocation) = (a.criterion, a.allocation);
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
     let files = text_files(&a.data)?;
     // The tokenizer: given; else the fine-tuned checkpoint's; else, when resuming, the run's own.
