@@ -72,9 +72,14 @@ pub struct PruneArgs {
     /// Reconstruction of the consumers after removal.
     #[arg(long, value_enum, default_value_t = RefitFlag::Ridge)]
     pub refit: RefitFlag,
-    /// Ridge strength of the refit, in units of the mean diagonal of XᵀX.
+    /// Ridge strength of the `obs` score and of the local refit that measures
+    /// exchange rates, in units of the mean diagonal of XᵀX.
     #[arg(long, default_value_t = 1.0)]
     pub lambda: f64,
+    /// Ridge strength of the final refit, in units of the mean diagonal of XᵀX
+    /// (0.1 measured best on held-out text from the built-in corpus; BENCHMARKS.md).
+    #[arg(long, default_value_t = 0.1)]
+    pub refit_lambda: f64,
     /// Only dims inside heads and FFN channels; never whole heads.
     #[arg(long)]
     pub no_whole_heads: bool,
@@ -176,7 +181,7 @@ pub fn recipe_of(args: &PruneArgs, passes: &[String], to_folder: bool, has_check
             serde_json::json!({"budget": args.budget, "allocation": allocation, "align": args.align, "measure_refit_lambda": measure_lambda}),
         );
         match args.refit {
-            RefitFlag::Ridge => r.push("refit", serde_json::json!({"method": "ridge", "lambda": args.lambda})),
+            RefitFlag::Ridge => r.push("refit", serde_json::json!({"method": "ridge", "lambda": args.refit_lambda})),
             RefitFlag::Bias => r.push("refit", serde_json::json!({"method": "bias"})),
             RefitFlag::None => {}
         }
@@ -247,7 +252,7 @@ fn calibration_data(
         eprintln!(
             "WARNING: no calibration data and no tokenizer, so ecospac calibrates on {} generated token sequences. \
              Real text keeps the compact model much closer to the original (the real all-MiniLM-L6-v2 at --budget 0.5: \
-             held-out cosine 0.71 with generated sequences, 0.87 with the built-in English corpus; BENCHMARKS.md). \
+             held-out cosine 0.72 with generated sequences, 0.88 with the built-in English corpus; BENCHMARKS.md). \
              Give --tokenizer tokenizer.json (the built-in corpus is then used), --calibration-text FILE or \
              --calibration FILE.npz.",
             count(&batches)
@@ -270,16 +275,6 @@ fn first_rows(t: &ecospac_ir::Tensor, n: usize) -> Result<ecospac_ir::Tensor> {
     let mut dims = t.dims.clone();
     dims[0] = n as i64;
     Ok(ecospac_ir::Tensor::from_bytes(t.dtype, dims, t.bytes()[..row * n].to_vec()))
-}
-
-fn float_params(model: &Model) -> u128 {
-    let g = &model.graph;
-    g.initializers
-        .iter()
-        .filter_map(|&v| g.value(v).constant.as_ref())
-        .filter(|t| t.dtype.is_float())
-        .map(|t| t.numel())
-        .sum()
 }
 
 /// Settings of `ecospac compile` besides the pruning flags.
@@ -364,7 +359,7 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     for d in a.dump_after {
         pipeline = pipeline.dump_after(d)?;
     }
-    let before = float_params(&model);
+    let before = model.graph.float_parameters();
     let bind = crate::parse_bindings(&args.bind)?;
     let flops_before = ecospac_passes::cost::matmul_flops(&model, &bind);
     let mut cx = Compilation::new(model);
@@ -392,7 +387,7 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     for (pass, text) in pipeline.dumps() {
         println!("; after {pass}\n{text}");
     }
-    let after = float_params(&cx.model);
+    let after = cx.model.graph.float_parameters();
     let flops_after = ecospac_passes::cost::matmul_flops(&cx.model, &bind);
     summarize(&cx, before, after, flops_before, flops_after, &bind);
     eprintln!("compiled in {:.1?}", t0.elapsed());

@@ -148,12 +148,24 @@ fn load(path: &Path) -> Result<Model> {
     Ok(load_any(path)?.0)
 }
 
+/// Reads a checkpoint folder; names, once, the `config.json` keys ecospac does not know.
+fn import_checkpoint(path: &Path) -> Result<ecospac_frontends::HfModel> {
+    let hf = ecospac_frontends::import_checkpoint(path)
+        .with_context(|| format!("cannot import the checkpoint {}", path.display()))?;
+    if !hf.unknown_keys.is_empty() {
+        eprintln!(
+            "warning: config.json keys ecospac does not know, assumed not to change the computation: {}",
+            hf.unknown_keys.join(", ")
+        );
+    }
+    Ok(hf)
+}
+
 /// Reads an ONNX file, or a checkpoint folder (then also returns the checkpoint).
 fn load_any(path: &Path) -> Result<(Model, Option<Checkpoint>)> {
     let _stage = progress::stage(&format!("importing {}", path.display()));
     if ecospac_frontends::is_checkpoint(path) {
-        let hf = ecospac_frontends::import_checkpoint(path)
-            .with_context(|| format!("cannot import the checkpoint {}", path.display()))?;
+        let hf = import_checkpoint(path)?;
         return Ok((hf.model, Some(hf.checkpoint)));
     }
     if path.is_dir() {

@@ -200,7 +200,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
                     Model::init(ModelConfig::from_json(&json)?, device)
                 }
                 (None, Some(dir)) => {
-                    let hf = ecospac_frontends::import_checkpoint(dir)?;
+                    let hf = crate::import_checkpoint(dir)?;
                     let mcfg = ModelConfig::from_json(&hf.checkpoint.config)?;
                     Model::load(mcfg, &hf.checkpoint.weights, device)?
                 }

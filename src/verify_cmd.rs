@@ -95,9 +95,7 @@ fn as_onnx(path: &Path, dir: &Path, name: &str) -> Result<(Model, PathBuf)> {
         let m = ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
         return Ok((m, path.to_path_buf()));
     }
-    let mut m = ecospac_frontends::import_checkpoint(path)
-        .with_context(|| format!("cannot import the checkpoint {}", path.display()))?
-        .model;
+    let mut m = crate::import_checkpoint(path)?.model;
     ecospac_passes::infer_shapes(&mut m).map_err(|e| anyhow::anyhow!("{e}"))?;
     let proof = ecospac_ir::verify(&m.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
     let p = dir.join(name);

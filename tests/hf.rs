@@ -13,7 +13,10 @@ use ecospac_ir::{DType, Model, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FAMILIES: &[&str] = &["gpt2", "llama", "llama-rope-llama3", "qwen2", "phi3", "mistral", "vit"];
+/// Checkpoints as transformers 4.57 writes them, and (`-tf5`) as transformers 5.24
+/// writes them (RoPE settings in `rope_parameters`, non-default everywhere).
+const FAMILIES: &[&str] =
+    &["gpt2", "llama", "llama-rope-llama3", "qwen2", "phi3", "mistral", "vit", "llama-tf5", "qwen2-tf5", "phi3-tf5"];
 
 fn hf_fixture(name: &str) -> PathBuf {
     fixture("hf").join(name)
@@ -233,6 +236,28 @@ fn bad_checkpoints_fail_with_the_key_and_shape() {
     assert!(err(t.path()).contains("`hidden_size` should be a positive integer"), "{}", err(t.path()));
     let t = broken("llama", |d| edit_config(d, |c| c["rope_scaling"] = serde_json::json!({"rope_type": "wavy"})));
     assert!(err(t.path()).contains("rope_type"), "{}", err(t.path()));
+    // Keys that change the computation in ways ecospac does not build are errors, never ignored.
+    let t = broken("llama", |d| edit_config(d, |c| c["final_logit_softcapping"] = 30.0.into()));
+    assert!(err(t.path()).contains("`final_logit_softcapping` is 30.0"), "{}", err(t.path()));
+    let t = broken("gpt2", |d| edit_config(d, |c| c["rope_scaling"] = serde_json::json!({"rope_type": "linear"})));
+    assert!(err(t.path()).contains("`rope_scaling`"), "{}", err(t.path()));
+    let t = broken("llama-tf5", |d| edit_config(d, |c| c["rope_theta"] = 10000.0.into()));
+    assert!(err(t.path()).contains("rope_parameters.rope_theta` is 500000"), "{}", err(t.path()));
+    let t = broken("llama-tf5", |d| {
+        edit_config(d, |c| {
+            let p = c["rope_parameters"].clone();
+            c["rope_parameters"] = serde_json::json!({"full_attention": p, "sliding_attention": p});
+        })
+    });
+    assert!(err(t.path()).contains("one table per layer type"), "{}", err(t.path()));
+    let t = broken("llama-tf5", |d| edit_config(d, |c| c["rope_parameters"]["rope_type"] = "dynamic".into()));
+    assert!(err(t.path()).contains("`rope_parameters.rope_type` is `dynamic`"), "{}", err(t.path()));
+    // Unknown keys are named, once, as a warning.
+    let t = broken("llama", |d| edit_config(d, |c| c["some_new_knob"] = 1.into()));
+    assert_eq!(import_checkpoint(t.path()).expect("import").unknown_keys, vec!["some_new_knob".to_string()]);
+    let (_, msg) = ecospac(&[t.path().to_str().unwrap(), "--budget", "1.0", "-o", "/nonexistent/x.onnx"]);
+    assert_eq!(msg.matches("does not know").count(), 1, "{msg}");
+    assert!(msg.contains("some_new_knob"), "{msg}");
     let t = broken("llama", |d| {
         let p = d.join("model.safetensors");
         let len = std::fs::metadata(&p).unwrap().len();

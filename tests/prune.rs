@@ -173,6 +173,18 @@ fn exact_vit_dynamo() {
     exact_on("vit-dynamo.onnx");
 }
 
+/// ALBERT reads one set of layer weights in every layer (TorchScript keeps one
+/// initializer per weight): each is sliced once, never copied per layer.
+#[test]
+fn exact_albert_torchscript() {
+    exact_on("albert-torchscript.onnx");
+}
+
+#[test]
+fn exact_albert_dynamo() {
+    exact_on("albert-dynamo.onnx");
+}
+
 /// An op outside the closed set pins the groups it touches; the rest still compile.
 #[test]
 fn unknown_op_pins_only_its_group() {

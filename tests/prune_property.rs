@@ -3,6 +3,8 @@
 //! plans (whole heads, dims inside heads and FFN channels, uneven per layer)
 //! and random refit weights for the consumers; the sliced model must equal the
 //! masked original (removed slices zeroed, refits substituted) in ONNX Runtime.
+//! Some stacks share one set of layer weights across all layers (ALBERT-style):
+//! the compact model must never have more parameters than the input.
 
 mod common;
 
@@ -20,6 +22,8 @@ struct Arch {
     bias: bool,
     act: &'static str,
     layers: usize,
+    /// Every layer reads layer 0's weights.
+    shared: bool,
 }
 
 /// Writes the text form line by line.
@@ -28,6 +32,7 @@ struct Builder {
     values: usize,
     nodes: usize,
     bias: bool,
+    inits: std::collections::HashMap<String, usize>,
 }
 
 impl Builder {
@@ -35,8 +40,13 @@ impl Builder {
         self.values += 1;
         self.values
     }
+    /// A named weight; a name seen before is the same weight (shared).
     fn init(&mut self, name: &str, dims: &[usize]) -> usize {
+        if let Some(&v) = self.inits.get(name) {
+            return v;
+        }
         let v = self.value();
+        self.inits.insert(name.to_string(), v);
         let d: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
         let bytes = dims.iter().product::<usize>() * 4;
         self.text.push_str(&format!("init v{v} \"{name}\" = f32[{}] bytes {bytes}\n", d.join(", ")));
@@ -50,13 +60,14 @@ impl Builder {
         self.nodes += 1;
         out
     }
-    fn proj(&mut self, name: &str, input: usize, rows: usize, cols: usize) -> usize {
-        let w = self.init(&format!("{name}.w"), &[rows, cols]);
+    /// `input @ w (+ b)`: weights named `{weights}.w`/`.b`, nodes `{name}`.
+    fn proj(&mut self, name: &str, weights: &str, input: usize, rows: usize, cols: usize) -> usize {
+        let w = self.init(&format!("{weights}.w"), &[rows, cols]);
         let mm = self.node("MatMul", &[input, w], &format!("{name}.mm"));
         if !self.bias {
             return mm;
         }
-        let b = self.init(&format!("{name}.b"), &[cols]);
+        let b = self.init(&format!("{weights}.b"), &[cols]);
         self.node("Add", &[mm, b], name)
     }
 }
@@ -69,6 +80,7 @@ fn block_text(a: &Arch) -> String {
         values: 0,
         nodes: 0,
         bias: a.bias,
+        inits: Default::default(),
     };
     let split = b.value();
     b.text.push_str(&format!("init v{split} \"split\" = i64[4] [0, 0, {}, {}]\n", a.heads, a.head_dim));
@@ -76,11 +88,12 @@ fn block_text(a: &Arch) -> String {
     b.text.push_str(&format!("init v{merge} \"merge\" = i64[3] [0, 0, {hidden}]\n"));
     let mut x = 0usize;
     for l in 0..a.layers {
-        let (s, bias) = (b.init(&format!("l{l}.ln.w"), &[hidden]), b.init(&format!("l{l}.ln.b"), &[hidden]));
+        let w = if a.shared { 0 } else { l };
+        let (s, bias) = (b.init(&format!("l{w}.ln.w"), &[hidden]), b.init(&format!("l{w}.ln.b"), &[hidden]));
         let ln = b.node("LayerNormalization {axis = -1, epsilon = 1e-5}", &[x, s, bias], &format!("l{l}.ln"));
-        let q = b.proj(&format!("l{l}.q"), ln, hidden, hidden);
-        let k = b.proj(&format!("l{l}.k"), ln, hidden, hidden);
-        let v = b.proj(&format!("l{l}.v"), ln, hidden, hidden);
+        let q = b.proj(&format!("l{l}.q"), &format!("l{w}.q"), ln, hidden, hidden);
+        let k = b.proj(&format!("l{l}.k"), &format!("l{w}.k"), ln, hidden, hidden);
+        let v = b.proj(&format!("l{l}.v"), &format!("l{w}.v"), ln, hidden, hidden);
         let heads = |b: &mut Builder, src: usize, perm: &str, name: &str| {
             let r = b.node("Reshape", &[src, split], &format!("l{l}.{name}.r"));
             b.node(&format!("Transpose {{perm = ints[{perm}]}}"), &[r], &format!("l{l}.{name}.t"))
@@ -95,17 +108,17 @@ fn block_text(a: &Arch) -> String {
         let ctx = b.node("MatMul", &[probs, v4], &format!("l{l}.ctx"));
         let ctx_t = b.node("Transpose {perm = ints[0, 2, 1, 3]}", &[ctx], &format!("l{l}.ctx.t"));
         let ctx_m = b.node("Reshape", &[ctx_t, merge], &format!("l{l}.ctx.m"));
-        let o = b.proj(&format!("l{l}.o"), ctx_m, hidden, hidden);
+        let o = b.proj(&format!("l{l}.o"), &format!("l{w}.o"), ctx_m, hidden, hidden);
         let r1 = b.node("Add", &[x, o], &format!("l{l}.res1"));
-        let up = b.proj(&format!("l{l}.up"), r1, hidden, a.ffn);
+        let up = b.proj(&format!("l{l}.up"), &format!("l{w}.up"), r1, hidden, a.ffn);
         let act = b.node(a.act, &[up], &format!("l{l}.act"));
         let h = if a.gated {
-            let gate = b.proj(&format!("l{l}.gate"), r1, hidden, a.ffn);
+            let gate = b.proj(&format!("l{l}.gate"), &format!("l{w}.gate"), r1, hidden, a.ffn);
             b.node("Mul", &[act, gate], &format!("l{l}.gated"))
         } else {
             act
         };
-        let down = b.proj(&format!("l{l}.down"), h, a.ffn, hidden);
+        let down = b.proj(&format!("l{l}.down"), &format!("l{w}.down"), h, a.ffn, hidden);
         x = b.node("Add", &[r1, down], &format!("l{l}.res2"));
     }
     b.text.push_str(&format!("output v{x}\n"));
@@ -135,9 +148,10 @@ fn arch() -> impl Strategy<Value = Arch> {
         any::<bool>(),
         any::<bool>(),
         prop::sample::select(vec!["Relu", "Sigmoid", "Tanh"]),
-        1usize..3,
+        1usize..4,
+        any::<bool>(),
     )
-        .prop_map(|(heads, head_dim, ffn, gated, bias, act, layers)| Arch {
+        .prop_map(|(heads, head_dim, ffn, gated, bias, act, layers, shared)| Arch {
             heads,
             head_dim,
             ffn,
@@ -145,6 +159,7 @@ fn arch() -> impl Strategy<Value = Arch> {
             bias,
             act,
             layers,
+            shared,
         })
 }
 
@@ -158,9 +173,11 @@ proptest! {
         ecospac_passes::run_passes(&mut m, &["infer-shapes"])
             .map_err(|e| TestCaseError::fail(format!("{e}\n{}", block_text(&a))))?;
         let mut coupling = analyze(&m);
-        // Per layer: whole heads (with more than one head), Q/K dims, V/O dims, FFN.
+        // Per layer: whole heads (with more than one head), Q/K dims, V/O dims, FFN;
+        // shared weights make one set of groups for all layers.
         let per_layer = 3 + usize::from(a.heads > 1);
-        prop_assert_eq!(coupling.groups.len(), per_layer * a.layers, "{:?}", a);
+        let weight_sets = if a.shared { 1 } else { a.layers };
+        prop_assert_eq!(coupling.groups.len(), per_layer * weight_sets, "{:?}", a);
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(keep_seed);
         let mut next = move || rng.random::<u32>() as usize;
@@ -200,6 +217,10 @@ proptest! {
             let proof = ecospac_ir::verify(&model.graph).map_err(|e| TestCaseError::fail(e.to_string()))?;
             ecospac_backends::export_onnx(model, proof, path, &Default::default()).expect("export");
         }
+        let params = |m: &ecospac_ir::Model| -> u128 {
+            m.graph.initializers.iter().filter_map(|&v| m.graph.value(v).constant.as_ref()).map(|t| t.numel()).sum()
+        };
+        prop_assert!(params(&sliced) <= params(&m), "{:?}: {} parameters, more than the input's {}", a, params(&sliced), params(&m));
         let inputs = common::make_inputs(&m);
         let (x, y) = (common::run_model(&mp, &inputs), common::run_model(&sp, &inputs));
         let scale = x[0].2.iter().fold(1e-6f32, |acc, v| acc.max(v.abs()));

@@ -69,6 +69,16 @@ fn identity_vit_dynamo() {
     check_identity("vit-dynamo.onnx");
 }
 
+#[test]
+fn identity_albert_torchscript() {
+    check_identity("albert-torchscript.onnx");
+}
+
+#[test]
+fn identity_albert_dynamo() {
+    check_identity("albert-dynamo.onnx");
+}
+
 /// Every node re-emitted from its typed op (no source record): the typed
 /// attributes alone must reproduce the computation.
 #[test]

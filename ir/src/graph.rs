@@ -186,6 +186,16 @@ impl Graph {
         }
         p
     }
+    /// Float parameters: the elements of every float initializer, each counted
+    /// once however many nodes read it (what `ecospac inspect` reports).
+    pub fn float_parameters(&self) -> u128 {
+        self.initializers
+            .iter()
+            .filter_map(|&v| self.value(v).constant.as_ref())
+            .filter(|t| t.dtype.is_float())
+            .map(|t| t.numel())
+            .sum()
+    }
     /// For each value, the nodes reading it, in order.
     pub fn consumers(&self) -> Vec<Vec<NodeId>> {
         let mut c = vec![Vec::new(); self.values.len()];

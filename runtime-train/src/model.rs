@@ -70,6 +70,30 @@ fn key_or(v: &serde_json::Value, k: &str, d: i64) -> Result<i64, TrainError> {
     }
 }
 
+/// Theta of a plain (unscaled, fully rotating) RoPE: from `rope_parameters`
+/// (transformers 5) or `rope_theta` (4.x); any other RoPE setting is an error.
+fn plain_rope_theta(json: &serde_json::Value) -> Result<f64, TrainError> {
+    let top = json.get("rope_theta").and_then(serde_json::Value::as_f64);
+    let Some(p) = json.get("rope_parameters").filter(|p| !p.is_null()) else {
+        return Ok(top.unwrap_or(10000.0));
+    };
+    let kind = p.get("rope_type").and_then(serde_json::Value::as_str).unwrap_or("default");
+    let partial = p.get("partial_rotary_factor").and_then(serde_json::Value::as_f64).unwrap_or(1.0);
+    if kind != "default" || partial != 1.0 {
+        return Err(TrainError::Config(format!(
+            "training supports plain RoPE for now; `rope_parameters` has rope_type `{kind}`, partial_rotary_factor {partial}"
+        )));
+    }
+    let theta = p.get("rope_theta").and_then(serde_json::Value::as_f64);
+    match (theta, top) {
+        (Some(t), Some(u)) if t != u => {
+            Err(TrainError::Config(format!("`rope_theta` is {u}, but `rope_parameters.rope_theta` is {t}")))
+        }
+        (Some(t), _) | (None, Some(t)) => Ok(t),
+        (None, None) => Ok(10000.0),
+    }
+}
+
 impl ModelConfig {
     /// Reads a config.json value (`model_type` gpt2, llama or bert).
     pub fn from_json(json: &serde_json::Value) -> Result<ModelConfig, TrainError> {
@@ -102,6 +126,7 @@ impl ModelConfig {
                 if json.get("rope_scaling").is_some_and(|r| !r.is_null()) {
                     return Err(TrainError::Config("training supports plain RoPE (no rope_scaling) for now".into()));
                 }
+                let rope_theta = plain_rope_theta(json)?;
                 ModelConfig {
                     arch: Arch::Llama,
                     vocab: key(json, "vocab_size")?,
@@ -113,7 +138,7 @@ impl ModelConfig {
                     inter: key(json, "intermediate_size")?,
                     max_positions: key_or(json, "max_position_embeddings", 2048)?,
                     eps: f("rms_norm_eps", 1e-6),
-                    rope_theta: f("rope_theta", 10000.0),
+                    rope_theta,
                     tied: json.get("tie_word_embeddings").and_then(|t| t.as_bool()).unwrap_or(false),
                     type_vocab: 0,
                     json: json.clone(),
@@ -509,4 +534,24 @@ pub fn from_ir(t: &IrTensor) -> Result<Tensor, TrainError> {
             Tensor::from_slice(&v).reshape(t.dims.as_slice())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_rope_theta;
+    use serde_json::json;
+
+    #[test]
+    fn rope_theta_from_either_config_format() {
+        assert_eq!(plain_rope_theta(&json!({})).ok(), Some(10000.0));
+        assert_eq!(plain_rope_theta(&json!({"rope_theta": 5e5})).ok(), Some(5e5));
+        let v5 = json!({"rope_parameters": {"rope_type": "default", "rope_theta": 5e5}});
+        assert_eq!(plain_rope_theta(&v5).ok(), Some(5e5));
+        let scaled = json!({"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}});
+        assert!(plain_rope_theta(&scaled).is_err());
+        let partial = json!({"rope_parameters": {"rope_theta": 5e5, "partial_rotary_factor": 0.5}});
+        assert!(plain_rope_theta(&partial).is_err());
+        let both = json!({"rope_theta": 1e4, "rope_parameters": {"rope_theta": 5e5}});
+        assert!(plain_rope_theta(&both).is_err());
+    }
 }

@@ -32,6 +32,8 @@ pub const FIXTURES: &[&str] = &[
     "bert-dynamo.onnx",
     "vit-torchscript.onnx",
     "vit-dynamo.onnx",
+    "albert-torchscript.onnx",
+    "albert-dynamo.onnx",
 ];
 
 /// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the one `scripts/setup.sh` installs.

@@ -11,7 +11,8 @@
 """Builds the small exporter-made ONNX fixtures that ecospac's tests run on.
 
 Random-initialised GPT-2 (fused c_attn), LLaMA (GQA + RoPE, SwiGLU), Qwen2 (q/k/v
-biases), Phi-3 (fused qkv_proj and gate_up_proj), BERT and ViT,
+biases), Phi-3 (fused qkv_proj and gate_up_proj), BERT, ViT and ALBERT (one set of
+layer weights shared by all layers),
 each exported by both torch exporters: TorchScript (opset 17) and dynamo (opset 18).
 Weights are random (seeded), so files are small and the script is the source.
 
@@ -61,6 +62,11 @@ def models():
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
                       original_max_position_embeddings=64, pad_token_id=0, attn_implementation="eager")
     )
+    # ALBERT shares one set of layer weights across all its layers (weights with
+    # several readers); made last, so the fixtures above stay unchanged.
+    albert = tf.AlbertModel(tf.AlbertConfig(vocab_size=256, embedding_size=32, hidden_size=64, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
+                                            attn_implementation="eager"))
     # Decoders get an explicit attention mask, as deployment exports have; without
     # it transformers builds a packed-sequence mask that does not trace.
     text_axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
@@ -72,6 +78,8 @@ def models():
         ["input_ids", "attention_mask"], ["logits"], text_axes
     yield "bert", LastHidden(bert, "last_hidden_state", ["input_ids", "attention_mask"]), (ids, mask), ["input_ids", "attention_mask"], \
         ["last_hidden_state"], text_axes
+    yield "albert", LastHidden(albert, "last_hidden_state", ["input_ids", "attention_mask"]), (ids, mask), \
+        ["input_ids", "attention_mask"], ["last_hidden_state"], text_axes
     yield ("vit", LastHidden(vit, "last_hidden_state", ["pixel_values"]), (pixels,), ["pixel_values"], ["last_hidden_state"],
            {"pixel_values": {0: "batch"}})
 

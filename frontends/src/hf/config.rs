@@ -2,33 +2,85 @@
 
 use super::HfError;
 use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
 
-/// A checkpoint's `config.json`.
+/// A checkpoint's `config.json` (or an object inside it); remembers which keys
+/// the builders read, so that keys nobody read can be checked afterwards
+/// ([`Config::unread`]).
 #[derive(Clone, Debug)]
-pub struct Config(pub Value);
+pub struct Config {
+    /// The JSON object.
+    pub json: Value,
+    /// Dotted paths of the keys read, shared with the objects inside.
+    read: Rc<RefCell<BTreeSet<String>>>,
+    /// This object's path (`rope_parameters.`), empty at the top.
+    prefix: String,
+}
 
 impl Config {
     /// Wraps parsed JSON.
     pub fn new(json: Value) -> Config {
-        Config(json)
+        Config { json, read: Rc::default(), prefix: String::new() }
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key).filter(|v| !v.is_null())
+        self.read.borrow_mut().insert(format!("{}{key}", self.prefix));
+        self.json.get(key).filter(|v| !v.is_null())
     }
 
-    fn missing(key: &str) -> HfError {
-        HfError::Config { key: key.into(), problem: "is missing".into() }
+    /// The dotted path of `key` in this object, for messages (`rope_parameters.factor`).
+    pub fn path(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 
-    fn wrong(key: &str, want: &str, v: &Value) -> HfError {
-        HfError::Config { key: key.into(), problem: format!("should be {want}, found {v}") }
+    /// Keys present (not null) that no builder read, as dotted paths, sorted;
+    /// inside objects that were read as configs, their unread keys.
+    pub fn unread(&self) -> Vec<String> {
+        let read = self.read.borrow();
+        let mut out = Vec::new();
+        fn walk(v: &Value, prefix: &str, read: &BTreeSet<String>, out: &mut Vec<String>) {
+            let Some(o) = v.as_object() else { return };
+            for (k, v) in o {
+                let path = format!("{prefix}{k}");
+                if v.is_null() {
+                    continue;
+                }
+                if !read.contains(&path) {
+                    out.push(path);
+                } else if v.is_object() && read.iter().any(|r| r.starts_with(&format!("{path}."))) {
+                    walk(v, &format!("{path}."), read, out);
+                }
+            }
+        }
+        walk(&self.json, &self.prefix, &read, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Whether the key is present with a value other than null (counts as read).
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The raw value of a key, if present and not null (counts as read).
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+
+    fn missing(&self, key: &str) -> HfError {
+        HfError::Config { key: self.path(key), problem: "is missing".into() }
+    }
+
+    fn wrong(&self, key: &str, want: &str, v: &Value) -> HfError {
+        HfError::Config { key: self.path(key), problem: format!("should be {want}, found {v}") }
     }
 
     /// A required positive integer.
     pub fn usize(&self, key: &str) -> Result<usize, HfError> {
-        let v = self.get(key).ok_or_else(|| Self::missing(key))?;
-        v.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| Self::wrong(key, "a positive integer", v))
+        let v = self.get(key).ok_or_else(|| self.missing(key))?;
+        v.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| self.wrong(key, "a positive integer", v))
     }
 
     /// An optional positive integer.
@@ -43,7 +95,7 @@ impl Config {
     pub fn f64_or(&self, key: &str, default: f64) -> Result<f64, HfError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| Self::wrong(key, "a number", v)),
+            Some(v) => v.as_f64().ok_or_else(|| self.wrong(key, "a number", v)),
         }
     }
 
@@ -51,14 +103,14 @@ impl Config {
     pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, HfError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| Self::wrong(key, "true or false", v)),
+            Some(v) => v.as_bool().ok_or_else(|| self.wrong(key, "true or false", v)),
         }
     }
 
     /// A required string.
     pub fn str(&self, key: &str) -> Result<String, HfError> {
-        let v = self.get(key).ok_or_else(|| Self::missing(key))?;
-        v.as_str().map(str::to_string).ok_or_else(|| Self::wrong(key, "a string", v))
+        let v = self.get(key).ok_or_else(|| self.missing(key))?;
+        v.as_str().map(str::to_string).ok_or_else(|| self.wrong(key, "a string", v))
     }
 
     /// An optional string, or `default`.
@@ -73,8 +125,12 @@ impl Config {
     pub fn object(&self, key: &str) -> Result<Option<Config>, HfError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) if v.is_object() => Ok(Some(Config(v.clone()))),
-            Some(v) => Err(Self::wrong(key, "an object", v)),
+            Some(v) if v.is_object() => Ok(Some(Config {
+                json: v.clone(),
+                read: Rc::clone(&self.read),
+                prefix: format!("{}{key}.", self.prefix),
+            })),
+            Some(v) => Err(self.wrong(key, "an object", v)),
         }
     }
 
@@ -86,7 +142,7 @@ impl Config {
                 .as_array()
                 .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
                 .map(Some)
-                .ok_or_else(|| Self::wrong(key, "a list of numbers", v)),
+                .ok_or_else(|| self.wrong(key, "a list of numbers", v)),
         }
     }
 }

@@ -120,7 +120,7 @@ fn token_inputs(b: &mut Builder) -> (ValueId, ValueId, ValueId) {
 /// `last_hidden_state`, and `logits` from `lm_head.weight` or the tied embedding.
 fn outputs(b: &mut Builder, cfg: &Config, h: ValueId, embed: &str, vocab: i64, hidden: i64) -> Result<(), HfError> {
     b.output(h, "last_hidden_state");
-    let is_lm = cfg.0.get("architectures").and_then(|a| a.as_array()).is_some_and(|a| {
+    let is_lm = cfg.value("architectures").and_then(|a| a.as_array()).is_some_and(|a| {
         a.iter().filter_map(|x| x.as_str()).any(|x| x.ends_with("LMHeadModel") || x.ends_with("ForCausalLM"))
     });
     let head = match b.has("lm_head.weight") {
@@ -300,7 +300,7 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
 /// The attention window of each layer (`None`: full causal attention).
 fn sliding_windows(cfg: &Config, model_type: &str, layers: usize) -> Result<Vec<Option<i64>>, HfError> {
     let window = cfg.usize_opt("sliding_window")?.map(|w| w as i64);
-    if let Some(types) = cfg.0.get("layer_types").and_then(|t| t.as_array()) {
+    if let Some(types) = cfg.value("layer_types").and_then(|t| t.as_array()) {
         if types.len() != layers {
             return Err(HfError::Config {
                 key: "layer_types".into(),

@@ -10,6 +10,7 @@ mod build;
 mod config;
 mod decoder;
 mod encoder;
+mod keys;
 mod rope;
 pub mod safetensors;
 
@@ -110,6 +111,10 @@ pub struct HfModel {
     pub model: Model,
     /// The checkpoint.
     pub checkpoint: Checkpoint,
+    /// `config.json` keys ecospac does not know (assumed not to change the
+    /// computation; callers should show them once). Keys known to change it
+    /// in ways ecospac does not build are an error instead.
+    pub unknown_keys: Vec<String>,
 }
 
 /// True when `path` is a folder with a `config.json`.
@@ -150,9 +155,11 @@ pub fn build_graph(dir: &Path, json: serde_json::Value, weights: Weights) -> Res
         "llama" | "mistral" | "qwen2" | "phi3" => decoder::llama(&mut b, &config, &model_type)?,
         other => return Err(HfError::UnknownModelType(other.to_string())),
     }
+    let unknown_keys = keys::check_unread(&config, &model_type)?;
     let (model, size_keys, key_sizes) = b.finish();
     Ok(HfModel {
         model,
         checkpoint: Checkpoint { dir: dir.to_path_buf(), config: json, weights, size_keys, key_sizes },
+        unknown_keys,
     })
 }

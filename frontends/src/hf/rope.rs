@@ -32,10 +32,61 @@ pub struct Rope {
     pub rotary_dim: usize,
 }
 
-/// Reads the RoPE settings of a LLaMA-style config with head size `head_dim`.
+/// Reads the RoPE settings of a LLaMA-style config with head size `head_dim`:
+/// transformers 5 keeps them all in `rope_parameters` (theta, type, the type's
+/// keys, `partial_rotary_factor`); 4.x has `rope_theta` and `rope_scaling` at
+/// the top level. A config with both forms must agree on theta.
 pub fn rope(cfg: &Config, head_dim: usize) -> Result<Rope, HfError> {
-    let base = cfg.f64_or("rope_theta", 10000.0)?;
-    let partial = cfg.f64_or("partial_rotary_factor", 1.0)?;
+    let params = cfg.object("rope_parameters")?;
+    if let Some(p) = &params {
+        // Per-layer-type tables (`{"full_attention": {...}, "sliding_attention": {...}}`).
+        if p.json.as_object().is_some_and(|o| !o.is_empty() && o.values().all(|v| v.is_object())) {
+            return Err(HfError::Config {
+                key: "rope_parameters".into(),
+                problem: "has one table per layer type, which ecospac does not build yet".into(),
+            });
+        }
+        if cfg.has("rope_scaling") {
+            return Err(HfError::Config {
+                key: "rope_scaling".into(),
+                problem: "is set together with `rope_parameters` (transformers 5 keeps the scaling there); \
+                          remove one of them"
+                    .into(),
+            });
+        }
+    }
+    let top_theta = cfg.f64_or("rope_theta", f64::NAN)?;
+    let base = match &params {
+        Some(p) => {
+            let t = p.f64_or("rope_theta", f64::NAN)?;
+            if !t.is_nan() && !top_theta.is_nan() && t != top_theta {
+                return Err(HfError::Config {
+                    key: "rope_theta".into(),
+                    problem: format!("is {top_theta}, but `rope_parameters.rope_theta` is {t}"),
+                });
+            }
+            if t.is_nan() {
+                top_theta
+            } else {
+                t
+            }
+        }
+        None => top_theta,
+    };
+    let base = if base.is_nan() { 10000.0 } else { base };
+    if !(base.is_finite() && base > 1.0) {
+        return Err(HfError::Config { key: "rope_theta".into(), problem: format!("is {base}; it must be above 1") });
+    }
+    let partial = match params.as_ref().map(|p| p.f64_or("partial_rotary_factor", f64::NAN)).transpose()? {
+        Some(f) if !f.is_nan() => f,
+        _ => cfg.f64_or("partial_rotary_factor", 1.0)?,
+    };
+    if !(partial > 0.0 && partial <= 1.0) {
+        return Err(HfError::Config {
+            key: "partial_rotary_factor".into(),
+            problem: format!("is {partial}; it must be in (0, 1]"),
+        });
+    }
     let dim = (head_dim as f64 * partial) as usize;
     if dim == 0 || dim % 2 == 1 {
         return Err(HfError::Config {
@@ -48,7 +99,7 @@ pub fn rope(cfg: &Config, head_dim: usize) -> Result<Rope, HfError> {
     let pos_freqs: Vec<f64> = (0..dim / 2).map(|i| (base as f32).powf((2 * i) as f32 / dim as f32) as f64).collect();
     let default: Vec<f64> = pos_freqs.iter().map(|p| 1.0 / p).collect();
     let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-    let Some(scaling) = cfg.object("rope_scaling")? else {
+    let Some(scaling) = params.or(cfg.object("rope_scaling")?) else {
         return Ok(Rope { freqs: Frequencies::Fixed(to32(default)), attention_scaling: 1.0, rotary_dim: dim });
     };
     let kind = match scaling.str_or("rope_type", "")? {
@@ -58,7 +109,7 @@ pub fn rope(cfg: &Config, head_dim: usize) -> Result<Rope, HfError> {
     let need = |key: &str| -> Result<f64, HfError> {
         let v = scaling.f64_or(key, f64::NAN)?;
         if v.is_nan() {
-            return Err(HfError::Config { key: format!("rope_scaling.{key}"), problem: "is missing".into() });
+            return Err(HfError::Config { key: scaling.path(key), problem: "is missing".into() });
         }
         Ok(v)
     };
@@ -139,25 +190,29 @@ pub fn rope(cfg: &Config, head_dim: usize) -> Result<Rope, HfError> {
             let long = scaling.f64s("long_factor")?;
             let (Some(short), Some(long)) = (short, long) else {
                 return Err(HfError::Config {
-                    key: "rope_scaling".into(),
-                    problem: "longrope needs `short_factor` and `long_factor`".into(),
+                    key: scaling.path("rope_type"),
+                    problem: "is longrope, which needs `short_factor` and `long_factor`".into(),
                 });
             };
             for (k, f) in [("short_factor", &short), ("long_factor", &long)] {
                 if f.len() != dim / 2 {
                     return Err(HfError::Config {
-                        key: format!("rope_scaling.{k}"),
+                        key: scaling.path(k),
                         problem: format!("has {} entries; the rotary width {dim} needs {}", f.len(), dim / 2),
                     });
                 }
             }
             let mut factor = scaling.f64_or("factor", 1.0)?;
-            let orig = match cfg.f64_or("original_max_position_embeddings", f64::NAN)? {
-                o if !o.is_nan() => {
-                    factor = max_pos / o;
-                    o
-                }
-                _ => max_pos,
+            // transformers 5 moves the key into `rope_parameters`; 4.x (Phi-3) has it at the top.
+            let orig = match scaling.f64_or("original_max_position_embeddings", f64::NAN)? {
+                o if o.is_nan() => cfg.f64_or("original_max_position_embeddings", f64::NAN)?,
+                o => o,
+            };
+            let orig = if orig.is_nan() {
+                max_pos
+            } else {
+                factor = max_pos / orig;
+                orig
             };
             let attention = match scaling.f64_or("attention_factor", f64::NAN)? {
                 a if !a.is_nan() => a,
@@ -174,7 +229,7 @@ pub fn rope(cfg: &Config, head_dim: usize) -> Result<Rope, HfError> {
         }
         other => {
             return Err(HfError::Config {
-                key: "rope_scaling.rope_type".into(),
+                key: scaling.path("rope_type"),
                 problem: format!("is `{other}`; ecospac builds default, linear, llama3, yarn and longrope"),
             })
         }

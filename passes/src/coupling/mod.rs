@@ -31,10 +31,14 @@ pub enum Role {
 pub struct Member {
     /// The initializer.
     pub value: ValueId,
-    /// The node and input position reading it: constants are analysed per use,
-    /// so a tensor shared by several nodes (exporters merge equal constants)
-    /// does not couple them; the slicer gives each use its own copy.
+    /// The node and input position reading it (constants are analysed per use).
     pub reader: Option<(NodeId, usize)>,
+    /// This use gets its own copy when sliced: a constant whose elements are all
+    /// equal, read by several nodes (exporters merge equal constants such as zero
+    /// biases; a copy per use keeps unrelated layers apart). Any other constant
+    /// with several readers is one tensor: all its uses share one index space and
+    /// it is sliced once, in place.
+    pub own_copy: bool,
     /// Its axis.
     pub axis: usize,
     /// Writer or reader.
@@ -64,6 +68,14 @@ pub struct Group {
     pub members: Vec<Member>,
 }
 
+impl Member {
+    /// The tensor the slicer changes: `(value, Some(use))` for a use with its own
+    /// copy, `(value, None)` for the stored tensor itself.
+    pub fn storage(&self) -> (ValueId, Option<(NodeId, usize)>) {
+        (self.value, if self.own_copy { self.reader } else { None })
+    }
+}
+
 impl Group {
     /// Number of blocks (e.g. heads with their own kept sets); every block keeps the same count.
     pub fn blocks(&self) -> usize {
@@ -84,10 +96,13 @@ impl Group {
     pub fn copies(&self) -> usize {
         self.members.iter().map(|m| m.positions.first().map_or(0, Vec::len)).max().unwrap_or(0)
     }
-    /// Parameters one index of the group accounts for (elements of every slice through it).
+    /// Parameters one index of the group accounts for (elements of every slice
+    /// through it; a tensor shared by several uses counts once).
     pub fn cost_per_index(&self, model: &Model) -> u64 {
+        let mut seen = BTreeSet::new();
         self.members
             .iter()
+            .filter(|m| seen.insert((m.storage(), m.axis)))
             .map(|m| {
                 let t = model.graph.value(m.value).constant.as_ref().map_or(0, |t| {
                     let other: i64 = t.dims.iter().enumerate().filter(|&(k, _)| k != m.axis).map(|(_, &d)| d).product();
@@ -399,6 +414,30 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
         }
     }
 
+    // A constant read by several nodes is one tensor: its uses share their index
+    // spaces, unless all its elements are equal (then each use gets a copy).
+    let mut readers_of: BTreeMap<ValueId, Vec<(NodeId, usize)>> = BTreeMap::new();
+    for &(v, node, i) in &uses {
+        readers_of.entry(v).or_default().push((node, i));
+    }
+    let mut own_copy: BTreeSet<ValueId> = BTreeSet::new();
+    for (&v, rs) in &readers_of {
+        let Some(t) = g.value(v).constant.as_ref().filter(|t| t.dtype.is_float()) else { continue };
+        if rs.len() < 2 {
+            continue;
+        }
+        if is_splat(t) {
+            own_copy.insert(v);
+            continue;
+        }
+        for axis in 0..t.dims.len() {
+            let atoms: Vec<AtomId> = rs.iter().filter_map(|&r| an.slot(&facts, v, axis, Some(r))).collect();
+            for w in atoms.windows(2) {
+                an.atoms.unify(w[0], w[1]);
+            }
+        }
+    }
+
     // Expand every float weight axis into leaves.
     let mut outer = BTreeSet::new();
     let mut expansions: Vec<(ValueId, Reader, usize, Vec<Element>)> = Vec::new();
@@ -499,11 +538,19 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
         let role = if readers.contains(&(v, axis)) { Role::Reader } else { Role::Writer };
         for (leaf, positions) in leaves {
             if let Some(group) = groups.get_mut(&leaf) {
-                group.members.push(Member { value: v, reader, axis, role, positions });
+                let own_copy = own_copy.contains(&v);
+                group.members.push(Member { value: v, reader, axis, role, positions, own_copy });
             }
         }
     }
     Coupling { groups: order.iter().filter_map(|l| groups.remove(l)).collect(), pinned, analysis: an }
+}
+
+/// Whether every element of `t` has the same bytes (a zero bias, a ones scale).
+fn is_splat(t: &ecospac_ir::Tensor) -> bool {
+    let size = t.dtype.size().unwrap_or(0);
+    let b = t.bytes();
+    size > 0 && b.len() >= size && b.chunks_exact(size).all(|c| c == &b[..size])
 }
 
 impl Analysis {

@@ -563,7 +563,7 @@ pub struct RefitParams {
 
 impl Default for RefitParams {
     fn default() -> Self {
-        RefitParams { method: RefitMethod::Ridge, lambda: 1.0, samples: 0, residual: true }
+        RefitParams { method: RefitMethod::Ridge, lambda: 0.1, samples: 0, residual: true }
     }
 }
 

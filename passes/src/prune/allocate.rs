@@ -222,7 +222,7 @@ pub fn measured(
         }
         for (mi, m) in g.members.iter().enumerate() {
             let Some(t) = model.graph.value(m.value).constant.as_ref() else { continue };
-            let ti = *index.entry((m.value, m.reader)).or_insert_with(|| {
+            let ti = *index.entry(m.storage()).or_insert_with(|| {
                 let dims: Vec<u64> = t.dims.iter().map(|&d| d.max(0) as u64).collect();
                 ts.gone.push(dims.iter().map(|&d| vec![false; d as usize]).collect());
                 ts.kept.push(dims.clone());

@@ -339,8 +339,8 @@ fn describe(cuts: &[AxisRef]) -> String {
     format!("{}{more}", names.join(", "))
 }
 
-/// Removed positions per (weight, reading node and input), per axis: the union
-/// over every group that cuts the tensor.
+/// Removed positions per tensor the slicer changes ([`Member::storage`](crate::coupling::Member::storage)), per
+/// axis: the union over every group that cuts the tensor.
 pub type Cuts = BTreeMap<(ValueId, Option<(NodeId, usize)>), BTreeMap<usize, BTreeSet<u32>>>;
 
 /// The positions `removed` (per group, from [`SlicePlan::bind`]) take out of each weight.
@@ -348,7 +348,7 @@ pub fn cuts(coupling: &Coupling, removed: &[Vec<u32>]) -> Cuts {
     let mut cuts: Cuts = BTreeMap::new();
     for (g, r) in coupling.groups.iter().zip(removed) {
         for m in &g.members {
-            let set = cuts.entry((m.value, m.reader)).or_default().entry(m.axis).or_default();
+            let set = cuts.entry(m.storage()).or_default().entry(m.axis).or_default();
             for &i in r {
                 if let Some(p) = m.positions.get(i as usize) {
                     set.extend(p.iter().copied());
@@ -361,7 +361,8 @@ pub fn cuts(coupling: &Coupling, removed: &[Vec<u32>]) -> Cuts {
 
 /// Parameters of the weights the groups cut, before and after removing
 /// `removed`, counted exactly (positions several groups remove count once;
-/// each use of a constant counts, as the slicer gives each use its own copy).
+/// a tensor shared by several uses counts once, a use with its own copy counts
+/// on its own).
 pub fn prunable_parameters(model: &Model, coupling: &Coupling, removed: &[Vec<u32>]) -> (u64, u64) {
     prunable_parameters_in(model, coupling, removed, None)
 }
@@ -380,7 +381,7 @@ pub fn prunable_parameters_in(
             continue;
         }
         for m in &g.members {
-            let set = all.entry((m.value, m.reader)).or_default().entry(m.axis).or_default();
+            let set = all.entry(m.storage()).or_default().entry(m.axis).or_default();
             for &i in r {
                 if let Some(p) = m.positions.get(i as usize) {
                     set.extend(p.iter().copied());

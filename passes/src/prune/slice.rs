@@ -25,6 +25,18 @@ pub enum SliceError {
         /// The sliced weight's dims.
         want: Vec<i64>,
     },
+    /// Slicing would leave more parameters than the input has (per-use copies
+    /// of tensors that several nodes read outweigh what the plan removes).
+    #[error(
+        "the compact model would have {after} float parameters, more than the input's {before}: \
+         tensors that several nodes read would be copied per use"
+    )]
+    Grew {
+        /// Float parameters of the input.
+        before: u128,
+        /// Float parameters after slicing.
+        after: u128,
+    },
     /// A size the slice changes is encoded in a way the slicer cannot rewrite.
     #[error("node `{node}`: cannot rewrite {what}")]
     Unrewritable {
@@ -366,6 +378,10 @@ pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) 
     let removed = plan.bind(model, coupling)?;
     let mut work = model.clone();
     slice_into(&mut work, coupling, plan, &removed)?;
+    let (before, after) = (model.graph.float_parameters(), work.graph.float_parameters());
+    if after > before {
+        return Err(SliceError::Grew { before, after });
+    }
     *model = work;
     Ok(())
 }

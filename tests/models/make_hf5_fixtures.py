@@ -1,0 +1,57 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["torch==2.11.0", "transformers==5.24.0", "numpy"]
+# ///
+"""Checkpoint fixtures in the transformers 5 config format: RoPE settings live
+in `rope_parameters` (theta, type, the type's keys, `partial_rotary_factor`),
+not in `rope_theta`/`rope_scaling`. Non-default values everywhere, so that a
+frontend that ignores the key builds a visibly different model:
+
+  llama-tf5   theta 500000, llama3 scaling (Llama 3 style)
+  qwen2-tf5   theta 1000000, yarn scaling
+  phi3-tf5    theta 250000, partial_rotary_factor 0.5 (only half of each head rotates)
+
+Each folder has `reference.safetensors` as make_hf_fixtures.py writes it: the
+inputs and the outputs transformers 5 computes.
+
+    PYTHONPATH=<transformers 5 install> python tests/models/make_hf5_fixtures.py tests/fixtures/hf
+"""
+import sys
+
+import torch
+import transformers as tf
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from make_hf_fixtures import save  # noqa: E402
+
+assert tf.__version__ == "5.24.0", tf.__version__
+
+
+def main(out):
+    torch.manual_seed(5)
+    ids = torch.randint(0, 128, (2, 12))
+    mask = torch.ones(2, 12, dtype=torch.int64)
+    mask[1, 9:] = 0
+    small = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                 attn_implementation="eager")
+    models = [
+        ("llama-tf5", tf.LlamaForCausalLM(tf.LlamaConfig(rope_parameters={
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8}, **small))),
+        ("qwen2-tf5", tf.Qwen2ForCausalLM(tf.Qwen2Config(rope_parameters={
+            "rope_type": "yarn", "rope_theta": 1000000.0, "factor": 4.0, "original_max_position_embeddings": 16},
+            **small))),
+        ("phi3-tf5", tf.Phi3ForCausalLM(tf.Phi3Config(pad_token_id=0, rope_parameters={
+            "rope_type": "default", "rope_theta": 250000.0, "partial_rotary_factor": 0.5}, **small))),
+    ]
+    for name, model in models:
+        model.eval()
+        with torch.no_grad():
+            o = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        save(out, name, model, {"input_ids": ids, "attention_mask": mask},
+             {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/hf")
