@@ -496,6 +496,15 @@ fn summarize(
             "coupling analysis: {} groups ({} of whole heads), {} pinned weight axes",
             a["groups"], a["head_groups"], a["pinned_weight_axes"]
         );
+        if let Some(ops) = a["unmodelled_ops"].as_object().filter(|o| !o.is_empty()) {
+            let names: Vec<String> = ops.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+            let pinned = a["unmodelled_pinned_parameters"].as_u64().unwrap_or(0);
+            eprintln!(
+                "warning: {pinned} of {before} float parameters cannot be pruned because they reach ops ecospac \
+                 does not model or slice yet: {}",
+                names.join(", ")
+            );
+        }
     }
     if let Some(c) = r.get("calibration") {
         eprintln!("calibrated on {} samples: {} activations", c["samples"], c["activations"]);

@@ -185,6 +185,65 @@ fn exact_albert_dynamo() {
     exact_on("albert-dynamo.onnx");
 }
 
+/// Graphs after ONNX Runtime's transformer optimizer (`make_ort_fixtures.py`):
+/// SkipLayerNormalization, BiasGelu and FastGelu are ops of the closed set, so
+/// the groups of the plain export survive; fused Attention and
+/// EmbedLayerNormalization keep their shapes but pin their weights (heads
+/// inside a fused Attention are not sliced yet), and the compile says so.
+#[test]
+fn ort_optimised_graphs_keep_their_groups() {
+    let count = |name: &str| analyze(&prepared(name)).groups.len();
+    assert_eq!(count("bert-ortopt-skipln.onnx"), count("bert-torchscript.onnx"));
+    assert_eq!(count("gpt2-ortopt.onnx"), count("gpt2-torchscript.onnx"));
+    // The fused graph: the FFN channels of both layers, nothing inside Attention.
+    assert_eq!(count("bert-ortopt.onnx"), 2);
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
+        .args(["compile", &fixture("bert-ortopt.onnx").display().to_string(), "--budget", "0.5", "-o"])
+        .arg(out.path().join("c.onnx"))
+        .output()
+        .expect("run ecospac");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("does not model or slice yet: com.microsoft.Attention ×2"), "{err}");
+}
+
+/// An `If` branch that reads block 0's up-projection by name pins that block
+/// (the branch is not rewritten); block 1 stays prunable and slicing is exact.
+#[test]
+fn weights_read_inside_a_subgraph_are_pinned() {
+    let model = prepared("if-reads-weight.onnx");
+    let c = analyze(&model);
+    let names = |g: &ecospac_passes::coupling::Group| -> Vec<String> {
+        g.members.iter().map(|m| model.graph.value(m.value).name.clone()).collect()
+    };
+    assert_eq!(c.groups.len(), 1);
+    assert!(names(&c.groups[0]).iter().all(|n| n.starts_with("b1.")), "{:?}", names(&c.groups[0]));
+    assert!(c
+        .pinned
+        .iter()
+        .any(|p| model.graph.value(p.value).name == "b0.w1"
+            && p.reasons.contains(&ecospac_ir::axes::PinReason::Subgraph)));
+    for budget in [0.3, 0.5, 0.7] {
+        check("if-reads-weight.onnx", &model, &budget_plan(budget, Allocation::Uniform));
+    }
+}
+
+#[test]
+fn exact_bert_ortopt_skipln() {
+    exact_on("bert-ortopt-skipln.onnx");
+}
+
+#[test]
+fn exact_bert_ortopt() {
+    exact_on("bert-ortopt.onnx");
+}
+
+#[test]
+fn exact_gpt2_ortopt() {
+    exact_on("gpt2-ortopt.onnx");
+}
+
 /// An op outside the closed set pins the groups it touches; the rest still compile.
 #[test]
 fn unknown_op_pins_only_its_group() {

@@ -79,6 +79,13 @@ fn identity_albert_dynamo() {
     check_identity("albert-dynamo.onnx");
 }
 
+#[test]
+fn identity_ort_optimised() {
+    for name in ["bert-ortopt-skipln.onnx", "bert-ortopt.onnx", "gpt2-ortopt.onnx"] {
+        check_identity(name);
+    }
+}
+
 /// Every node re-emitted from its typed op (no source record): the typed
 /// attributes alone must reproduce the computation.
 #[test]

@@ -238,7 +238,8 @@ fn import_inner(
         let op = if n.overload.is_empty() { op } else { opaque_of(n, attrs) };
         let origin =
             n.write_to_bytes().map_err(|e| ImportError::Decode { what: label.clone(), message: e.to_string() })?;
-        g.add_node(Node { name: n.name.clone(), op, inputs, outputs, origin: Some(Origin(origin)) });
+        let captures = outer_reads(n, &by_name, &label)?;
+        g.add_node(Node { name: n.name.clone(), op, inputs, outputs, origin: Some(Origin(origin)), captures });
     }
     for vi in std::mem::take(&mut gp.output) {
         let id = *by_name.get(&vi.name).ok_or_else(|| ImportError::MissingOutput { name: vi.name.clone() })?;
@@ -265,6 +266,53 @@ fn import_inner(
     let shell =
         proto.write_to_bytes().map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
     Ok(Model { graph: g, ir_version: proto.ir_version, opsets, origin: Some(Origin(shell)) })
+}
+
+/// The values of the enclosing graph that `n`'s subgraph attributes read by
+/// name (at any depth), each once; a name defined nowhere is an error. Walked
+/// with an explicit stack, so nesting depth costs no native stack.
+fn outer_reads(n: &NodeProto, outer: &HashMap<String, ValueId>, label: &str) -> Result<Vec<ValueId>, ImportError> {
+    use onnx_protobuf::GraphProto;
+    // (subgraph, names defined by the subgraphs enclosing it, inside `n`)
+    let mut stack: Vec<(&GraphProto, std::collections::HashSet<&str>)> = Vec::new();
+    for a in &n.attribute {
+        for sg in a.g.as_ref().into_iter().chain(&a.graphs) {
+            stack.push((sg, Default::default()));
+        }
+    }
+    let mut out: Vec<ValueId> = Vec::new();
+    while let Some((sg, mut defined)) = stack.pop() {
+        defined.extend(sg.input.iter().map(|v| v.name.as_str()));
+        defined.extend(sg.initializer.iter().map(|t| t.name.as_str()));
+        defined.extend(sg.sparse_initializer.iter().filter_map(|t| t.values.as_ref()).map(|t| t.name.as_str()));
+        defined.extend(sg.node.iter().flat_map(|m| m.output.iter().map(String::as_str)));
+        for m in &sg.node {
+            for name in m.input.iter().filter(|i| !i.is_empty() && !defined.contains(i.as_str())) {
+                let id = *outer.get(name).ok_or_else(|| ImportError::MissingValue {
+                    node: format!("{label} (inside a subgraph)"),
+                    input: name.clone(),
+                })?;
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            for a in &m.attribute {
+                for inner in a.g.as_ref().into_iter().chain(&a.graphs) {
+                    stack.push((inner, defined.clone()));
+                }
+            }
+        }
+        for name in sg.output.iter().map(|o| o.name.as_str()).filter(|o| !defined.contains(o)) {
+            let id = *outer.get(name).ok_or_else(|| ImportError::MissingValue {
+                node: format!("{label} (a subgraph output)"),
+                input: name.to_string(),
+            })?;
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn opaque_of(n: &NodeProto, attrs: Attrs) -> Op {

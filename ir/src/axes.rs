@@ -57,6 +57,11 @@ pub enum PinReason {
     Interface,
     /// Two relations disagree on how the axis is structured.
     Conflict,
+    /// Read by a fused ONNX Runtime op whose inner structure is not sliced yet
+    /// (`Attention`, `EmbedLayerNormalization`).
+    Fused,
+    /// Read by name inside a subgraph (`If`, `Loop`, `Scan`), which is not rewritten.
+    Subgraph,
 }
 
 impl PinReason {
@@ -72,6 +77,8 @@ impl PinReason {
             PinReason::UngroupedReshape => "reshaped in a way that does not group",
             PinReason::Interface => "a graph input or output",
             PinReason::Conflict => "structured differently by two ops",
+            PinReason::Fused => "read by a fused ONNX Runtime op (not sliced yet)",
+            PinReason::Subgraph => "read inside a subgraph",
         }
     }
 }
@@ -203,7 +210,7 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
         );
     };
     match op {
-        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) | Op::Gelu(_) | Op::Expand => {
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_) | Op::Gelu(_) | Op::ContribGelu(_) | Op::Expand => {
             let data_inputs = if matches!(op, Op::Expand) { 1 } else { ins.len() };
             for i in 0..data_inputs {
                 match in_shape(i) {
@@ -239,6 +246,58 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             for i in 1..ins.len() {
                 for k in 0..in_shape(i).map_or(0, <[Dim]>::len) {
                     r.push(pin(i, k, PinReason::Normalised));
+                }
+            }
+        }
+        Op::SkipLayerNorm(l) => {
+            // input + skip (+ bias) broadcast to the sum's shape, normalised over the last axis.
+            let last = o0.len().saturating_sub(1);
+            let sums: Vec<usize> = [0usize, 3].into_iter().filter(|&o| o < outs.len()).collect();
+            for i in 0..ins.len() {
+                let Some(s) = in_shape(i) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+                let summed = i < 2 || i == if l.simplified { 3 } else { 4 };
+                for k in 0..s.len() {
+                    // Inputs are right-aligned with the output (numpy broadcasting).
+                    let ko = k + o0.len().saturating_sub(s.len());
+                    if ko == last || !summed {
+                        r.push(pin(i, k, PinReason::Normalised));
+                    } else if s[k] == o0[ko] {
+                        for &o in &sums {
+                            r.push(same(i, k, o, ko));
+                        }
+                    } else {
+                        r.push(pin(i, k, PinReason::UnknownShape));
+                    }
+                }
+            }
+            for o in 0..outs.len() {
+                for k in 0..out_shape(o).map_or(0, <[Dim]>::len) {
+                    if k == last {
+                        r.push(pin_out(o, k, PinReason::Normalised));
+                    } else if o == 1 || o == 2 {
+                        r.push(same(0, k, o, k));
+                    }
+                }
+            }
+        }
+        Op::FusedAttention(_) | Op::EmbedLayerNorm(_) => {
+            // Batch and sequence of input 0 pass to the outputs that carry them
+            // (Attention's output; EmbedLayerNorm's output, sum and the mask
+            // index's batch); everything else is pinned.
+            let passes = |o: usize, k: usize| match op {
+                Op::FusedAttention(_) => o == 0 && k < 2,
+                _ => (o != 1 && k < 2) || (o == 1 && k == 0),
+            };
+            for o in 0..outs.len() {
+                for k in 0..out_shape(o).map_or(0, <[Dim]>::len) {
+                    r.push(if passes(o, k) { same(0, k, o, k) } else { pin_out(o, k, PinReason::Fused) });
+                }
+            }
+            for i in 0..ins.len() {
+                for k in 0..in_shape(i).map_or(0, <[Dim]>::len) {
+                    if !(i == 0 && k < 2) {
+                        r.push(pin(i, k, PinReason::Fused));
+                    }
                 }
             }
         }

@@ -50,6 +50,9 @@ pub struct Node {
     pub outputs: Vec<Option<ValueId>>,
     /// The source `NodeProto`, kept while the node is unchanged.
     pub origin: Option<Origin>,
+    /// Values of this graph that a subgraph attribute (`If`, `Loop`, `Scan`
+    /// bodies) reads by name: used by the node although not among its inputs.
+    pub captures: Vec<ValueId>,
 }
 
 /// A model graph. Ids are never renumbered: removed nodes leave a hole.
@@ -196,11 +199,11 @@ impl Graph {
             .map(|t| t.numel())
             .sum()
     }
-    /// For each value, the nodes reading it, in order.
+    /// For each value, the nodes reading it (as an input or from a subgraph), in order.
     pub fn consumers(&self) -> Vec<Vec<NodeId>> {
         let mut c = vec![Vec::new(); self.values.len()];
         for (id, node) in self.nodes() {
-            for v in node.inputs.iter().flatten() {
+            for v in node.inputs.iter().flatten().chain(&node.captures) {
                 if let Some(slot) = c.get_mut(v.index()) {
                     slot.push(id);
                 }

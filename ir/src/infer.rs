@@ -170,7 +170,57 @@ pub fn infer(
             };
             one(ty(dtype, cx.shape(0).map(<[Dim]>::to_vec)), ints)
         }
-        Op::Softmax(_) | Op::Gelu(_) => one(cx.input(0).and_then(|f| f.ty.clone()), None),
+        Op::Softmax(_) | Op::Gelu(_) | Op::ContribGelu(_) => one(cx.input(0).and_then(|f| f.ty.clone()), None),
+        Op::FusedAttention(f) => {
+            // Output [B, S, H_v]: H_v from qkv_hidden_sizes, else a third of the packed weight.
+            let v_hidden = match &f.qkv_hidden_sizes {
+                Some(q) if q.len() == 3 => Some(Dim::known(q[2])),
+                Some(_) => return err("Attention: qkv_hidden_sizes needs 3 sizes"),
+                None => match cx.shape(1).and_then(|w| w.get(1)).and_then(Dim::as_known) {
+                    Some(n) if n % 3 == 0 => Some(Dim::known(n / 3)),
+                    Some(n) => return err(format!("Attention: packed weight width {n} is not 3 equal parts")),
+                    None => None,
+                },
+            };
+            let shape = match (cx.shape(0), v_hidden) {
+                (Some(x), Some(h)) if x.len() == 3 => Some(vec![x[0].clone(), x[1].clone(), h]),
+                (Some(x), _) if x.len() != 3 => return err(format!("Attention of an input of rank {}", x.len())),
+                _ => None,
+            };
+            let mut outs = vec![Fact::of_ty(ty(cx.dtype(0), shape))];
+            for _ in 1..num_outputs {
+                outs.push(Fact::of_ty(ty(cx.dtype(0), None)));
+            }
+            Ok(outs)
+        }
+        Op::EmbedLayerNorm(_) => {
+            let hidden = cx.shape(2).and_then(|w| w.get(1).cloned());
+            let shape = match (cx.shape(0), hidden) {
+                (Some(ids), Some(h)) if ids.len() == 2 => Some(vec![ids[0].clone(), ids[1].clone(), h]),
+                _ => None,
+            };
+            let dtype = cx.dtype(2);
+            let batch = cx.shape(0).and_then(|ids| ids.first().cloned()).map(|b| vec![b]);
+            Ok((0..num_outputs)
+                .map(|o| match o {
+                    1 => Fact::of_ty(ty(Some(DType::I32), batch.clone())),
+                    _ => Fact::of_ty(ty(dtype, shape.clone())),
+                })
+                .collect())
+        }
+        Op::SkipLayerNorm(_) => {
+            let x = cx.input(0).and_then(|f| f.ty.clone());
+            let stat_shape = cx.shape(0).map(|s| {
+                let n = s.len();
+                s.iter().enumerate().map(|(i, d)| if i + 1 == n { Dim::known(1) } else { d.clone() }).collect()
+            });
+            Ok((0..num_outputs)
+                .map(|o| match o {
+                    1 | 2 => Fact::of_ty(ty(Some(DType::F32), stat_shape.clone())),
+                    _ => Fact::of_ty(x.clone()),
+                })
+                .collect())
+        }
         Op::Binary(b) => {
             let shape = match (cx.shape(0), cx.shape(1)) {
                 (Some(a), Some(c)) => Some(broadcast(&[a, c])?),

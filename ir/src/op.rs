@@ -157,6 +157,66 @@ pub struct LayerNorm {
     pub stash_type: i64,
 }
 
+/// ONNX Runtime's `com.microsoft` `SkipLayerNormalization` and
+/// `SkipSimplifiedLayerNormalization`: the normalisation (LayerNorm, or RMS norm
+/// when simplified) of `input + skip (+ bias)` over the last axis. Inputs:
+/// input, skip, gamma, then beta and bias (`SkipLayerNormalization`) or bias
+/// (simplified); outputs: the result, then optionally mean, inverse standard
+/// deviation and the sum itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SkipLayerNorm {
+    /// Added to the variance.
+    pub epsilon: Option<f32>,
+    /// RMS norm (`SkipSimplifiedLayerNormalization`).
+    pub simplified: bool,
+}
+
+/// ONNX Runtime's `com.microsoft` GELU family, elementwise on input 0 with an
+/// optional bias (input 1) broadcast over the last axis.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContribGelu {
+    /// `Gelu(x)` (erf).
+    Gelu,
+    /// `BiasGelu(x, bias)`: erf GELU of `x + bias`.
+    BiasGelu,
+    /// `FastGelu(x[, bias])`: the tanh approximation.
+    FastGelu,
+    /// `QuickGelu(x)`: `x · sigmoid(alpha · x)`.
+    QuickGelu {
+        /// The factor inside the sigmoid (ORT's default 1.702 when `None`).
+        alpha: Option<f32>,
+    },
+}
+
+/// ONNX Runtime's fused `com.microsoft` `Attention`: multi-head self-attention
+/// of input 0 (`[B, S, H_in]`) with packed Q/K/V weights (input 1,
+/// `[H_in, H_q + H_k + H_v]`) and bias (input 2); output `[B, S, H_v]`. Its
+/// heads are not sliced yet: the analysis pins its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusedAttention {
+    /// Heads.
+    pub num_heads: i64,
+    /// `[H_q, H_k, H_v]` when they differ.
+    pub qkv_hidden_sizes: Option<Vec<i64>>,
+    /// Causal.
+    pub unidirectional: Option<i64>,
+    /// The value masked scores get.
+    pub mask_filter_value: Option<f32>,
+    /// Score scale (default `1/sqrt(head size)`).
+    pub scale: Option<f32>,
+}
+
+/// ONNX Runtime's fused `com.microsoft` `EmbedLayerNormalization`: word +
+/// position (+ segment) embeddings, then LayerNorm; outputs `[B, S, H]`, the
+/// mask index `[B]` and optionally the sum before the norm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbedLayerNorm {
+    /// Added to the variance.
+    pub epsilon: Option<f32>,
+    /// Form of the mask index output.
+    pub mask_index_type: Option<i64>,
+}
+
 /// `ReduceMean`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReduceMean {
@@ -250,6 +310,14 @@ pub enum Op {
     ReduceMean(ReduceMean),
     /// `Gelu`.
     Gelu(Gelu),
+    /// `com.microsoft` `SkipLayerNormalization` / `SkipSimplifiedLayerNormalization`.
+    SkipLayerNorm(SkipLayerNorm),
+    /// `com.microsoft` `Gelu`, `BiasGelu`, `FastGelu`, `QuickGelu`.
+    ContribGelu(ContribGelu),
+    /// `com.microsoft` `Attention`.
+    FusedAttention(FusedAttention),
+    /// `com.microsoft` `EmbedLayerNormalization`.
+    EmbedLayerNorm(EmbedLayerNorm),
     /// `Reshape`.
     Reshape {
         /// A 0 in the target is a real 0, not "copy the input dim".
@@ -450,6 +518,35 @@ impl Op {
         opset: i64,
         num_inputs: usize,
     ) -> Result<Op, AttrError> {
+        if domain == "com.microsoft" {
+            let mut r = Reader::new(op_type, attrs);
+            let op = match op_type {
+                "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => Op::SkipLayerNorm(SkipLayerNorm {
+                    epsilon: r.float("epsilon")?,
+                    simplified: op_type == "SkipSimplifiedLayerNormalization",
+                }),
+                "Gelu" => Op::ContribGelu(ContribGelu::Gelu),
+                "BiasGelu" => Op::ContribGelu(ContribGelu::BiasGelu),
+                "FastGelu" => Op::ContribGelu(ContribGelu::FastGelu),
+                "QuickGelu" => Op::ContribGelu(ContribGelu::QuickGelu { alpha: r.float("alpha")? }),
+                "Attention" => match r.int("num_heads")? {
+                    Some(num_heads) if num_heads > 0 => Op::FusedAttention(FusedAttention {
+                        num_heads,
+                        qkv_hidden_sizes: r.ints("qkv_hidden_sizes")?,
+                        unidirectional: r.int("unidirectional")?,
+                        mask_filter_value: r.float("mask_filter_value")?,
+                        scale: r.float("scale")?,
+                    }),
+                    _ => return Err(r.err("num_heads", "a positive head count is required".into())),
+                },
+                "EmbedLayerNormalization" => Op::EmbedLayerNorm(EmbedLayerNorm {
+                    epsilon: r.float("epsilon")?,
+                    mask_index_type: r.int("mask_index_type")?,
+                }),
+                _ => return Ok(opaque(domain, op_type, attrs)),
+            };
+            return Ok(if r.all_used() { op } else { opaque(domain, op_type, attrs) });
+        }
         if !(domain.is_empty() || domain == "ai.onnx") {
             return Ok(opaque(domain, op_type, attrs));
         }
@@ -566,6 +663,14 @@ impl Op {
             Op::LayerNorm(_) => "LayerNormalization",
             Op::ReduceMean(_) => "ReduceMean",
             Op::Gelu(_) => "Gelu",
+            Op::SkipLayerNorm(l) if l.simplified => "SkipSimplifiedLayerNormalization",
+            Op::SkipLayerNorm(_) => "SkipLayerNormalization",
+            Op::ContribGelu(ContribGelu::Gelu) => "Gelu",
+            Op::ContribGelu(ContribGelu::BiasGelu) => "BiasGelu",
+            Op::ContribGelu(ContribGelu::FastGelu) => "FastGelu",
+            Op::ContribGelu(ContribGelu::QuickGelu { .. }) => "QuickGelu",
+            Op::FusedAttention(_) => "Attention",
+            Op::EmbedLayerNorm(_) => "EmbedLayerNormalization",
             Op::Reshape { .. } => "Reshape",
             Op::Transpose { .. } => "Transpose",
             Op::Flatten { .. } => "Flatten",
@@ -589,6 +694,9 @@ impl Op {
     pub fn domain(&self) -> &str {
         match self {
             Op::Opaque(o) => &o.domain,
+            Op::SkipLayerNorm(_) | Op::ContribGelu(_) | Op::FusedAttention(_) | Op::EmbedLayerNorm(_) => {
+                "com.microsoft"
+            }
             _ => "",
         }
     }
@@ -652,6 +760,39 @@ impl Op {
             Op::Gelu(g) => {
                 if g.tanh {
                     put("approximate", Attr::Str(b"tanh".to_vec()));
+                }
+            }
+            Op::SkipLayerNorm(l) => {
+                if let Some(e) = l.epsilon {
+                    put("epsilon", Attr::Float(e));
+                }
+            }
+            Op::ContribGelu(g) => {
+                if let ContribGelu::QuickGelu { alpha: Some(a) } = g {
+                    put("alpha", Attr::Float(*a));
+                }
+            }
+            Op::FusedAttention(f) => {
+                put("num_heads", Attr::Int(f.num_heads));
+                if let Some(q) = &f.qkv_hidden_sizes {
+                    put("qkv_hidden_sizes", Attr::Ints(q.clone()));
+                }
+                if let Some(u) = f.unidirectional {
+                    put("unidirectional", Attr::Int(u));
+                }
+                if let Some(m) = f.mask_filter_value {
+                    put("mask_filter_value", Attr::Float(m));
+                }
+                if let Some(sc) = f.scale {
+                    put("scale", Attr::Float(sc));
+                }
+            }
+            Op::EmbedLayerNorm(e) => {
+                if let Some(eps) = e.epsilon {
+                    put("epsilon", Attr::Float(eps));
+                }
+                if let Some(m) = e.mask_index_type {
+                    put("mask_index_type", Attr::Int(m));
                 }
             }
             Op::Reshape { allowzero } => {
@@ -741,8 +882,12 @@ impl Op {
             | Op::Binary(_)
             | Op::Softmax(_)
             | Op::LayerNorm(_)
+            | Op::SkipLayerNorm(_)
             | Op::ReduceMean(_)
             | Op::Gelu(_)
+            | Op::ContribGelu(_)
+            | Op::FusedAttention(_)
+            | Op::EmbedLayerNorm(_)
             | Op::Flatten { .. }
             | Op::Transpose { .. }
             | Op::Gather { .. }
@@ -770,6 +915,12 @@ impl Op {
             Op::Binary(_) | Op::Gather { .. } | Op::Expand => (2, 2, 1, 1),
             Op::Where => (3, 3, 1, 1),
             Op::LayerNorm(_) => (2, 3, 1, 3),
+            Op::SkipLayerNorm(l) => (3, if l.simplified { 4 } else { 5 }, 1, 4),
+            Op::ContribGelu(ContribGelu::BiasGelu) => (2, 2, 1, 1),
+            Op::ContribGelu(ContribGelu::FastGelu) => (1, 2, 1, 1),
+            Op::ContribGelu(_) => (1, 1, 1, 1),
+            Op::FusedAttention(_) => (2, 7, 1, 2),
+            Op::EmbedLayerNorm(_) => (7, 9, 2, 3),
             Op::ReduceMean(r) => (1, if r.axes.is_some() { 1 } else { 2 }, 1, 1),
             Op::Reshape { .. } => (2, 2, 1, 1),
             Op::Split(s) => (1, if s.split.is_some() { 1 } else { 2 }, 1, ANY),

@@ -530,7 +530,7 @@ pub fn parse(text: &str) -> Result<Model, ParseError> {
                     if node_slots[id].is_some() {
                         return Err(format!("node n{id} appears twice"));
                     }
-                    node_slots[id] = Some(Node { name, op, inputs, outputs, origin: None });
+                    node_slots[id] = Some(Node { name, op, inputs, outputs, origin: None, captures: Vec::new() });
                     // Remember the order through a marker in the graph's order list.
                     p.g.order.push(NodeId::new(id));
                 }
@@ -553,6 +553,7 @@ pub fn parse(text: &str) -> Result<Model, ParseError> {
             inputs: vec![],
             outputs: vec![],
             origin: None,
+            captures: Vec::new(),
         });
         g.add_node(node);
     }

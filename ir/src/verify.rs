@@ -138,7 +138,7 @@ pub fn verify(g: &Graph) -> Result<Verified<'_>, VerifierErrors> {
                 push(Location::Node(id), format!("{}: constant {e}", describe_node(g, id)));
             }
         }
-        for v in node.inputs.iter().flatten() {
+        for v in node.inputs.iter().flatten().chain(&node.captures) {
             if !g.has_value(*v) {
                 push(Location::Node(id), format!("{} reads {v}, which does not exist", describe_node(g, id)));
                 structural_ok = false;

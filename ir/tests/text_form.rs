@@ -37,7 +37,14 @@ fn snapshot_of_attention_scores() {
     let q = g.add_value(Value::named("q"));
     let qh = g.add_value(Value::named("q_heads"));
     let qt = g.add_value(Value::named("q_t"));
-    let node = |op, inputs: Vec<_>, outputs: Vec<_>| Node { name: String::new(), op, inputs, outputs, origin: None };
+    let node = |op, inputs: Vec<_>, outputs: Vec<_>| Node {
+        name: String::new(),
+        op,
+        inputs,
+        outputs,
+        origin: None,
+        captures: Vec::new(),
+    };
     g.add_node(node(Op::MatMul, vec![Some(x), Some(wq)], vec![Some(q)]));
     g.add_node(node(Op::Reshape { allowzero: false }, vec![Some(q), Some(shape)], vec![Some(qh)]));
     g.add_node(node(Op::Transpose { perm: Some(vec![0, 2, 1, 3]) }, vec![Some(qh)], vec![Some(qt)]));
@@ -128,7 +135,7 @@ proptest! {
                 _ => (0..=arity).map(|k| if k == 2 { None } else { Some(live[(i + k) % live.len()]) }).collect(),
             };
             let out = g.add_value(Value::named(format!("t{i}")));
-            g.add_node(Node { name: node_name, op, inputs, outputs: vec![Some(out)], origin: None });
+            g.add_node(Node { name: node_name, op, inputs, outputs: vec![Some(out)], origin: None, captures: Vec::new() });
             live.push(out);
         }
         g.outputs.push(*live.last().expect("an output"));

@@ -85,7 +85,7 @@ pub fn eliminate_dead(model: &mut Model) -> Changed {
             let node = g.node(id);
             let live = matches!(node.op, Op::Opaque(_)) || node.outputs.iter().flatten().any(|v| used[v.index()]);
             if live {
-                for v in node.inputs.iter().flatten() {
+                for v in node.inputs.iter().flatten().chain(&node.captures) {
                     used[v.index()] = true;
                 }
             } else {

@@ -34,6 +34,10 @@ pub const FIXTURES: &[&str] = &[
     "vit-dynamo.onnx",
     "albert-torchscript.onnx",
     "albert-dynamo.onnx",
+    "bert-ortopt-skipln.onnx",
+    "bert-ortopt.onnx",
+    "gpt2-ortopt.onnx",
+    "if-reads-weight.onnx",
 ];
 
 /// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the one `scripts/setup.sh` installs.

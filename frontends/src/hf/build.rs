@@ -197,6 +197,7 @@ impl<'w> Builder<'w> {
             inputs: inputs.iter().map(|&v| Some(v)).collect(),
             outputs: outputs.iter().map(|&v| Some(v)).collect(),
             origin: None,
+            captures: Vec::new(),
         });
         outputs
     }

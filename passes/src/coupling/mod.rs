@@ -420,6 +420,22 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
     for &(v, node, i) in &uses {
         readers_of.entry(v).or_default().push((node, i));
     }
+    // Values a subgraph reads by name keep every axis (every use of a constant):
+    // the body is not rewritten.
+    for (_, node) in g.nodes() {
+        for &v in &node.captures {
+            let rank = facts[v.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
+            let uses_of: Vec<Reader> =
+                std::iter::once(None).chain(readers_of.get(&v).into_iter().flatten().map(|&r| Some(r))).collect();
+            for axis in 0..rank {
+                for &r in &uses_of {
+                    if let Some(a) = an.slot(&facts, v, axis, r) {
+                        an.atoms.pin(a, PinReason::Subgraph);
+                    }
+                }
+            }
+        }
+    }
     let mut own_copy: BTreeSet<ValueId> = BTreeSet::new();
     for (&v, rs) in &readers_of {
         let Some(t) = g.value(v).constant.as_ref().filter(|t| t.dtype.is_float()) else { continue };

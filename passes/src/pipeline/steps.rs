@@ -3,10 +3,12 @@
 
 use super::recipe::{RecipeError, Step};
 use super::{Changed, Compilation, Env, Facts, Pass, PassError, PassInfo};
-use crate::coupling::{analyze_with, AnalysisOptions};
+use crate::coupling::{analyze_with, AnalysisOptions, Coupling};
 use crate::prune::{self, Allocation, Criterion, SlicePlan};
+use ecospac_ir::{Model, Op};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// A pass built from its parameters.
@@ -216,10 +218,23 @@ impl Pass for AnalyseCoupling {
     }
     fn run(&self, cx: &mut Compilation, env: &Env<'_>) -> Result<Changed, PassError> {
         let coupling = analyze_with(&cx.model, &self.0.options);
+        let (opaque_ops, opaque_pinned) = opaque_pins(&cx.model, &coupling);
+        let unmodelled = if opaque_ops.is_empty() {
+            String::new()
+        } else {
+            let ops: Vec<String> = opaque_ops.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
+            format!(
+                "; {opaque_pinned} weight parameters reach ops ecospac does not model or slice ({})",
+                ops.join(", ")
+            )
+        };
         if coupling.groups.is_empty() {
             return Err(PassError::failed(
                 Self::NAME,
-                "nothing in this model can be pruned: every weight axis is pinned (see `ecospac inspect --groups`)",
+                format!(
+                    "nothing in this model can be pruned: every weight axis is pinned{unmodelled} \
+                     (see `ecospac inspect --groups`)"
+                ),
             ));
         }
         cx.in_scope = match self.0.scope {
@@ -246,11 +261,40 @@ impl Pass for AnalyseCoupling {
                 "in_scope": cx.in_scope.iter().filter(|&&s| s).count(),
                 "pinned_weight_axes": coupling.pinned.len(),
                 "prunable_parameters": prunable,
+                "unmodelled_ops": opaque_ops,
+                "unmodelled_pinned_parameters": opaque_pinned,
             }),
         );
         cx.coupling = Some(coupling);
         Ok(Changed::No)
     }
+}
+
+/// The ops that pin weights only because ecospac does not see inside them (ops
+/// outside the closed set, fused ONNX Runtime ops not sliced yet) as
+/// `domain.op_type` and count, when some weight axis is pinned by one, and the
+/// float parameters of the weights so pinned (each tensor once).
+fn opaque_pins(model: &Model, coupling: &Coupling) -> (BTreeMap<String, usize>, u128) {
+    use ecospac_ir::axes::PinReason;
+    let mut tensors = BTreeSet::new();
+    for p in &coupling.pinned {
+        if p.reasons.iter().any(|r| matches!(r, PinReason::Opaque | PinReason::Fused)) {
+            tensors.insert(p.value);
+        }
+    }
+    if tensors.is_empty() {
+        return (BTreeMap::new(), 0);
+    }
+    let mut ops = BTreeMap::new();
+    for (_, n) in model.graph.nodes() {
+        if matches!(n.op, Op::Opaque(_) | Op::FusedAttention(_) | Op::EmbedLayerNorm(_)) {
+            let (d, t) = (n.op.domain(), n.op.op_type());
+            let name = if d.is_empty() { t.to_string() } else { format!("{d}.{t}") };
+            *ops.entry(name).or_insert(0) += 1;
+        }
+    }
+    let params = tensors.iter().filter_map(|&v| model.graph.value(v).constant.as_ref()).map(|t| t.numel()).sum();
+    (ops, params)
 }
 
 /// Parameters of `calibrate`.

@@ -31,15 +31,17 @@ pub fn segment(model: &Model, from: usize, outputs: &[ValueId]) -> Result<(Model
         for v in n.outputs.iter().flatten() {
             produced[v.index()] = true;
         }
-        for v in n.inputs.iter().flatten() {
+        for v in n.inputs.iter().flatten().chain(&n.captures) {
             read[v.index()] = true;
         }
     }
     let is_const: BTreeSet<ValueId> = g.initializers.iter().copied().collect();
     let mut inputs: Vec<ValueId> = Vec::new();
     let mut seen = BTreeSet::new();
-    let reads: Vec<ValueId> =
-        g.nodes().flat_map(|(_, n)| n.inputs.iter().flatten().copied().collect::<Vec<_>>()).collect();
+    let reads: Vec<ValueId> = g
+        .nodes()
+        .flat_map(|(_, n)| n.inputs.iter().flatten().chain(&n.captures).copied().collect::<Vec<_>>())
+        .collect();
     for v in reads.into_iter().chain(outputs.iter().copied()) {
         if !produced[v.index()] && !is_const.contains(&v) && seen.insert(v) {
             inputs.push(v);

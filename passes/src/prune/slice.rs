@@ -90,7 +90,7 @@ fn zero_axis(t: &Tensor, axis: usize, zero: &BTreeSet<u32>) -> Tensor {
 fn uses(model: &Model) -> HashMap<ValueId, usize> {
     let mut n = HashMap::new();
     for (_, node) in model.graph.nodes() {
-        for v in node.inputs.iter().flatten() {
+        for v in node.inputs.iter().flatten().chain(&node.captures) {
             *n.entry(*v).or_default() += 1;
         }
     }

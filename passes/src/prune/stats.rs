@@ -148,6 +148,7 @@ pub fn probe_model(model: &Model, values: &[ValueId]) -> Result<Model, ExecError
                     inputs: vec![Some(v)],
                     outputs: vec![Some(out)],
                     origin: None,
+                    captures: Vec::new(),
                 });
                 outputs.push(out);
             }

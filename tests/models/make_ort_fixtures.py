@@ -1,0 +1,46 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["onnxruntime==1.31.1", "onnx==1.20.1", "torch==2.11.0"]
+# ///
+"""Graphs as ONNX Runtime's own transformer optimizer rewrites them, made from
+the exporter-made fixtures (`make_fixtures.py`), the way deployment guides do:
+
+  bert-ortopt-skipln.onnx  BERT with only SkipLayerNormalization fused (LayerNorm + residual Add)
+  bert-ortopt.onnx         BERT with the default fusions: EmbedLayerNormalization, fused
+                           Attention, BiasGelu, SkipLayerNormalization
+  gpt2-ortopt.onnx         GPT-2 with the default fusions for gpt2 (SkipLayerNormalization,
+                           FastGelu/BiasGelu where matched)
+
+(`onnxruntime.transformers.optimizer` imports torch, hence the dependency.)
+
+    python tests/models/make_ort_fixtures.py tests/fixtures
+"""
+import collections
+import os
+import sys
+
+from onnxruntime.transformers import optimizer
+from onnxruntime.transformers.fusion_options import FusionOptions
+
+
+def main(out):
+    src = lambda n: os.path.join(out, n)  # noqa: E731
+    only_skip = FusionOptions("bert")
+    for k in ("enable_attention", "enable_bias_gelu", "enable_gelu", "enable_embed_layer_norm",
+              "enable_bias_skip_layer_norm", "enable_gelu_approximation"):
+        setattr(only_skip, k, False)
+    jobs = [
+        ("bert-ortopt-skipln.onnx", "bert-torchscript.onnx", "bert", only_skip),
+        ("bert-ortopt.onnx", "bert-torchscript.onnx", "bert", None),
+        ("gpt2-ortopt.onnx", "gpt2-torchscript.onnx", "gpt2", None),
+    ]
+    for name, base, kind, opts in jobs:
+        m = optimizer.optimize_model(src(base), model_type=kind, num_heads=4, hidden_size=64,
+                                     optimization_options=opts, opt_level=0)
+        m.save_model_to_file(src(name))
+        ops = collections.Counter(f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in m.model.graph.node)
+        print(name, os.path.getsize(src(name)), dict(sorted(ops.items())))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")
