@@ -34,6 +34,8 @@ def main(folder, onnx_path, reference, tol):
     hf_out = {"last_hidden_state": (o.hidden_states[-1] if causal else o.last_hidden_state).numpy()}
     if causal:
         hf_out["logits"] = o.logits.numpy()
+    if getattr(o, "pooler_output", None) is not None:
+        hf_out["pooler_output"] = o.pooler_output.numpy()
 
     worst = 0.0
     for name, ours in onnx_out.items():

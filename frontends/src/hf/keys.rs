@@ -65,8 +65,6 @@ const HARMLESS: &[&str] = &[
     "qkv_bias",
     // Heads ecospac does not build (the graph ends before them).
     "encoder_stride",
-    "pooler_act",
-    "pooler_output_size",
     "tie_word_embeddings",
 ];
 
