@@ -131,17 +131,14 @@ pub fn inspect_groups(path: &Path, json: bool) -> Result<()> {
             gr.cost_per_index(&model)
         );
         // A tensor several nodes read is listed once, with its number of uses.
-        let mut shown: Vec<((ecospac_ir::ValueId, Option<(ecospac_ir::NodeId, usize)>), usize, usize)> = Vec::new();
+        let mut shown: Vec<(&ecospac_passes::coupling::Member, usize)> = Vec::new();
         for m in &gr.members {
-            match shown.iter_mut().find(|(k, axis, _)| *k == m.storage() && *axis == m.axis) {
-                Some(entry) => entry.2 += 1,
-                None => shown.push((m.storage(), m.axis, 1)),
+            match shown.iter_mut().find(|(s, _)| s.storage() == m.storage() && s.axis == m.axis) {
+                Some(entry) => entry.1 += 1,
+                None => shown.push((m, 1)),
             }
         }
-        for ((value, reader), axis, uses) in shown {
-            let Some(m) = gr.members.iter().find(|m| m.storage() == (value, reader) && m.axis == axis) else {
-                continue;
-            };
+        for (m, uses) in shown {
             let copies = m.positions.first().map_or(0, Vec::len);
             let shared = if uses > 1 { format!(", read by {uses} nodes") } else { String::new() };
             println!("    {:6} {} axis {} ({} per index{shared})", role(m.role), name(m.value), m.axis, copies);
