@@ -184,3 +184,18 @@ fn unknown_pass_is_rejected_before_anything_runs() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("unknown pass `frobnicate`"));
     assert!(!out.exists());
 }
+
+/// A subgraph reading a name that nothing defines is refused at import, naming it.
+#[test]
+fn subgraph_reading_an_undefined_name() {
+    let bytes = std::fs::read(common::fixture("if-reads-weight.onnx")).expect("fixture");
+    let mut m = ModelProto::parse_from_bytes(&bytes).expect("decode");
+    let graph = m.graph.as_mut().expect("graph");
+    let if_node = graph.node.iter_mut().find(|n| n.op_type == "If").expect("If node");
+    let then = if_node.attribute.iter_mut().find(|a| a.name == "then_branch").expect("then");
+    then.g.as_mut().expect("body").node[0].input[1] = "no.such.weight".into();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("undefined.onnx");
+    write(&p, &m);
+    expect_failure(&p, &["no.such.weight", "inside a subgraph"]);
+}

@@ -286,29 +286,21 @@ fn outer_reads(n: &NodeProto, outer: &HashMap<String, ValueId>, label: &str) -> 
         defined.extend(sg.initializer.iter().map(|t| t.name.as_str()));
         defined.extend(sg.sparse_initializer.iter().filter_map(|t| t.values.as_ref()).map(|t| t.name.as_str()));
         defined.extend(sg.node.iter().flat_map(|m| m.output.iter().map(String::as_str)));
-        for m in &sg.node {
-            for name in m.input.iter().filter(|i| !i.is_empty() && !defined.contains(i.as_str())) {
-                let id = *outer.get(name).ok_or_else(|| ImportError::MissingValue {
-                    node: format!("{label} (inside a subgraph)"),
-                    input: name.clone(),
-                })?;
-                if !out.contains(&id) {
-                    out.push(id);
-                }
-            }
-            for a in &m.attribute {
-                for inner in a.g.as_ref().into_iter().chain(&a.graphs) {
-                    stack.push((inner, defined.clone()));
-                }
-            }
-        }
-        for name in sg.output.iter().map(|o| o.name.as_str()).filter(|o| !defined.contains(o)) {
+        // Names read from outside: node inputs, and outputs passed straight through.
+        let node_reads = sg.node.iter().flat_map(|m| m.input.iter().map(String::as_str));
+        let passed = sg.output.iter().map(|o| o.name.as_str());
+        for name in node_reads.chain(passed).filter(|i| !i.is_empty() && !defined.contains(i)) {
             let id = *outer.get(name).ok_or_else(|| ImportError::MissingValue {
-                node: format!("{label} (a subgraph output)"),
+                node: format!("{label} (inside a subgraph)"),
                 input: name.to_string(),
             })?;
             if !out.contains(&id) {
                 out.push(id);
+            }
+        }
+        for a in sg.node.iter().flat_map(|m| &m.attribute) {
+            for inner in a.g.as_ref().into_iter().chain(&a.graphs) {
+                stack.push((inner, defined.clone()));
             }
         }
     }
