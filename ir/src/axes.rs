@@ -254,6 +254,9 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             let last = o0.len().saturating_sub(1);
             let sums: Vec<usize> = [0usize, 3].into_iter().filter(|&o| o < outs.len()).collect();
             for i in 0..ins.len() {
+                if ins.get(i).is_some_and(Option::is_none) {
+                    continue; // an omitted optional input (beta before a bias)
+                }
                 let Some(s) = in_shape(i) else { return pin_all(ins, outs, PinReason::UnknownShape) };
                 let summed = i < 2 || i == if l.simplified { 3 } else { 4 };
                 for k in 0..s.len() {
