@@ -29,13 +29,7 @@ py=.venv-torch/bin/python
 ./scripts/setup-torch.sh
 bench/setup-peers.sh
 source scripts/torch-env.sh
-corpus=.cache/corpus/python3.11-doc
-if [ ! -d "$corpus" ]; then
-  mkdir -p .cache/corpus
-  (cd .cache/corpus && apt-get download python3.11-doc && dpkg-deb -x python3.11-doc_*.deb extracted)
-  mkdir -p "$corpus"
-  cp -r .cache/corpus/extracted/usr/share/doc/python3.11/html/_sources/. "$corpus/"
-fi
+corpus=$(bench/python_docs.sh)
 mkdir -p "$out/bin"
 # Our own copy of the binary, so that another build of target/ (without the
 # train feature) cannot swap it in the middle of the run.

