@@ -297,25 +297,50 @@ pub struct CompileArgs<'a> {
     pub verify_each: bool,
 }
 
+/// Every path a compile writes, with the flag that names it.
+fn outputs(a: &CompileArgs<'_>, to_folder: bool) -> Vec<(&'static str, PathBuf)> {
+    let mut out = vec![("--output", a.output.to_path_buf())];
+    if !to_folder {
+        let mut data = a.output.as_os_str().to_owned();
+        data.push(".data");
+        out.push(("the external data of --output", PathBuf::from(data)));
+    }
+    if let Some(p) = &a.prune.emit_plan {
+        out.push(("--emit-plan", p.clone()));
+        out.push(("the refit weights of --emit-plan", ecospac_passes::prune::SlicePlan::weights_path(p)));
+    }
+    if let Some(p) = &a.prune.report {
+        out.push(("--report", p.clone()));
+    }
+    out
+}
+
 /// `ecospac compile`.
 pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     let args = a.prune;
-    let mut data_out = a.output.as_os_str().to_owned();
-    data_out.push(".data");
-    if crate::same_file(a.input, a.output) || crate::same_file(a.input, Path::new(&data_out)) {
-        bail!("refusing to overwrite the input {}; choose another --output", a.input.display());
-    }
     let to_folder = a.output.is_dir() || a.output.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
-    if to_folder {
-        if a.output.read_dir().is_ok_and(|mut d| d.next().is_some()) {
-            bail!("refusing to write into {}: the folder is not empty", a.output.display());
-        }
-        if a.output.canonicalize().ok().zip(a.input.canonicalize().ok()).is_some_and(|(o, i)| o.starts_with(&i)) {
-            bail!("refusing to write the checkpoint inside the input folder {}", a.input.display());
-        }
+    let outputs = outputs(a, to_folder);
+    let mut inputs = crate::paths::Inputs::default();
+    inputs.file(a.input);
+    if a.input.is_dir() {
+        inputs.folder(a.input);
+    }
+    // Cheap refusals before the import, the full check (external data, shards) after it.
+    crate::paths::check_outputs(&inputs, &outputs)?;
+    if to_folder && a.output.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        bail!("refusing to write into {}: the folder is not empty", a.output.display());
     }
     let t0 = Instant::now();
-    let (model, checkpoint) = crate::load_any(a.input)?;
+    let (model, checkpoint, mut inputs) = crate::load_any(a.input)?;
+    let read_too = [args.plan.clone(), args.calibration.clone(), args.calibration_text.clone(), args.tokenizer.clone()];
+    for p in read_too.iter().flatten().chain(a.recipe.map(Path::to_path_buf).iter()) {
+        inputs.file(p);
+    }
+    if let Some(plan) = &args.plan {
+        inputs.file(&ecospac_passes::prune::SlicePlan::weights_path(plan));
+    }
+    crate::paths::check_outputs(&inputs, &outputs)?;
+    crate::paths::clean_stale(&outputs);
     if to_folder && checkpoint.is_none() {
         bail!(
             "{} is a folder, so ecospac would write a checkpoint, which needs a checkpoint folder as input; \

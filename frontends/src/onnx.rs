@@ -42,6 +42,14 @@ pub enum ImportError {
         /// Why.
         reason: String,
     },
+    /// The opset imports are missing, malformed or too new.
+    #[error("{what}: {reason}")]
+    Opset {
+        /// The file.
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// A node reads a name nothing defines.
     #[error("node {node} reads `{input}`, which no node, graph input or initializer defines")]
     MissingValue {
@@ -100,6 +108,19 @@ pub enum ImportError {
 
 /// Reads an ONNX file; external data is resolved relative to its folder.
 pub fn import_file(path: &Path) -> Result<Model, ImportError> {
+    import_file_with_data(path).map(|(m, _)| m)
+}
+
+/// Reads an ONNX file and names the external-data files it read (resolved
+/// through links), so that a writer can refuse to overwrite any of them.
+pub fn import_file_with_data(path: &Path) -> Result<(Model, Vec<PathBuf>), ImportError> {
+    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(ImportError::NotOnnx {
+            what: path.display().to_string(),
+            reason: "it is not a regular file".into(),
+        });
+    }
     let io = |source| ImportError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: the map is read-only and dropped before return; a concurrent writer
@@ -115,8 +136,37 @@ pub fn import_file(path: &Path) -> Result<Model, ImportError> {
             let inline = InlineData { map: map.clone(), ranges: stripped.raw_data };
             import_inner(&stripped.bytes, Some(&base), &what, Some(inline))
         }
-        None => import_bytes(&map, Some(&base), &what),
+        None => import_inner(&map, Some(&base), &what, None),
     }
+}
+
+/// The newest opset of the default domain whose operators ecospac knows (ONNX 1.20).
+pub const MAX_ONNX_OPSET: i64 = 25;
+
+/// The opset imports as `onnx.checker` requires them: the default domain
+/// declared, every version positive, each domain once; and a default-domain
+/// version ecospac knows (a newer one could change what an op computes).
+fn check_opsets(opsets: &[OpsetImport]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for o in opsets {
+        let name = if o.domain.is_empty() { "ai.onnx" } else { &o.domain };
+        if !seen.insert(o.domain.as_str()) {
+            return Err(format!("it imports the opset of domain `{name}` twice"));
+        }
+        if o.version < 1 {
+            return Err(format!("it imports opset {} of domain `{name}`; versions start at 1", o.version));
+        }
+        if o.domain.is_empty() && o.version > MAX_ONNX_OPSET {
+            return Err(format!(
+                "it imports opset {} of the default domain; ecospac knows the operators up to opset {MAX_ONNX_OPSET}",
+                o.version
+            ));
+        }
+    }
+    if !seen.contains("") {
+        return Err("it imports no opset of the default domain (`opset_import` is required)".into());
+    }
+    Ok(())
 }
 
 /// Initializer payloads left in the file's memory map.
@@ -128,7 +178,7 @@ struct InlineData {
 /// Reads an ONNX model from bytes. `base_dir` is where external data lives
 /// (`None` refuses external data); `what` names the source in errors.
 pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result<Model, ImportError> {
-    import_inner(bytes, base_dir, what, None)
+    import_inner(bytes, base_dir, what, None).map(|(m, _)| m)
 }
 
 fn import_inner(
@@ -136,7 +186,7 @@ fn import_inner(
     base_dir: Option<&Path>,
     what: &str,
     inline: Option<InlineData>,
-) -> Result<Model, ImportError> {
+) -> Result<(Model, Vec<PathBuf>), ImportError> {
     let mut proto = ModelProto::parse_from_bytes(bytes)
         .map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
     if proto.ir_version <= 0 {
@@ -153,6 +203,7 @@ fn import_inner(
             version: o.version,
         })
         .collect();
+    check_opsets(&opsets).map_err(|reason| ImportError::Opset { what: what.to_string(), reason })?;
     let version_of = |domain: &str| {
         let d = if domain == "ai.onnx" { "" } else { domain };
         opsets.iter().find(|o| o.domain == d).map_or(0, |o| o.version)
@@ -265,7 +316,9 @@ fn import_inner(
     proto.graph = Some(gp).into();
     let shell =
         proto.write_to_bytes().map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
-    Ok(Model { graph: g, ir_version: proto.ir_version, opsets, origin: Some(Origin(shell)) })
+    let mut data_files: Vec<PathBuf> = externals.maps.into_keys().collect();
+    data_files.sort();
+    Ok((Model { graph: g, ir_version: proto.ir_version, opsets, origin: Some(Origin(shell)) }, data_files))
 }
 
 /// The values of the enclosing graph that `n`'s subgraph attributes read by
@@ -344,7 +397,8 @@ pub fn declared_type(g: &mut Graph, vi: &ValueInfoProto) -> Option<TensorTy> {
         .dim
         .iter()
         .map(|d| match &d.value {
-            Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) => Dim::known(*v),
+            // A negative size declares nothing: read it as unknown.
+            Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => Dim::known(*v),
             Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
                 Dim::sym(g.symbol(p))
             }
@@ -385,6 +439,11 @@ impl ExternalFiles {
         let map = match self.maps.get(&real) {
             Some(m) => m.clone(),
             None => {
+                // A FIFO or device would block or never end: only regular files.
+                let meta = std::fs::metadata(&real).map_err(|e| fail(format!("cannot be opened: {e}")))?;
+                if !meta.is_file() {
+                    return Err(fail("is refused: it is not a regular file".into()));
+                }
                 let file = std::fs::File::open(&real).map_err(|e| fail(format!("cannot be opened: {e}")))?;
                 // SAFETY: read-only map; see `import_file`.
                 let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| fail(format!("cannot be mapped: {e}")))?);
@@ -396,9 +455,9 @@ impl ExternalFiles {
             entry(key).map(|v| v.parse::<usize>().map_err(|_| fail(format!("has a bad {key} `{v}`")))).transpose()
         };
         let offset = parse("offset")?.unwrap_or(0);
-        let expected = DType::from_onnx(t.data_type)
-            .size()
-            .map(|s| s * t.dims.iter().map(|&d| d.max(0) as usize).product::<usize>());
+        let numel = ecospac_ir::tensor::numel(&t.dims);
+        let expected =
+            DType::from_onnx(t.data_type).size().and_then(|s| usize::try_from(numel.checked_mul(s as u128)?).ok());
         let len = match parse("length")? {
             Some(l) => l,
             None => expected.ok_or_else(|| fail("has no length".into()))?,

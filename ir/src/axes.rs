@@ -62,6 +62,9 @@ pub enum PinReason {
     Fused,
     /// Read by name inside a subgraph (`If`, `Loop`, `Scan`), which is not rewritten.
     Subgraph,
+    /// Split into more pieces than the analysis follows (nested too deep, or a
+    /// tensor of more index spaces than real models have).
+    TooFragmented,
 }
 
 impl PinReason {
@@ -79,6 +82,7 @@ impl PinReason {
             PinReason::Conflict => "structured differently by two ops",
             PinReason::Fused => "read by a fused ONNX Runtime op (not sliced yet)",
             PinReason::Subgraph => "read inside a subgraph",
+            PinReason::TooFragmented => "split into more pieces than the analysis follows",
         }
     }
 }

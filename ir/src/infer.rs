@@ -20,6 +20,10 @@ pub struct Fact {
 /// The most elements tracked in [`Fact::ints`].
 pub const MAX_TRACKED_INTS: usize = 64;
 
+/// The highest rank a shape tensor may give (a documented limit: the graphs
+/// ecospac reads have rank ≤ 8; ONNX Runtime's kernels stop far below 64).
+pub const MAX_RANK: usize = 64;
+
 impl Fact {
     /// A fact with a type only.
     pub fn of_ty(ty: Option<TensorTy>) -> Fact {
@@ -126,11 +130,16 @@ impl<'a> Cx<'a> {
     fn fresh_dims(&mut self, n: usize) -> Vec<Dim> {
         (0..n).map(|_| self.fresh()).collect()
     }
-    /// Length of the 1-D input `i` (e.g. a shape tensor), when known.
-    fn len_1d(&self, i: usize) -> Option<usize> {
-        match self.shape(i)? {
-            [d] => d.as_known().map(|n| n as usize),
-            _ => None,
+    /// Length of the 1-D input `i` (e.g. a shape tensor), when known; a
+    /// length that is no rank (negative, or above [`MAX_RANK`]) is an error.
+    fn len_1d(&self, i: usize) -> Result<Option<usize>, InferError> {
+        let Some([d]) = self.shape(i) else { return Ok(None) };
+        match d.as_known() {
+            None => Ok(None),
+            Some(n) => match usize::try_from(n) {
+                Ok(n) if n <= MAX_RANK => Ok(Some(n)),
+                _ => err(format!("a shape tensor of length {n}: ranks above {MAX_RANK} are not supported")),
+            },
         }
     }
 }
@@ -233,7 +242,7 @@ pub fn infer(
             }
             let dtype = if b.yields_bool() { Some(DType::Bool) } else { cx.dtype(0) };
             let ints = match (cx.ints(0), cx.ints(1)) {
-                (Some(x), Some(y)) if is_int(cx.dtype(0)) => binary_ints(*b, x, y),
+                (Some(x), Some(y)) if is_int(cx.dtype(0)) => binary_ints(*b, x, y)?,
                 _ => None,
             };
             one(ty(dtype, shape), ints)
@@ -263,6 +272,17 @@ pub fn infer(
             one(ty(cx.dtype(1), shape), ints)
         }
         Op::MatMul => {
+            // ONNX defines MatMul on real numbers only (no complex, string or bool).
+            for d in [cx.dtype(0), cx.dtype(1)].into_iter().flatten() {
+                if !(d.is_float() || is_int(Some(d))) {
+                    return err(format!("MatMul of {d}: the operator takes real numbers"));
+                }
+            }
+            if let (Some(a), Some(b)) = (cx.dtype(0), cx.dtype(1)) {
+                if a != b {
+                    return err(format!("MatMul of {a} and {b}"));
+                }
+            }
             let shape = match (cx.shape(0), cx.shape(1)) {
                 (Some(a), Some(b)) => Some(matmul_shape(a, b)?),
                 _ => None,
@@ -349,7 +369,7 @@ pub fn infer(
                 (_, Some(target)) if !target.iter().any(|d| d.as_known().is_some_and(|v| v <= 0)) => {
                     Some(target.to_vec())
                 }
-                _ => cx.len_1d(1).map(|n| cx.fresh_dims(n)),
+                _ => cx.len_1d(1)?.map(|n| cx.fresh_dims(n)),
             };
             let ints = cx.ints(0).map(<[Dim]>::to_vec).filter(|_| shape.as_ref().is_some_and(|s| s.len() <= 1));
             one(ty(cx.dtype(0), shape), ints)
@@ -466,7 +486,10 @@ pub fn infer(
             let ints = match (cx.ints(0), cx.known_ints(1)) {
                 (Some(data), Some(idx)) if cx.shape(0).is_some_and(|s| s.len() == 1) => idx
                     .iter()
-                    .map(|&i| data.get(if i < 0 { (i + data.len() as i64) as usize } else { i as usize }).cloned())
+                    .map(|&i| {
+                        let i = if i < 0 { i.checked_add(data.len() as i64)? } else { i };
+                        data.get(usize::try_from(i).ok()?).cloned()
+                    })
                     .collect(),
                 _ => None,
             };
@@ -537,7 +560,7 @@ pub fn infer(
         Op::Expand => {
             let shape = match (cx.shape(0), cx.ints(1)) {
                 (Some(s), Some(t)) => Some(broadcast(&[s, t])?),
-                (Some(s), None) => cx.len_1d(1).map(|n| n.max(s.len())).map(|n| cx.fresh_dims(n)),
+                (Some(s), None) => cx.len_1d(1)?.map(|n| n.max(s.len())).map(|n| cx.fresh_dims(n)),
                 _ => None,
             };
             one(ty(cx.dtype(0), shape), None)
@@ -551,7 +574,7 @@ pub fn infer(
             let dtype = value.as_ref().map_or(DType::F32, |v| v.dtype);
             let shape = match cx.ints(0) {
                 Some(t) => Some(t.to_vec()),
-                None => cx.len_1d(0).map(|n| cx.fresh_dims(n)),
+                None => cx.len_1d(0)?.map(|n| cx.fresh_dims(n)),
             };
             let ints = match (&shape, value.as_ref().and_then(|v| v.to_i64s())) {
                 (Some(s), Some(v)) if s.len() == 1 && is_int(Some(dtype)) => s[0]
@@ -565,9 +588,10 @@ pub fn infer(
         Op::Range => {
             let (len, ints) = match (cx.known_ints(0), cx.known_ints(1), cx.known_ints(2)) {
                 (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 && d[0] != 0 => {
-                    let n = ((l[0] - s[0]) as f64 / d[0] as f64).ceil().max(0.0) as i64;
-                    let ints =
-                        (n as usize <= MAX_TRACKED_INTS).then(|| (0..n).map(|i| Dim::known(s[0] + i * d[0])).collect());
+                    let n = ((l[0] as f64 - s[0] as f64) / d[0] as f64).ceil().max(0.0) as i64;
+                    let ints = (n as usize <= MAX_TRACKED_INTS)
+                        .then(|| (0..n).map(|i| Some(Dim::known(s[0].checked_add(i.checked_mul(d[0])?)?))).collect())
+                        .flatten();
                     (Dim::known(n), ints)
                 }
                 // `range(0, n, 1)` with a symbolic `n` has `n` elements.
@@ -583,41 +607,49 @@ pub fn infer(
     }
 }
 
-fn binary_ints(op: BinaryOp, x: &[Dim], y: &[Dim]) -> Option<Vec<Dim>> {
+/// Folds a binary op over known integer elements; `None` when not decidable.
+/// Known values that overflow `i64` are an error (the graph cannot run).
+fn binary_ints(op: BinaryOp, x: &[Dim], y: &[Dim]) -> Result<Option<Vec<Dim>>, InferError> {
     let n = x.len().max(y.len());
     if !(x.len() == n || x.len() == 1) || !(y.len() == n || y.len() == 1) {
-        return None;
+        return Ok(None);
     }
     let at = |v: &[Dim], i: usize| v[if v.len() == 1 { 0 } else { i }].clone();
-    (0..n)
-        .map(|i| {
-            let (a, b) = (at(x, i), at(y, i));
-            let (ka, kb) = (a.as_known(), b.as_known());
-            Some(match op {
-                BinaryOp::Mul => a.mul(&b),
-                BinaryOp::Div => match (ka, kb) {
-                    (Some(p), Some(q)) if q != 0 => Dim::known(p / q),
-                    _ => a.div_exact(&b)?,
-                },
-                BinaryOp::Add => a.add_known(&b)?,
-                BinaryOp::Sub => Dim::known(ka?.checked_sub(kb?)?),
-                BinaryOp::Max => Dim::known(ka?.max(kb?)),
-                BinaryOp::Min => Dim::known(ka?.min(kb?)),
-                // A symbolic size is never negative: `Equal(shape, -1)` is decidable.
-                BinaryOp::Equal => Dim::known(match (ka, kb) {
-                    _ if a == b => 1,
-                    (Some(_), Some(_)) => 0,
-                    (Some(k), None) | (None, Some(k)) if k < 0 => 0,
-                    _ => return None,
-                }),
-                BinaryOp::Less => Dim::known((ka? < kb?) as i64),
-                BinaryOp::Greater => Dim::known((ka? > kb?) as i64),
-                BinaryOp::LessOrEqual => Dim::known((ka? <= kb?) as i64),
-                BinaryOp::GreaterOrEqual => Dim::known((ka? >= kb?) as i64),
-                _ => return None,
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (a, b) = (at(x, i), at(y, i));
+        let (ka, kb) = (a.as_known(), b.as_known());
+        let overflow = || InferError(format!("integer overflow folding {} of {a:?} and {b:?}", op.name()));
+        let checked = |r: Option<i64>| r.map(Dim::known).ok_or_else(overflow);
+        let d = match (op, ka, kb) {
+            (BinaryOp::Mul, Some(p), Some(q)) => checked(p.checked_mul(q))?,
+            (BinaryOp::Mul, _, _) => a.mul(&b),
+            (BinaryOp::Div, Some(_), Some(0)) => return Ok(None),
+            (BinaryOp::Div, Some(p), Some(q)) => checked(p.checked_div(q))?,
+            (BinaryOp::Div, _, _) => match a.div_exact(&b) {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+            (BinaryOp::Add, Some(p), Some(q)) => checked(p.checked_add(q))?,
+            (BinaryOp::Sub, Some(p), Some(q)) => checked(p.checked_sub(q))?,
+            (BinaryOp::Max, Some(p), Some(q)) => Dim::known(p.max(q)),
+            (BinaryOp::Min, Some(p), Some(q)) => Dim::known(p.min(q)),
+            // A symbolic size is never negative: `Equal(shape, -1)` is decidable.
+            (BinaryOp::Equal, ka, kb) => Dim::known(match (ka, kb) {
+                _ if a == b => 1,
+                (Some(_), Some(_)) => 0,
+                (Some(k), None) | (None, Some(k)) if k < 0 => 0,
+                _ => return Ok(None),
+            }),
+            (BinaryOp::Less, Some(p), Some(q)) => Dim::known((p < q) as i64),
+            (BinaryOp::Greater, Some(p), Some(q)) => Dim::known((p > q) as i64),
+            (BinaryOp::LessOrEqual, Some(p), Some(q)) => Dim::known((p <= q) as i64),
+            (BinaryOp::GreaterOrEqual, Some(p), Some(q)) => Dim::known((p >= q) as i64),
+            _ => return Ok(None),
+        };
+        out.push(d);
+    }
+    Ok(Some(out))
 }
 
 fn matmul_shape(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, InferError> {
@@ -784,8 +816,9 @@ fn slice(cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
             Some(d) => {
                 let (b, e) = slice_bounds(st, en, step, d);
                 ranges.push((a, b, e, step));
-                let n = if step > 0 { (e - b + step - 1) / step } else { (b - e + (-step) - 1) / (-step) };
-                Dim::known(n.max(0))
+                let (b, e, st) = (b as i128, e as i128, step as i128);
+                let n = if st > 0 { (e - b + st - 1) / st } else { (b - e - st - 1) / -st };
+                Dim::known(n.clamp(0, i64::MAX as i128) as i64)
             }
             None if st == 0 && step == 1 && en >= i32::MAX as i64 => s[a].clone(),
             None => cx.fresh(),
@@ -797,8 +830,9 @@ fn slice(cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
             let mut r = Vec::new();
             let mut i = b;
             while (step > 0 && i < e) || (step < 0 && i > e) {
-                r.push(v.get(i as usize).cloned());
-                i += step;
+                r.push(usize::try_from(i).ok().and_then(|i| v.get(i)).cloned());
+                let Some(next) = i.checked_add(step) else { break };
+                i = next;
             }
             r.into_iter().collect()
         }
@@ -809,11 +843,12 @@ fn slice(cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
 
 /// The effective `[begin, end)` of a Slice on an axis of known size (ONNX clamping rules).
 pub fn slice_bounds(start: i64, end: i64, step: i64, dim: i64) -> (i64, i64) {
+    let dim = dim.max(0);
     let fix = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
     if step > 0 {
         (fix(start).clamp(0, dim), fix(end).clamp(0, dim))
     } else {
-        (fix(start).clamp(0, dim - 1), fix(end).clamp(-1, dim - 1))
+        (fix(start).min(dim - 1).max(-1), fix(end).clamp(-1, dim - 1))
     }
 }
 

@@ -61,16 +61,29 @@ pub struct Tensor {
 
 /// A tensor whose byte length disagrees with its type and shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{dtype}{dims:?} needs {expected} bytes but {actual} are present")]
+#[error("{}", self.describe())]
 pub struct SizeMismatch {
     /// Element type.
     pub dtype: DType,
     /// Dimensions.
     pub dims: Vec<i64>,
-    /// Bytes implied by type and shape.
+    /// Bytes implied by type and shape (`u128::MAX`: more than can be counted).
     pub expected: u128,
     /// Bytes present.
     pub actual: usize,
+}
+
+impl SizeMismatch {
+    fn describe(&self) -> String {
+        let (t, d) = (self.dtype, &self.dims);
+        if d.iter().any(|&x| x < 0) {
+            format!("{t}{d:?} has a negative dimension")
+        } else if self.expected == u128::MAX {
+            format!("{t}{d:?} has more elements than any file can hold")
+        } else {
+            format!("{t}{d:?} needs {} bytes but {} are present", self.expected, self.actual)
+        }
+    }
 }
 
 /// Tensors are equal when type, shape and bytes are (storage and source record aside).
@@ -97,16 +110,17 @@ impl Tensor {
     pub fn bytes(&self) -> &[u8] {
         self.storage.bytes()
     }
-    /// Number of elements.
+    /// Number of elements (negative dims count as 0; `u128::MAX` when the
+    /// product overflows).
     pub fn numel(&self) -> u128 {
-        self.dims.iter().map(|&d| d.max(0) as u128).product()
+        numel(&self.dims)
     }
     /// Checks that the byte length matches type and shape (skipped for types without a byte size).
     pub fn check_size(&self) -> Result<(), SizeMismatch> {
         let Some(size) = self.dtype.size() else {
             return Ok(());
         };
-        let expected = self.numel() * size as u128;
+        let expected = self.numel().checked_mul(size as u128).unwrap_or(u128::MAX);
         if self.dims.iter().any(|&d| d < 0) || expected != self.bytes().len() as u128 {
             return Err(SizeMismatch {
                 dtype: self.dtype,
@@ -165,4 +179,19 @@ pub fn cast_float(t: &Tensor, to: DType) -> Option<Tensor> {
         _ => return None,
     };
     Some(Tensor::from_bytes(to, t.dims.clone(), bytes))
+}
+
+/// The element count of `dims` (negative dims count as 0; `u128::MAX` when the
+/// product overflows).
+///
+/// ```
+/// assert_eq!(ecospac_ir::tensor::numel(&[2, 3]), 6);
+/// assert_eq!(ecospac_ir::tensor::numel(&[1 << 62, 1 << 62, 1 << 62]), u128::MAX);
+/// assert_eq!(ecospac_ir::tensor::numel(&[1 << 62, 1 << 62, 1 << 62, 0]), 0);
+/// ```
+pub fn numel(dims: &[i64]) -> u128 {
+    if dims.iter().any(|&d| d <= 0) {
+        return 0;
+    }
+    dims.iter().try_fold(1u128, |p, &d| p.checked_mul(d as u128)).unwrap_or(u128::MAX)
 }

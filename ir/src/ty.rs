@@ -194,7 +194,7 @@ impl Dim {
     }
     /// The exact quotient, when `other` divides `self`.
     pub fn div_exact(&self, other: &Dim) -> Option<Dim> {
-        if other.coeff == 0 || self.coeff % other.coeff != 0 {
+        if self.coeff.checked_rem(other.coeff)? != 0 {
             return None;
         }
         let mut syms = self.syms.clone();
@@ -202,7 +202,7 @@ impl Dim {
             let pos = syms.iter().position(|x| x == s)?;
             syms.remove(pos);
         }
-        Some(Dim { coeff: self.coeff / other.coeff, syms })
+        Some(Dim { coeff: self.coeff.checked_div(other.coeff)?, syms })
     }
     /// The sum, when both are known sizes.
     pub fn add_known(&self, other: &Dim) -> Option<Dim> {

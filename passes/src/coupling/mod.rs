@@ -224,18 +224,34 @@ impl Analysis {
         Some(a)
     }
 
-    /// Every element of an atom, when its size is known.
+    /// Every element of an atom, when its size is known and at most
+    /// [`MAX_AXIS_ELEMENTS`] (larger axes, e.g. of activations declared with
+    /// huge sizes, are not enumerated: their weights stay as they are).
     fn elements(&mut self, a: AtomId, outer: &mut BTreeSet<AtomId>) -> Option<Vec<Element>> {
+        self.elements_at(a, outer, 0)
+    }
+
+    fn elements_at(&mut self, a: AtomId, outer: &mut BTreeSet<AtomId>, depth: usize) -> Option<Vec<Element>> {
+        if depth > atoms::MAX_DEPTH {
+            self.atoms.pin(a, PinReason::TooFragmented);
+            return None;
+        }
+        let n = self.atoms.size(a).as_known()?;
+        if !(0..=MAX_AXIS_ELEMENTS as i64).contains(&n) {
+            return None;
+        }
         match self.atoms.refinement(a) {
             None => {
-                let n = self.atoms.size(a).as_known()?;
                 let r = self.atoms.find(a);
                 Some((0..n as u32).map(|i| vec![(r, i)]).collect())
             }
             Some(Refine::Concat(c)) => {
                 let mut out = Vec::new();
                 for x in c {
-                    out.extend(self.elements(x, outer)?);
+                    out.extend(self.elements_at(x, outer, depth + 1)?);
+                    if out.len() > MAX_AXIS_ELEMENTS {
+                        return None;
+                    }
                 }
                 Some(out)
             }
@@ -243,7 +259,10 @@ impl Analysis {
                 let last_big = c.iter().rposition(|&x| self.atoms.size(x).as_known() != Some(1));
                 let mut out: Vec<Element> = vec![vec![]];
                 for (k, &x) in c.iter().enumerate() {
-                    let inner = self.elements(x, outer)?;
+                    let inner = self.elements_at(x, outer, depth + 1)?;
+                    if out.len().checked_mul(inner.len())? > MAX_AXIS_ELEMENTS {
+                        return None;
+                    }
                     if last_big.is_some_and(|l| k < l) {
                         for e in &inner {
                             outer.extend(e.iter().map(|&(leaf, _)| leaf));
@@ -256,6 +275,14 @@ impl Analysis {
         }
     }
 }
+
+/// The most index spaces (leaves) one tensor may hold for the analysis to
+/// follow them (transformer weights hold at most about eight).
+pub const MAX_LEAVES_PER_TENSOR: usize = 64;
+
+/// The largest axis the analysis enumerates element by element (2^24; the
+/// largest weight axes of real models, vocabularies, are below 2^18).
+pub const MAX_AXIS_ELEMENTS: usize = 1 << 24;
 
 /// For values that are an initializer seen through layout-only ops, the
 /// initializer and the map from the value's axes to its axes.
@@ -387,7 +414,7 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
                             Part::Gap(n) => Some(an.atoms.fresh(ecospac_ir::Dim::known(n))),
                         };
                         let Some(a) = a else { break };
-                        total = total.and_then(|t| Some(t + an.atoms.size(a).as_known()?));
+                        total = total.and_then(|t| t.checked_add(an.atoms.size(a).as_known()?));
                         pa.push(a);
                     }
                     match total {
@@ -479,13 +506,30 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
     // the kept sets of a leaf only if every tensor holding the leaf holds it too,
     // and every weight holds it on the same axis (weights are sliced as stored).
     let keys: Vec<SlotKey> = an.slots.keys().copied().collect();
+    // Real tensors hold a handful of index spaces (heads × head dim × …); one
+    // of hundreds comes from a hostile or degenerate graph, whose contexts would
+    // cost the cube of that: its index spaces are pinned instead.
     let mut tensors: BTreeMap<(ValueId, Reader), BTreeSet<AtomId>> = BTreeMap::new();
+    let mut fragmented: BTreeSet<(ValueId, Reader)> = BTreeSet::new();
+    let mut roots = Vec::new();
     for (v, axis, reader) in keys {
         let a = an.slots[&(v, axis, reader)];
-        let mut ls = Vec::new();
-        an.leaves(a, &mut ls);
-        tensors.entry((v, reader)).or_default().extend(ls);
+        match an.leaves(a, MAX_LEAVES_PER_TENSOR) {
+            Some(ls) => tensors.entry((v, reader)).or_default().extend(ls),
+            None => {
+                fragmented.insert((v, reader));
+                roots.push(a);
+            }
+        }
     }
+    for (key, leaves) in &tensors {
+        if leaves.len() > MAX_LEAVES_PER_TENSOR || fragmented.contains(key) {
+            fragmented.insert(*key);
+            roots.extend(leaves.iter().copied());
+        }
+    }
+    tensors.retain(|key, _| !fragmented.contains(key));
+    an.atoms.pin_all(&roots, PinReason::TooFragmented);
     let mut context_of: BTreeMap<AtomId, BTreeSet<AtomId>> = BTreeMap::new();
     for leaves in tensors.values() {
         for &l in leaves {
@@ -526,7 +570,7 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
                         .get(&leaf)
                         .map(|c| {
                             c.iter()
-                                .filter_map(|&x| Some((x, an.atoms.size(x).as_known()? as u32)))
+                                .filter_map(|&x| Some((x, u32::try_from(an.atoms.size(x).as_known()?).ok()?)))
                                 .filter(|&(_, n)| n > 1)
                                 .collect()
                         })
@@ -573,11 +617,18 @@ impl Analysis {
     fn atoms_len(&self) -> AtomId {
         self.atoms.len()
     }
-    /// The leaf classes under `a` (through every refinement).
-    fn leaves(&mut self, a: AtomId, out: &mut Vec<AtomId>) {
-        match self.atoms.refinement(a) {
-            Some(Refine::Product(c) | Refine::Concat(c)) => c.iter().for_each(|&x| self.leaves(x, out)),
-            None => out.push(self.atoms.find(a)),
+    /// The leaf classes under `a` (through every refinement), in order;
+    /// `None` when there are more than `limit`.
+    fn leaves(&mut self, a: AtomId, limit: usize) -> Option<Vec<AtomId>> {
+        let mut out = Vec::new();
+        let mut stack = vec![a];
+        while let Some(x) = stack.pop() {
+            match self.atoms.refinement(x) {
+                Some(Refine::Product(c) | Refine::Concat(c)) => stack.extend(c.iter().rev()),
+                None if out.len() < limit => out.push(self.atoms.find(x)),
+                None => return None,
+            }
         }
+        Some(out)
     }
 }

@@ -196,6 +196,13 @@ impl SlicePlan {
         Ok(removed)
     }
 
+    /// Where [`SlicePlan::save`] puts the refit weights of a plan saved at `path`.
+    pub fn weights_path(path: &Path) -> PathBuf {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".weights.safetensors");
+        path.with_file_name(name)
+    }
+
     /// Writes the plan as JSON at `path` and, when it has refits, their tensors
     /// beside it (`<path>.weights.safetensors`); both atomically.
     pub fn save(&self, path: &Path) -> Result<(), PlanError> {
@@ -253,6 +260,9 @@ impl SlicePlan {
         }
         let mut refits = Vec::new();
         if let Some(name) = &doc.refit_file {
+            if Path::new(name).file_name() != Some(std::ffi::OsStr::new(name)) {
+                return Err(file_err(path, format!("refit_file `{name}` is not a file name beside the plan")));
+            }
             let sidecar = path.parent().unwrap_or(Path::new(".")).join(name);
             let bytes = std::fs::read(&sidecar).map_err(|e| file_err(&sidecar, e.to_string()))?;
             let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| file_err(&sidecar, e.to_string()))?;
@@ -322,7 +332,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PlanError> {
     use std::io::Write;
     let fail = |e: &dyn std::fmt::Display| PlanError::File { path: path.to_path_buf(), message: e.to_string() };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".ecospac-").tempfile_in(dir).map_err(|e| fail(&e))?;
+    let mut tmp = ecospac_ir::staging::file(dir).map_err(|e| fail(&e))?;
     tmp.write_all(bytes).map_err(|e| fail(&e))?;
     tmp.as_file().sync_all().map_err(|e| fail(&e))?;
     tmp.persist(path).map_err(|e| fail(&e.error))?;
