@@ -31,28 +31,23 @@ impl Inputs {
 /// compared by where it will be.
 pub fn resolve(p: &Path) -> PathBuf {
     let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
-    let mut rest = Vec::new();
-    let mut base = abs.as_path();
-    let real = loop {
-        if let Ok(r) = base.canonicalize() {
-            break r;
-        }
-        match (base.file_name(), base.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name.to_os_string());
-                base = parent;
-            }
-            _ => break base.to_path_buf(),
-        }
-    };
-    let mut out = real;
-    for c in rest.iter().rev() {
-        match Path::new(c).components().next() {
-            Some(Component::ParentDir) => {
+    let parts: Vec<Component<'_>> = abs.components().collect();
+    // The longest prefix that exists, with its links resolved.
+    let (mut out, rest) = (0..=parts.len())
+        .rev()
+        .find_map(|k| {
+            let prefix: PathBuf = parts[..k].iter().collect();
+            let real = if k == 0 { Some(PathBuf::new()) } else { prefix.canonicalize().ok() };
+            real.map(|r| (r, &parts[k..]))
+        })
+        .unwrap_or_default();
+    for c in rest {
+        match c {
+            Component::ParentDir => {
                 out.pop();
             }
-            Some(Component::CurDir) | None => {}
-            _ => out.push(c),
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
         }
     }
     out

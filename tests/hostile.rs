@@ -487,3 +487,78 @@ fn killed_compiles_leave_the_previous_output_and_no_temp_files() {
         .collect();
     assert!(left.is_empty(), "after the next run: {left:?}");
 }
+
+#[test]
+fn plans_with_absurd_sizes_or_paths_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("plan.json");
+    let fixture = common::fixture("bert-torchscript.onnx");
+    let weights_only = ["--budget", "0.5", "--criterion", "coupled", "--allocation", "global", "--refit", "none"];
+    let out = dir.path().join("a.onnx");
+    let mut args = vec!["compile", s(&fixture), "-o", s(&out), "--emit-plan", s(&plan)];
+    args.extend(weights_only);
+    let (code, msg) = ecospac(&args);
+    assert_eq!(code, Some(0), "{msg}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan).expect("plan")).expect("json");
+    let apply = |edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
+        let mut d = doc.clone();
+        edit(&mut d);
+        let p = dir.path().join("edited.json");
+        std::fs::write(&p, d.to_string()).expect("write");
+        let out = dir.path().join("b.onnx");
+        let (code, msg) = ecospac(&["compile", s(&fixture), "-o", s(&out), "--plan", s(&p)]);
+        assert_eq!(code, Some(1), "{msg}");
+        assert!(msg.contains(needle), "expected `{needle}` in: {msg}");
+        assert!(!out.exists());
+    };
+    apply(&|d| d["groups"][0]["size"] = u32::MAX.into(), "4294967295 in blocks");
+    apply(&|d| d["groups"][0]["kept"] = serde_json::json!([u32::MAX]), "index out of range");
+    apply(&|d| d["refit_file"] = "../../etc/passwd".into(), "is not a file name beside the plan");
+}
+
+/// Whenever `onnx.checker.check_model(full_check=True)` accepts a fixture, it
+/// accepts its compact model too (ONNX's own structural and type rules).
+#[test]
+fn compact_models_pass_the_onnx_checker_whenever_the_input_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pairs = Vec::new();
+    for name in common::FIXTURES {
+        let input = common::fixture(name);
+        let out = dir.path().join(name);
+        let mut args = vec!["compile", s(&input), "-o", s(&out)];
+        args.extend(["--budget", "0.5", "--criterion", "coupled", "--allocation", "global", "--refit", "none"]);
+        let (code, msg) = ecospac(&args);
+        assert_eq!(code, Some(0), "{name}: {msg}");
+        pairs.push(serde_json::json!([input, out]));
+    }
+    let script = r#"
+import json, sys, onnx
+res = []
+for src, out in json.loads(sys.argv[1]):
+    def ok(p):
+        try:
+            onnx.checker.check_model(p, full_check=True)
+            return None
+        except Exception as e:
+            return str(e).splitlines()[0]
+    res.append([src, ok(src), ok(out)])
+print(json.dumps(res))
+"#;
+    let python = common::root().join(".venv/bin/python");
+    let run = Command::new(&python)
+        .args(["-c", script, &serde_json::Value::Array(pairs).to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh", python.display()));
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let res: Vec<(String, Option<String>, Option<String>)> = serde_json::from_slice(&run.stdout).expect("json");
+    let mut checked = 0;
+    let total = res.len();
+    for (src, input_err, output_err) in res {
+        if input_err.is_none() {
+            checked += 1;
+            assert_eq!(output_err, None, "{src}: the input passes onnx.checker, its compact model does not");
+        }
+    }
+    eprintln!("{checked} of {total} fixtures pass onnx.checker (full_check), and so do their compact models");
+    assert!(checked >= 10, "only {checked} fixtures pass the checker themselves");
+}

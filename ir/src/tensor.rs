@@ -120,7 +120,7 @@ impl Tensor {
         let Some(size) = self.dtype.size() else {
             return Ok(());
         };
-        let expected = self.numel().checked_mul(size as u128).unwrap_or(u128::MAX);
+        let expected = self.numel().saturating_mul(size as u128);
         if self.dims.iter().any(|&d| d < 0) || expected != self.bytes().len() as u128 {
             return Err(SizeMismatch {
                 dtype: self.dtype,

@@ -236,7 +236,12 @@ struct P<'a> {
     toks: Vec<Tok>,
     pos: usize,
     g: &'a mut Graph,
+    /// The largest id a text of this length can number (its length in bytes).
+    max_id: usize,
 }
+
+/// The most bytes a `bytes N` (elided data, parsed as zeros) may stand for.
+pub const MAX_ELIDED_BYTES: usize = 1 << 30;
 
 impl P<'_> {
     fn next(&mut self) -> Result<Tok, String> {
@@ -279,13 +284,19 @@ impl P<'_> {
             other => Err(format!("expected an integer, found {other:?}")),
         }
     }
-    fn id_num(s: &str, prefix: char) -> Result<usize, String> {
-        s.strip_prefix(prefix)
+    fn id_num(&self, s: &str, prefix: char) -> Result<usize, String> {
+        let id: usize = s
+            .strip_prefix(prefix)
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("expected an id `{prefix}N`, found {s}"))
+            .ok_or_else(|| format!("expected an id `{prefix}N`, found {s}"))?;
+        if id > self.max_id {
+            return Err(format!("id {s} is larger than a text of {} bytes numbers", self.max_id));
+        }
+        Ok(id)
     }
     fn value_ref(&mut self) -> Result<ValueId, String> {
-        let id = Self::id_num(&self.ident()?, 'v')?;
+        let ident = self.ident()?;
+        let id = self.id_num(&ident, 'v')?;
         while self.g.num_values() <= id {
             self.g.add_value(Value::named(""));
         }
@@ -361,7 +372,15 @@ impl P<'_> {
         if self.peek() == Some(&Tok::Ident("bytes".into())) {
             self.pos += 1;
             let n = self.int()?;
-            return Ok(Tensor::from_bytes(dtype, dims, vec![0; n.max(0) as usize]));
+            let t = Tensor::from_bytes(dtype, dims, Vec::new());
+            let expected = dtype.size().map(|s| t.numel().saturating_mul(s as u128));
+            if n < 0 || expected.is_some_and(|e| e != n as u128) || n as u128 > MAX_ELIDED_BYTES as u128 {
+                return Err(format!(
+                    "`bytes {n}` for {dtype}{:?}: elided data must match the type and be at most {MAX_ELIDED_BYTES} bytes",
+                    t.dims
+                ));
+            }
+            return Ok(Tensor::from_bytes(dtype, t.dims, vec![0; n as usize]));
         }
         let bytes: Vec<u8> = match dtype {
             DType::F32 => self.list(|p| p.float())?.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
@@ -424,7 +443,7 @@ pub fn parse(text: &str) -> Result<Model, ParseError> {
         }
         let toks = lex(line).map_err(err)?;
         let opset_version = m.default_opset();
-        let mut p = P { toks, pos: 0, g: &mut m.graph };
+        let mut p = P { toks, pos: 0, g: &mut m.graph, max_id: text.len() };
         let keyword = p.ident().map_err(err)?;
         let result: Result<(), String> = (|| {
             match keyword.as_str() {
@@ -453,7 +472,8 @@ pub fn parse(text: &str) -> Result<Model, ParseError> {
                     p.g.initializers.push(v);
                 }
                 "node" => {
-                    let id = P::id_num(&p.ident()?, 'n')?;
+                    let ident = p.ident()?;
+                    let id = p.id_num(&ident, 'n')?;
                     let name = p.string()?;
                     let (domain, op_type) = match p.next()? {
                         Tok::Str(domain) => {

@@ -57,10 +57,16 @@ pub struct ModelConfig {
 }
 
 fn key(v: &serde_json::Value, k: &str) -> Result<i64, TrainError> {
-    v.get(k)
+    let n = v
+        .get(k)
         .and_then(|x| x.as_i64())
         .filter(|&x| x > 0)
-        .ok_or_else(|| TrainError::Config(format!("config.json: `{k}` missing or not a positive integer")))
+        .ok_or_else(|| TrainError::Config(format!("config.json: `{k}` missing or not a positive integer")))?;
+    let max = ecospac_frontends::hf::MAX_SIZE;
+    if n as u64 > max as u64 {
+        return Err(TrainError::Config(format!("config.json: `{k}` is {n}; ecospac reads sizes up to {max}")));
+    }
+    Ok(n)
 }
 
 fn key_or(v: &serde_json::Value, k: &str, d: i64) -> Result<i64, TrainError> {

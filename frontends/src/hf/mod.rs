@@ -14,7 +14,7 @@ mod keys;
 mod rope;
 pub mod safetensors;
 
-pub use config::Config;
+pub use config::{Config, MAX_SIZE};
 pub use safetensors::Weights;
 
 use ecospac_ir::Model;

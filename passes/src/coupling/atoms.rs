@@ -127,16 +127,39 @@ impl Atoms {
             self.pin(ra, p);
         }
     }
-    /// The leaves of `a` along refinements of one kind (`product` or concat), in order.
-    fn flatten(&mut self, a: AtomId, product: bool, out: &mut Vec<AtomId>) {
-        let mut stack = vec![a];
-        while let Some(x) = stack.pop() {
-            match self.refinement(x) {
-                Some(Refine::Product(c)) if product => stack.extend(c.iter().rev()),
-                Some(Refine::Concat(c)) if !product => stack.extend(c.iter().rev()),
-                _ => out.push(self.find(x)),
+    /// The leaf classes under `a`, in order, through refinements of one kind
+    /// (`Some(true)`: products, `Some(false)`: concatenations) or of both
+    /// (`None`). `None` when there are more than `limit`, or when a class
+    /// refines into itself (a cycle, which only contradictory graphs make).
+    pub fn walk(&mut self, a: AtomId, kind: Option<bool>, limit: usize) -> Option<Vec<AtomId>> {
+        let mut out = Vec::new();
+        let mut path: std::collections::HashSet<AtomId> = std::collections::HashSet::new();
+        // (atom, false) enters it; (class, true) leaves it.
+        let mut stack = vec![(a, false)];
+        while let Some((x, exit)) = stack.pop() {
+            let r = self.find(x);
+            if exit {
+                path.remove(&r);
+                continue;
             }
+            let children = match self.refinement(r) {
+                Some(Refine::Product(c)) if kind != Some(false) => c,
+                Some(Refine::Concat(c)) if kind != Some(true) => c,
+                _ => {
+                    if out.len() >= limit {
+                        return None;
+                    }
+                    out.push(r);
+                    continue;
+                }
+            };
+            if !path.insert(r) {
+                return None;
+            }
+            stack.push((r, true));
+            stack.extend(children.iter().rev().map(|&c| (c, false)));
         }
+        Some(out)
     }
     fn conflict(&mut self, a: AtomId, b: AtomId) {
         self.pin(a, PinReason::Conflict);
@@ -186,9 +209,11 @@ impl Atoms {
     }
     /// Aligns two refinements of one kind leaf by leaf, splitting leaves as needed.
     fn align(&mut self, a: AtomId, b: AtomId, product: bool, depth: usize) -> bool {
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        self.flatten(a, product, &mut xs);
-        self.flatten(b, product, &mut ys);
+        let (Some(mut xs), Some(mut ys)) =
+            (self.walk(a, Some(product), usize::MAX), self.walk(b, Some(product), usize::MAX))
+        else {
+            return false;
+        };
         let one = Dim::known(1);
         if product {
             xs.retain(|&x| self.atoms[x as usize].size != one);

@@ -618,17 +618,8 @@ impl Analysis {
         self.atoms.len()
     }
     /// The leaf classes under `a` (through every refinement), in order;
-    /// `None` when there are more than `limit`.
+    /// `None` when there are more than `limit` (or refinements cycle).
     fn leaves(&mut self, a: AtomId, limit: usize) -> Option<Vec<AtomId>> {
-        let mut out = Vec::new();
-        let mut stack = vec![a];
-        while let Some(x) = stack.pop() {
-            match self.atoms.refinement(x) {
-                Some(Refine::Product(c) | Refine::Concat(c)) => stack.extend(c.iter().rev()),
-                None if out.len() < limit => out.push(self.atoms.find(x)),
-                None => return None,
-            }
-        }
-        Some(out)
+        self.atoms.walk(a, None, limit)
     }
 }
