@@ -416,19 +416,24 @@ fn side_outputs_only_on_success_and_stale_files_are_removed() {
     std::fs::write(&blocker, "x").expect("write");
     let weights_only = ["--budget", "0.5", "--criterion", "coupled", "--allocation", "global", "--refit", "none"];
     let fixture = common::fixture("bert-torchscript.onnx");
-    let mut args = vec!["compile", s(&fixture), "-o", "PLACEHOLDER", "--emit-plan", s(&plan), "--report", s(&report)];
-    let out = blocker.join("out.onnx");
-    args[3] = s(&out);
-    args.extend(weights_only);
-    let (code, msg) = ecospac(&args);
+    let compile_to = |out: &Path| {
+        let mut args = vec!["compile", s(&fixture), "-o", s(out), "--emit-plan", s(&plan), "--report", s(&report)];
+        args.extend(weights_only);
+        ecospac(&args)
+    };
+    let (code, msg) = compile_to(&blocker.join("out.onnx"));
     assert_eq!(code, Some(1), "{msg}");
     assert!(!plan.exists() && !report.exists(), "side outputs written by a failed compile");
+    // The destination named, not the staged file; each cause once.
+    let line = msg.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains("cannot write") && line.contains("out.onnx") && !line.contains(".ecospac-"), "{msg}");
+    let parts: Vec<&str> = line.split(": ").collect();
+    assert!(parts.iter().enumerate().all(|(i, p)| !parts[..i].contains(p)), "a cause repeats: {line}");
     // A file left by a killed run (its process is gone) is removed by the next run there.
     let stale = dir.path().join(".ecospac-0-abcdef");
     std::fs::write(&stale, vec![0u8; 1024]).expect("write");
     let good = dir.path().join("good.onnx");
-    args[3] = s(&good);
-    let (code, msg) = ecospac(&args);
+    let (code, msg) = compile_to(&good);
     assert_eq!(code, Some(0), "{msg}");
     assert!(plan.exists() && report.exists() && good.exists());
     if cfg!(target_os = "linux") {

@@ -121,7 +121,6 @@ pub fn import_file_with_data(path: &Path) -> Result<(Model, Vec<PathBuf>), Impor
             reason: "it is not a regular file".into(),
         });
     }
-    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     // SAFETY: the map is read-only and dropped before return; a concurrent writer
     // could change bytes under us, as with any read.
