@@ -3,7 +3,6 @@
 //! (`fuzz/src/lib.rs`, the code the fuzz targets run) and returns normally.
 
 #[path = "../fuzz/src/lib.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use std::time::{Duration, Instant};

@@ -619,7 +619,11 @@ fn binary_ints(op: BinaryOp, x: &[Dim], y: &[Dim]) -> Result<Option<Vec<Dim>>, I
     for i in 0..n {
         let (a, b) = (at(x, i), at(y, i));
         let (ka, kb) = (a.as_known(), b.as_known());
-        let overflow = || InferError(format!("integer overflow folding {} of {a:?} and {b:?}", op.name()));
+        // Only known values are folded with `checked`, so both are numbers here.
+        let overflow = || {
+            let (p, q) = (ka.unwrap_or_default(), kb.unwrap_or_default());
+            InferError(format!("integer overflow folding {} of {p} and {q}", op.name()))
+        };
         let checked = |r: Option<i64>| r.map(Dim::known).ok_or_else(overflow);
         let d = match (op, ka, kb) {
             (BinaryOp::Mul, Some(p), Some(q)) => checked(p.checked_mul(q))?,
