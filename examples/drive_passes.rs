@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             model.graph.value_mut(v).constant = Some(Tensor::from_f32s(t.dims.clone(), &vals));
         }
     }
-    let before = model.graph.float_parameters();
+    let before = model.graph.parameters();
 
     // Analyse and plan from the weights alone (no engine in this program).
     let env = Env::default();
@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut slice = Pipeline::starting_from(&Recipe::of(&["slice"]), &env, cx.facts.with(Facts::PLAN))?;
     slice.run(&mut cx, &env)?;
     verify(&cx.model.graph).map_err(|e| e.to_string())?;
-    println!("float parameters: {before} before, {} after slicing", cx.model.graph.float_parameters());
-    assert!(cx.model.graph.float_parameters() < before);
+    println!("parameters: {before} before, {} after slicing", cx.model.graph.parameters());
+    assert!(cx.model.graph.parameters() < before);
     Ok(())
 }

@@ -384,7 +384,8 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     for d in a.dump_after {
         pipeline = pipeline.dump_after(d)?;
     }
-    let before = model.graph.float_parameters();
+    let before = model.graph.parameters();
+    let float_before = model.graph.float_parameters();
     let bind = crate::parse_bindings(&args.bind)?;
     let flops_before = ecospac_passes::cost::matmul_flops(&model, &bind);
     let mut cx = Compilation::new(model);
@@ -412,7 +413,7 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     for (pass, text) in pipeline.dumps() {
         println!("; after {pass}\n{text}");
     }
-    let after = cx.model.graph.float_parameters();
+    let after = cx.model.graph.parameters();
     let flops_after = ecospac_passes::cost::matmul_flops(&cx.model, &bind);
     summarize(&cx, before, after, flops_before, flops_after, &bind);
     eprintln!("compiled in {:.1?}", t0.elapsed());
@@ -422,7 +423,11 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     let proof =
         verify(&cx.model.graph).map_err(|e| anyhow::anyhow!("{e}")).context("the compiled graph does not verify")?;
     cx.report.insert("recipe".into(), serde_json::from_str(&recipe.to_json())?);
-    cx.report.insert("float_parameters".into(), serde_json::json!({"before": before as u64, "after": after as u64}));
+    cx.report.insert("parameters".into(), serde_json::json!({"before": before as u64, "after": after as u64}));
+    cx.report.insert(
+        "float_parameters".into(),
+        serde_json::json!({"before": float_before as u64, "after": cx.model.graph.float_parameters() as u64}),
+    );
     cx.report.insert(
         "matmul_flops".into(),
         serde_json::json!({"before": flops_before.map(|f| f as u64), "after": flops_after.map(|f| f as u64), "bind": bind}),
@@ -525,7 +530,7 @@ fn summarize(
             let names: Vec<String> = ops.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
             let pinned = a["unmodelled_pinned_parameters"].as_u64().unwrap_or(0);
             eprintln!(
-                "warning: {pinned} of {before} float parameters cannot be pruned because they reach ops ecospac \
+                "warning: {pinned} of {before} parameters cannot be pruned because they reach ops ecospac \
                  does not model or slice yet: {}",
                 names.join(", ")
             );
@@ -565,7 +570,7 @@ fn summarize(
     if let Some(f) = r.get("refit") {
         eprintln!("refit: {} weights ({})", f["weights"], f["method"].as_str().unwrap_or("?"));
     }
-    eprintln!("model: {after} of {before} float parameters ({:.3})", after as f64 / before.max(1) as f64);
+    eprintln!("model: {after} of {before} parameters ({:.3})", after as f64 / before.max(1) as f64);
     if let (Some(b), Some(a)) = (flops_before, flops_after) {
         eprintln!("matmul FLOPs {a} of {b} ({:.3}) with {bind:?}", a as f64 / b.max(1) as f64);
     }

@@ -52,6 +52,7 @@ pub fn inspect(path: &Path, json: bool, text: bool, bind: &[String]) -> Result<(
             "ops": ops,
             "parameters": params.iter().map(|(k, v)| (k.clone(), serde_json::json!({"elements": v.0 as u64, "bytes": v.1}))).collect::<BTreeMap<_, _>>(),
             "float_parameters": float_params as u64,
+            "weight_parameters": g.parameters() as u64,
             "matmul_flops": ecospac_passes::cost::matmul_flops(&model, &bindings).map(|f| f as u64),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -70,7 +71,7 @@ pub fn inspect(path: &Path, json: bool, text: bool, bind: &[String]) -> Result<(
         }
     }
     println!("  {} nodes, {} initializers", g.order.len(), g.initializers.len());
-    println!("  parameters ({} float):", float_params);
+    println!("  parameters: {} weights ({} float, the rest quantised):", g.parameters(), float_params);
     match ecospac_passes::cost::matmul_flops(&model, &bindings) {
         Some(f) => println!("  matmul FLOPs {f} (dims bound: {bind:?})"),
         None => println!("  matmul FLOPs: bind the symbolic dims with --bind name=value to count them"),

@@ -28,7 +28,7 @@ fn a_printed_recipe_compiles_to_the_same_bytes_as_its_flags() {
         let recipe = dir.path().join(format!("r{budget}.toml"));
         let text = ok(&ecospac(&["recipe", "--budget", budget])).stdout.clone();
         std::fs::write(&recipe, &text).expect("write recipe");
-        for name in FIXTURES {
+        for name in sliced_fixtures() {
             let src = fixture(name);
             let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
             // The fixtures were traced at 16 positions; generated calibration data must match.

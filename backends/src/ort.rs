@@ -136,6 +136,8 @@ fn ort_value(name: &str, t: &Tensor) -> Result<DynValue, ExecError> {
     Ok(match t.dtype {
         DType::F32 => from_le!(f32, 4),
         DType::F64 => from_le!(f64, 8),
+        DType::F16 => from_le!(half::f16, 2),
+        DType::BF16 => from_le!(half::bf16, 2),
         DType::I64 => from_le!(i64, 8),
         DType::I32 => from_le!(i32, 4),
         DType::I8 => from_le!(i8, 1),
@@ -161,6 +163,8 @@ fn ir_tensor(name: &str, value: &DynValue) -> Result<Tensor, ExecError> {
     Ok(match ty {
         TensorElementType::Float32 => to_le!(f32, DType::F32),
         TensorElementType::Float64 => to_le!(f64, DType::F64),
+        TensorElementType::Float16 => to_le!(half::f16, DType::F16),
+        TensorElementType::Bfloat16 => to_le!(half::bf16, DType::BF16),
         TensorElementType::Int64 => to_le!(i64, DType::I64),
         TensorElementType::Int32 => to_le!(i32, DType::I32),
         TensorElementType::Int8 => to_le!(i8, DType::I8),

@@ -100,7 +100,7 @@ pass = "slice"
 pub fn compile(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(model) = ecospac_ir::text::parse(text) else { return };
-    let before = model.graph.float_parameters();
+    let before = model.graph.parameters();
     let env = Env::default();
     let Ok(recipe) = Recipe::parse_toml(RECIPE) else { return };
     let Ok(mut pipeline) = Pipeline::new(&recipe, &env) else { return };
@@ -108,7 +108,7 @@ pub fn compile(data: &[u8]) {
     if pipeline.run(&mut cx, &env).is_err() {
         return;
     }
-    assert!(cx.model.graph.float_parameters() <= before, "the compact model grew");
+    assert!(cx.model.graph.parameters() <= before, "the compact model grew");
     let proof = match ecospac_ir::verify(&cx.model.graph) {
         Ok(p) => p,
         Err(e) => panic!("a sliced graph does not verify: {e}"),

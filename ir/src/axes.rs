@@ -223,6 +223,23 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                 }
             }
         }
+        Op::Quantize(q) | Op::Dequantize(q) => {
+            // Elementwise on the data; a per-axis scale and zero point follow `axis`.
+            for k in 0..o0.len() {
+                r.push(same(0, k, 0, k));
+            }
+            for i in 1..ins.len().min(3) {
+                match in_shape(i) {
+                    Some([]) => {}
+                    Some([n]) if n.as_known() == Some(1) => {}
+                    Some([_]) => match q.axis(o0.len()) {
+                        Ok(a) => r.push(same(i, 0, 0, a)),
+                        Err(_) => return pin_all(ins, outs, PinReason::UnknownShape),
+                    },
+                    _ => return pin_all(ins, outs, PinReason::UnknownShape),
+                }
+            }
+        }
         Op::Softmax(s) => {
             let Ok(a) = norm_axis(s.axis, o0.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
             for k in 0..o0.len() {

@@ -190,12 +190,44 @@ impl Graph {
         p
     }
     /// Float parameters: the elements of every float initializer, each counted
-    /// once however many nodes read it (what `ecospac inspect` reports).
+    /// once however many nodes read it.
     pub fn float_parameters(&self) -> u128 {
         self.initializers
             .iter()
             .filter_map(|&v| self.value(v).constant.as_ref())
             .filter(|t| t.dtype.is_float())
+            .map(|t| t.numel())
+            .sum()
+    }
+    /// For each value: a constant that holds weights, i.e. a float constant or
+    /// one that some node reads at a quantised-data input
+    /// ([`Op::quantised_inputs`](crate::Op::quantised_inputs)); other integer
+    /// constants are sizes and indices.
+    pub fn weights(&self) -> Vec<bool> {
+        let mut w: Vec<bool> =
+            self.values.iter().map(|(_, v)| v.constant.as_ref().is_some_and(|t| t.dtype.is_float())).collect();
+        for (_, node) in self.nodes() {
+            for &i in node.op.quantised_inputs() {
+                if let Some(Some(v)) = node.inputs.get(i) {
+                    if self.value(*v).constant.is_some() {
+                        if let Some(slot) = w.get_mut(v.index()) {
+                            *slot = true;
+                        }
+                    }
+                }
+            }
+        }
+        w
+    }
+    /// Parameters: the elements of every weight initializer ([`Graph::weights`]:
+    /// float, or quantised data and zero points), each counted once however
+    /// many nodes read it (what `ecospac inspect` reports).
+    pub fn parameters(&self) -> u128 {
+        let w = self.weights();
+        self.initializers
+            .iter()
+            .filter(|v| w.get(v.index()).copied().unwrap_or(false))
+            .filter_map(|&v| self.value(v).constant.as_ref())
             .map(|t| t.numel())
             .sum()
     }

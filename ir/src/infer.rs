@@ -180,6 +180,35 @@ pub fn infer(
             one(ty(dtype, cx.shape(0).map(<[Dim]>::to_vec)), ints)
         }
         Op::Softmax(_) | Op::Gelu(_) | Op::ContribGelu(_) => one(cx.input(0).and_then(|f| f.ty.clone()), None),
+        Op::Quantize(q) | Op::Dequantize(q) => {
+            let name = op.op_type();
+            // The scale (and zero point) is one element, or one per index of `axis`.
+            for i in 1..inputs.len().min(3) {
+                match (cx.shape(i), cx.shape(0)) {
+                    (Some([]), _) | (None, _) => {}
+                    (Some([n]), _) if n.as_known() == Some(1) => {}
+                    (Some([n]), Some(x)) => {
+                        let d = x.get(q.axis(x.len())?).and_then(Dim::as_known);
+                        match (n.as_known(), d) {
+                            (Some(n), Some(d)) if n != 1 && n != d => {
+                                return err(format!("{name}: {n} scale elements for an axis of {d}"))
+                            }
+                            _ => {}
+                        }
+                    }
+                    (Some([_]), None) => {}
+                    (Some(s), _) => {
+                        return err(format!("{name}: a scale of rank {} (blocked) is not modelled", s.len()))
+                    }
+                }
+            }
+            let dtype = match q.output_dtype {
+                Some(code) if code != 0 => Some(DType::from_onnx(code as i32)),
+                _ if matches!(op, Op::Dequantize(_)) => cx.dtype(1),
+                _ => cx.dtype(2).or(Some(DType::U8)),
+            };
+            one(ty(dtype, cx.shape(0).map(<[Dim]>::to_vec)), None)
+        }
         Op::FusedAttention(f) => {
             // Output [B, S, H_v]: H_v from qkv_hidden_sizes, else a third of the packed weight.
             let v_hidden = match &f.qkv_hidden_sizes {

@@ -217,6 +217,29 @@ pub struct EmbedLayerNorm {
     pub mask_index_type: Option<i64>,
 }
 
+/// `QuantizeLinear` (`y = saturate(round(x / scale) + zero_point)`) and
+/// `DequantizeLinear` (`y = (x - zero_point) · scale`), per tensor (a scale of
+/// one element) or per axis (a 1-D scale along `axis`). Blocked quantisation
+/// (`block_size` ≠ 0) is not modelled: such nodes stay [`Op::Opaque`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quant {
+    /// The per-axis axis as written (ONNX's default is 1).
+    pub axis: Option<i64>,
+    /// `saturate` (float8 targets), as written.
+    pub saturate: Option<i64>,
+    /// `output_dtype` (an ONNX type code), as written.
+    pub output_dtype: Option<i64>,
+    /// `block_size` when written as 0.
+    pub block_size: Option<i64>,
+}
+
+impl Quant {
+    /// The per-axis axis of an input of rank `rank`.
+    pub fn axis(&self, rank: usize) -> Result<usize, crate::infer::InferError> {
+        crate::infer::norm_axis(self.axis.unwrap_or(1), rank)
+    }
+}
+
 /// `ReduceMean`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReduceMean {
@@ -308,6 +331,10 @@ pub enum Op {
     LayerNorm(LayerNorm),
     /// `ReduceMean`.
     ReduceMean(ReduceMean),
+    /// `QuantizeLinear`.
+    Quantize(Quant),
+    /// `DequantizeLinear`.
+    Dequantize(Quant),
     /// `Gelu`.
     Gelu(Gelu),
     /// `com.microsoft` `SkipLayerNormalization` / `SkipSimplifiedLayerNormalization`.
@@ -582,6 +609,22 @@ impl Op {
                 keepdims: r.bool("keepdims", true)?,
                 noop_with_empty_axes: r.bool("noop_with_empty_axes", false)?,
             }),
+            "QuantizeLinear" | "DequantizeLinear" if opset >= 10 => {
+                let q = Quant {
+                    axis: r.int("axis")?,
+                    saturate: r.int("saturate")?,
+                    output_dtype: r.int("output_dtype")?,
+                    block_size: r.int("block_size")?,
+                };
+                if q.block_size.is_some_and(|b| b != 0) {
+                    return Ok(opaque(domain, op_type, attrs));
+                }
+                if op_type == "QuantizeLinear" {
+                    Op::Quantize(q)
+                } else {
+                    Op::Dequantize(q)
+                }
+            }
             "Gelu" => {
                 let approx = r.string("approximate")?.unwrap_or(b"none");
                 match approx {
@@ -662,6 +705,8 @@ impl Op {
             Op::Softmax(_) => "Softmax",
             Op::LayerNorm(_) => "LayerNormalization",
             Op::ReduceMean(_) => "ReduceMean",
+            Op::Quantize(_) => "QuantizeLinear",
+            Op::Dequantize(_) => "DequantizeLinear",
             Op::Gelu(_) => "Gelu",
             Op::SkipLayerNorm(l) if l.simplified => "SkipSimplifiedLayerNormalization",
             Op::SkipLayerNorm(_) => "SkipLayerNormalization",
@@ -755,6 +800,18 @@ impl Op {
                 put("keepdims", Attr::Int(r.keepdims as i64));
                 if r.noop_with_empty_axes {
                     put("noop_with_empty_axes", Attr::Int(1));
+                }
+            }
+            Op::Quantize(q) | Op::Dequantize(q) => {
+                for (name, v) in [
+                    ("axis", q.axis),
+                    ("saturate", q.saturate),
+                    ("output_dtype", q.output_dtype),
+                    ("block_size", q.block_size),
+                ] {
+                    if let Some(v) = v {
+                        put(name, Attr::Int(v));
+                    }
                 }
             }
             Op::Gelu(g) => {
@@ -884,6 +941,8 @@ impl Op {
             | Op::LayerNorm(_)
             | Op::SkipLayerNorm(_)
             | Op::ReduceMean(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
             | Op::Gelu(_)
             | Op::ContribGelu(_)
             | Op::FusedAttention(_)
@@ -897,6 +956,55 @@ impl Op {
             | Op::Opaque(_) => (None, None),
         };
         SizeFacts { flows, uses }
+    }
+
+    /// The inputs that hold weights stored as integers (quantised data and
+    /// their zero points): constants there are parameters, sliced with the
+    /// float weights, where other integer constants are sizes or indices.
+    pub fn quantised_inputs(&self) -> &'static [usize] {
+        match self {
+            Op::Dequantize(_) => &[0, 2],
+            Op::Quantize(_) => &[2],
+            Op::MatMul
+            | Op::Gemm(_)
+            | Op::Conv(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Softmax(_)
+            | Op::LayerNorm(_)
+            | Op::ReduceMean(_)
+            | Op::Gelu(_)
+            | Op::SkipLayerNorm(_)
+            | Op::ContribGelu(_)
+            | Op::FusedAttention(_)
+            | Op::EmbedLayerNorm(_)
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Split(_)
+            | Op::Slice
+            | Op::Concat { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Expand
+            | Op::Cast(_)
+            | Op::Constant { .. }
+            | Op::ConstantOfShape { .. }
+            | Op::Range => &[],
+            // Quantised products outside the closed set: their weights still
+            // count as parameters (and are reported as pinned by them).
+            Op::Opaque(o) => match (o.domain.as_str(), o.op_type.as_str()) {
+                ("" | "ai.onnx", "MatMulInteger" | "ConvInteger") => &[1, 3],
+                ("" | "ai.onnx", "QLinearMatMul" | "QLinearConv") => &[3, 5],
+                ("" | "ai.onnx", "DequantizeLinear") => &[0, 2],
+                ("com.microsoft", "MatMulNBits") => &[1, 3],
+                ("com.microsoft", "DequantizeLinear") => &[0, 2],
+                _ => &[],
+            },
+        }
     }
 
     /// Inputs and outputs the op accepts: `(min_in, max_in, min_out, max_out)`.
@@ -914,6 +1022,7 @@ impl Op {
             | Op::Cast(_) => (1, 1, 1, 1),
             Op::Binary(_) | Op::Gather { .. } | Op::Expand => (2, 2, 1, 1),
             Op::Where => (3, 3, 1, 1),
+            Op::Quantize(_) | Op::Dequantize(_) => (2, 3, 1, 1),
             Op::LayerNorm(_) => (2, 3, 1, 3),
             Op::SkipLayerNorm(l) => (3, if l.simplified { 4 } else { 5 }, 1, 4),
             Op::ContribGelu(ContribGelu::BiasGelu) => (2, 2, 1, 1),

@@ -285,7 +285,8 @@ pub const MAX_LEAVES_PER_TENSOR: usize = 64;
 pub const MAX_AXIS_ELEMENTS: usize = 1 << 24;
 
 /// For values that are an initializer seen through layout-only ops, the
-/// initializer and the map from the value's axes to its axes.
+/// initializer and the map from the value's axes to its axes (its
+/// dequantisation counts as a view: the same axes, scaled).
 fn weight_views(model: &Model) -> HashMap<ValueId, (ValueId, Vec<usize>)> {
     let g = &model.graph;
     let mut views: HashMap<ValueId, (ValueId, Vec<usize>)> = HashMap::new();
@@ -305,7 +306,7 @@ fn weight_views(model: &Model) -> HashMap<ValueId, (ValueId, Vec<usize>)> {
                 };
                 perm.iter().map(|&p| map.get(p).copied()).collect::<Option<Vec<_>>>()
             }
-            Op::Cast(_) | Op::Unary(ecospac_ir::op::UnaryOp::Identity) => Some(map),
+            Op::Cast(_) | Op::Unary(ecospac_ir::op::UnaryOp::Identity) | Op::Dequantize(_) => Some(map),
             _ => None,
         };
         if let Some(m) = mapped {
@@ -463,9 +464,10 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
             }
         }
     }
+    let is_weight = g.weights();
     let mut own_copy: BTreeSet<ValueId> = BTreeSet::new();
     for (&v, rs) in &readers_of {
-        let Some(t) = g.value(v).constant.as_ref().filter(|t| t.dtype.is_float()) else { continue };
+        let Some(t) = g.value(v).constant.as_ref().filter(|_| is_weight[v.index()]) else { continue };
         if rs.len() < 2 {
             continue;
         }
@@ -481,12 +483,12 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
         }
     }
 
-    // Expand every float weight axis into leaves.
+    // Expand every weight axis (float, or quantised) into leaves.
     let mut outer = BTreeSet::new();
     let mut expansions: Vec<(ValueId, Reader, usize, Vec<Element>)> = Vec::new();
     for (v, node, i) in uses {
         let Some(t) = &g.value(v).constant else { continue };
-        if !t.dtype.is_float() {
+        if !is_weight[v.index()] {
             continue;
         }
         for axis in 0..t.dims.len() {

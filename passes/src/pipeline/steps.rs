@@ -273,7 +273,7 @@ impl Pass for AnalyseCoupling {
 /// The ops that pin weights only because ecospac does not see inside them (ops
 /// outside the closed set, fused ONNX Runtime ops not sliced yet) as
 /// `domain.op_type` and count, when some weight axis is pinned by one, and the
-/// float parameters of the weights so pinned (each tensor once).
+/// parameters of the weights so pinned (each tensor once).
 fn opaque_pins(model: &Model, coupling: &Coupling) -> (BTreeMap<String, usize>, u128) {
     use ecospac_ir::axes::PinReason;
     let mut tensors = BTreeSet::new();

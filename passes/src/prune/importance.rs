@@ -92,7 +92,7 @@ pub enum ScoreError {
 /// Sum of squares of the weight over all axes but `axis`, per position of `axis`.
 fn position_energy(model: &Model, m: &Member) -> Option<Vec<f64>> {
     let t = model.graph.value(m.value).constant.as_ref()?;
-    let vals = t.to_f64s()?;
+    let vals = super::weight_values(model, m)?;
     let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
     let n = *dims.get(m.axis)?;
     let inner: usize = dims[m.axis + 1..].iter().product();
@@ -106,7 +106,7 @@ fn position_energy(model: &Model, m: &Member) -> Option<Vec<f64>> {
 /// The rows of a weight along `axis` (each row: every element with that index).
 fn rows_along(model: &Model, m: &Member) -> Option<Vec<Vec<f64>>> {
     let t = model.graph.value(m.value).constant.as_ref()?;
-    let vals = t.to_f64s()?;
+    let vals = super::weight_values(model, m)?;
     let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
     let n = *dims.get(m.axis)?;
     let inner: usize = dims[m.axis + 1..].iter().product();

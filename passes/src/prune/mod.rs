@@ -65,3 +65,38 @@ pub fn plan_with_scores(
     };
     Ok(keep_strongest(model, coupling, &scores, &per_block))
 }
+
+/// The values of a member's weight as the model computes with them: its
+/// elements, or, for quantised data that a `DequantizeLinear` reads,
+/// `(q - zero_point) · scale` (per tensor or per axis).
+pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<Vec<f64>> {
+    let g = &model.graph;
+    let t = g.value(m.value).constant.as_ref()?;
+    let q = t.to_f64s()?;
+    let Some((node, 0)) = m.reader else { return Some(q) };
+    let node = g.node(node);
+    let ecospac_ir::Op::Dequantize(quant) = &node.op else { return Some(q) };
+    let param = |i: usize| -> Option<Vec<f64>> { g.value((*node.inputs.get(i)?)?).constant.as_ref()?.to_f64s() };
+    let scale = param(1)?;
+    let zero = param(2).unwrap_or_else(|| vec![0.0; scale.len()]);
+    if zero.len() != scale.len() || scale.is_empty() {
+        return None;
+    }
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let index = if scale.len() == 1 {
+        None
+    } else {
+        let a = quant.axis(dims.len()).ok()?;
+        (dims.get(a) == Some(&scale.len())).then_some(())?;
+        Some((a, dims[a + 1..].iter().product::<usize>().max(1)))
+    };
+    Some(
+        q.iter()
+            .enumerate()
+            .map(|(e, &x)| {
+                let k = index.map_or(0, |(a, inner)| (e / inner) % dims[a]);
+                (x - zero[k]) * scale[k]
+            })
+            .collect(),
+    )
+}

@@ -73,7 +73,8 @@ pub fn consumers(model: &Model, coupling: &Coupling, removed: &[Vec<u32>]) -> Ve
         }
         for m in grp.members.iter().filter(|m| m.role == Role::Reader) {
             let Some(t) = g.value(m.value).constant.as_ref() else { continue };
-            if t.dims.len() != 2 || uses(m.value) != 1 || !seen.insert(m.value) {
+            // Quantised weights keep their values: a refit would have to requantise them.
+            if t.dims.len() != 2 || !t.dtype.is_float() || uses(m.value) != 1 || !seen.insert(m.value) {
                 continue;
             }
             let Some((input, Role::Reader)) = member_activation(model, m) else { continue };

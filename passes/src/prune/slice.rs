@@ -28,13 +28,13 @@ pub enum SliceError {
     /// Slicing would leave more parameters than the input has (per-use copies
     /// of tensors that several nodes read outweigh what the plan removes).
     #[error(
-        "the compact model would have {after} float parameters, more than the input's {before}: \
+        "the compact model would have {after} parameters, more than the input's {before}: \
          tensors that several nodes read would be copied per use"
     )]
     Grew {
-        /// Float parameters of the input.
+        /// Parameters of the input ([`ecospac_ir::Graph::parameters`]).
         before: u128,
-        /// Float parameters after slicing.
+        /// Parameters after slicing.
         after: u128,
     },
     /// A size the slice changes is encoded in a way the slicer cannot rewrite.
@@ -71,15 +71,50 @@ fn gather_axis(t: &Tensor, axis: usize, keep: &[u32]) -> Tensor {
     n
 }
 
-/// Copies `t` with the `zero` positions of `axis` set to zero.
-fn zero_axis(t: &Tensor, axis: usize, zero: &BTreeSet<u32>) -> Tensor {
+/// What zero is in a tensor: 0, or, for quantised data, its zero point (one
+/// value, or one per index of an axis).
+struct ZeroPoint {
+    point: Tensor,
+    axis: Option<usize>,
+}
+
+/// The zero point that `reader` applies to `value` (a `DequantizeLinear`'s data).
+fn zero_point(model: &Model, value: ValueId, reader: Option<(NodeId, usize)>) -> Option<ZeroPoint> {
+    let (node, 0) = reader? else { return None };
+    let node = model.graph.node(node);
+    let Op::Dequantize(q) = &node.op else { return None };
+    let point = model.graph.value((*node.inputs.get(2)?)?).constant.clone()?;
+    let rank = model.graph.value(value).constant.as_ref()?.dims.len();
+    let axis = if point.numel() == 1 { None } else { Some(q.axis(rank).ok()?) };
+    Some(ZeroPoint { point, axis })
+}
+
+/// Copies `t` with the `zero` positions of `axis` set to zero (its zero point
+/// for quantised data).
+fn zero_axis(t: &Tensor, axis: usize, zero: &BTreeSet<u32>, point: Option<&ZeroPoint>) -> Tensor {
     let size = t.dtype.size().unwrap_or(1);
     let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    let inner: usize = dims[axis + 1..].iter().product::<usize>() * size;
+    let stride = |a: usize| dims[a + 1..].iter().product::<usize>();
     let mut b = t.bytes().to_vec();
-    for (k, chunk) in b.chunks_mut(inner).enumerate() {
-        if zero.contains(&((k % dims[axis]) as u32)) {
-            chunk.fill(0);
+    match point.filter(|p| p.point.dtype == t.dtype) {
+        None => {
+            let inner = stride(axis) * size;
+            for (k, chunk) in b.chunks_mut(inner).enumerate() {
+                if zero.contains(&((k % dims[axis]) as u32)) {
+                    chunk.fill(0);
+                }
+            }
+        }
+        Some(p) => {
+            let zp = p.point.bytes();
+            for (e, chunk) in b.chunks_mut(size).enumerate() {
+                if zero.contains(&(((e / stride(axis)) % dims[axis]) as u32)) {
+                    let at = p.axis.map_or(0, |a| (e / stride(a)) % dims[a]) * size;
+                    if let Some(v) = zp.get(at..at + size) {
+                        chunk.copy_from_slice(v);
+                    }
+                }
+            }
         }
     }
     let mut n = Tensor::from_bytes(t.dtype, t.dims.clone(), b);
@@ -121,7 +156,8 @@ fn replace_use(
     }
 }
 
-/// Zeroes every removed slice and substitutes the plan's refit weights
+/// Zeroes every removed slice (quantised data: sets it to its zero point, so
+/// that it dequantises to 0) and substitutes the plan's refit weights
 /// (scattered to the full shape, zero where removed): the masked original the
 /// sliced model must equal. On an error the model is unchanged.
 pub fn mask_plan(model: &mut Model, coupling: &Coupling, plan: &SlicePlan) -> Result<(), SliceError> {
@@ -140,8 +176,9 @@ pub fn masked(model: &Model, coupling: &Coupling, removed: &[Vec<u32>], refits: 
             continue;
         }
         let Some(mut t) = work.graph.value(*value).constant.clone() else { continue };
+        let point = zero_point(&work, *value, *reader);
         for (axis, zero) in axes {
-            t = zero_axis(&t, *axis, zero);
+            t = zero_axis(&t, *axis, zero, point.as_ref());
         }
         replace_use(&mut work, *value, *reader, t, &counts);
     }
@@ -378,7 +415,7 @@ pub fn apply_plan(model: &mut Model, coupling: &mut Coupling, plan: &SlicePlan) 
     let removed = plan.bind(model, coupling)?;
     let mut work = model.clone();
     slice_into(&mut work, coupling, plan, &removed)?;
-    let (before, after) = (model.graph.float_parameters(), work.graph.float_parameters());
+    let (before, after) = (model.graph.parameters(), work.graph.parameters());
     if after > before {
         return Err(SliceError::Grew { before, after });
     }

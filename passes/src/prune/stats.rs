@@ -109,8 +109,10 @@ pub struct CalibrationStats {
 pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
     let g = &model.graph;
     let (mut node, mut input) = m.reader?;
-    // Look through a Transpose (or Cast) of the weight to the product that reads it.
-    while let Op::Transpose { .. } | Op::Cast(_) = g.node(node).op {
+    // Look through a Transpose, Cast or DequantizeLinear of the weight to the product that reads it.
+    while matches!(g.node(node).op, Op::Transpose { .. } | Op::Cast(_))
+        || (matches!(g.node(node).op, Op::Dequantize(_)) && input == 0)
+    {
         let out = g.node(node).outputs.first().copied().flatten()?;
         let consumers = g.consumers();
         let [next] = consumers[out.index()].as_slice() else { return None };

@@ -1,0 +1,106 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["onnxruntime==1.31.1", "onnx==1.20.1", "numpy"]
+# ///
+"""Quantised graphs made from the exporter-made fixtures (`make_fixtures.py`)
+the way ONNX Runtime's quantisation guide does it:
+
+  bert-qdq.onnx      BERT, static QDQ int8 (`quantize_static`, per-channel
+                     symmetric int8 weights, uint8 activations, QuantFormat.QDQ)
+                     after `quant_pre_process`
+  gpt2-qdq.onnx      GPT-2, the same
+  llama-qdq-pt.onnx  LLaMA, static QDQ with per-tensor weights
+  bert-dynq.onnx     BERT, `quantize_dynamic` (DynamicQuantizeLinear + MatMulInteger)
+  llama-int4.onnx    LLaMA, int4 weight-only `MatMulNBits` (block 16, symmetric)
+  gpt2-fp16.onnx     GPT-2 in float16 (`onnxruntime.transformers.float16`,
+                     float32 inputs and outputs kept), as GPU deployment does
+
+The float fixtures are random-initialised, so all their biases are zero and
+LayerNorm scales one, and the exporter merged the equal ones into one shared
+tensor, which no trained model has. Each use of a vector (rank-1 float
+initializer) first gets its own copy with seeded noise, like trained weights. Calibration reads seeded random
+token ids, so the files are reproducible.
+
+    python tests/models/make_quant_fixtures.py tests/fixtures
+"""
+import collections
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                      quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+
+class Tokens(CalibrationDataReader):
+    def __init__(self, vocab=100, batches=8):
+        rng = np.random.default_rng(0)
+        self.items = iter([{"input_ids": rng.integers(0, vocab, (2, 16), dtype=np.int64),
+                            "attention_mask": np.ones((2, 16), dtype=np.int64)} for _ in range(batches)])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def trained_like(src, dst):
+    """Each use of a rank-1 float initializer (biases, norm scales) gets its own noisy copy."""
+    from onnx import numpy_helper
+    m = onnx.load(src)
+    rng = np.random.default_rng(1)
+    vectors = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer
+               if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 1 and t.dims[0] > 1}
+    copies = []
+    for n in m.graph.node:
+        for j, name in enumerate(n.input):
+            if name in vectors:
+                a = vectors[name]
+                new = f"{name}.use{len(copies)}"
+                copies.append(numpy_helper.from_array((a + rng.normal(0, 0.05, a.shape)).astype(np.float32), new))
+                n.input[j] = new
+    kept = [t for t in m.graph.initializer if t.name not in vectors]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(kept + copies)
+    onnx.save(m, dst)
+
+
+def static(src, dst, per_channel):
+    with tempfile.TemporaryDirectory() as tmp:
+        pre, noisy = os.path.join(tmp, "pre.onnx"), os.path.join(tmp, "noisy.onnx")
+        trained_like(src, noisy)
+        quant_pre_process(noisy, pre, skip_symbolic_shape=True)
+        quantize_static(pre, dst, Tokens(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+
+
+def int4(src, dst):
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    cfg = DefaultWeightOnlyQuantConfig(block_size=16, is_symmetric=True)
+    q = MatMulNBitsQuantizer(onnx.load(src), algo_config=cfg)
+    q.process()
+    q.model.save_model_to_file(dst, False)
+
+
+def main(out):
+    p = lambda n: os.path.join(out, n)  # noqa: E731
+    static(p("bert-torchscript.onnx"), p("bert-qdq.onnx"), True)
+    static(p("gpt2-torchscript.onnx"), p("gpt2-qdq.onnx"), True)
+    static(p("llama-torchscript.onnx"), p("llama-qdq-pt.onnx"), False)
+    with tempfile.TemporaryDirectory() as tmp:
+        for base, dst, quant in (("bert", "bert-dynq.onnx", lambda s, d: quantize_dynamic(s, d, weight_type=QuantType.QInt8)),
+                                 ("llama", "llama-int4.onnx", int4)):
+            noisy = os.path.join(tmp, base + ".onnx")
+            trained_like(p(base + "-torchscript.onnx"), noisy)
+            quant(noisy, p(dst))
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    onnx.save(convert_float_to_float16(onnx.load(p("gpt2-torchscript.onnx")), keep_io_types=True), p("gpt2-fp16.onnx"))
+    for n in ("bert-qdq.onnx", "gpt2-qdq.onnx", "llama-qdq-pt.onnx", "bert-dynq.onnx", "llama-int4.onnx", "gpt2-fp16.onnx"):
+        m = onnx.load(p(n))
+        ops = collections.Counter(f"{x.domain}.{x.op_type}" if x.domain else x.op_type for x in m.graph.node)
+        print(n, os.path.getsize(p(n)), dict(sorted(ops.items())))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")
