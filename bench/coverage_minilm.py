@@ -2,7 +2,8 @@
 same model after ONNX Runtime's transformer optimizer (LayerNorm + residual
 fused into SkipLayerNormalization only; and the default BERT fusions with fused
 Attention, EmbedLayerNormalization, BiasGelu), plus a QDQ int8 graph
-(`quantize_static`, per-channel). Each compiled by `ecospac compile --budget 0.5`
+(`quantize_static`, per-channel) and an int4 weight-only graph (`MatMulNBits`,
+block 32, symmetric). Each compiled by `ecospac compile --budget 0.5`
 with the built-in corpus: groups found, exactness (`verify --masked`, max |Δ|
 relative to the largest output), parameter ratio (`ecospac inspect`'s
 weights: float, and quantised data with its zero points), ONNX Runtime speedup
@@ -54,6 +55,16 @@ def variants(src, out):
                 return next(self.items, None)
         quantize_static(src, p, Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
     paths["QDQ int8 (quantize_static, per-channel)"] = p
+    p = os.path.join(out, "int4-matmulnbits.onnx")
+    if not os.path.exists(p):
+        import onnx
+        from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
+                                                                     MatMulNBitsQuantizer)
+        quant = MatMulNBitsQuantizer(onnx.load(src), algo_config=DefaultWeightOnlyQuantConfig(block_size=32,
+                                                                                             is_symmetric=True))
+        quant.process()
+        quant.model.save_model_to_file(p, False)
+    paths["int4 MatMulNBits (block 32, symmetric)"] = p
     return paths
 
 

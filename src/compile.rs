@@ -392,7 +392,11 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     let timings = pipeline.run(&mut cx, &env);
     drop(bar);
     let timings = match timings {
-        Err(e @ ecospac_passes::PassError::Failed { pass: "calibrate" | "allocate" | "refit", .. }) if needs_engine => {
+        Err(e)
+            if needs_engine
+                && matches!(&e, ecospac_passes::PassError::Failed { pass: "calibrate" | "allocate" | "refit", message }
+                    if message.contains("ONNX Runtime")) =>
+        {
             return Err(anyhow::Error::new(e).context(
                 "running the model in ONNX Runtime on the calibration data failed; a model exported with \
                  fixed sizes needs calibration data of those sizes (--calibration-length N, or --calibration \

@@ -71,7 +71,12 @@ pub fn inspect(path: &Path, json: bool, text: bool, bind: &[String]) -> Result<(
         }
     }
     println!("  {} nodes, {} initializers", g.order.len(), g.initializers.len());
-    println!("  parameters: {} weights ({} float, the rest quantised):", g.parameters(), float_params);
+    match g.parameters() {
+        p if p == float_params => println!("  parameters: {p} weights, all float:"),
+        p => {
+            println!("  parameters: {p} weights ({float_params} float, {} quantised):", p.saturating_sub(float_params))
+        }
+    }
     match ecospac_passes::cost::matmul_flops(&model, &bindings) {
         Some(f) => println!("  matmul FLOPs {f} (dims bound: {bind:?})"),
         None => println!("  matmul FLOPs: bind the symbolic dims with --bind name=value to count them"),

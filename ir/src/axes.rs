@@ -65,6 +65,9 @@ pub enum PinReason {
     /// Split into more pieces than the analysis follows (nested too deep, or a
     /// tensor of more index spaces than real models have).
     TooFragmented,
+    /// Packed with its neighbours: codes within a quantisation block, or zero
+    /// points of several blocks in one byte.
+    Packed,
 }
 
 impl PinReason {
@@ -83,6 +86,7 @@ impl PinReason {
             PinReason::Fused => "read by a fused ONNX Runtime op (not sliced yet)",
             PinReason::Subgraph => "read inside a subgraph",
             PinReason::TooFragmented => "split into more pieces than the analysis follows",
+            PinReason::Packed => "packed with its neighbours (within a quantisation block)",
         }
     }
 }
@@ -103,6 +107,17 @@ pub enum AxisRel {
         whole: Slot,
         /// Its pieces in order.
         parts: Vec<Part>,
+    },
+    /// `whole` is `blocks` blocks of `block` indices each (row-major), summed
+    /// over like a contraction: whole blocks may go, never part of one
+    /// (block-quantised weights).
+    Blocks {
+        /// The flat axis (a product's inner axis).
+        whole: Slot,
+        /// The axis that counts the blocks (of the packed weight).
+        blocks: Slot,
+        /// Indices per block.
+        block: i64,
     },
     /// The axis may not change size.
     Pin(Slot, PinReason),
@@ -324,6 +339,55 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                     }
                 }
             }
+        }
+        Op::MatMulNBits(m) => {
+            let Some(a) = in_shape(0) else { return pin_all(ins, outs, PinReason::UnknownShape) };
+            let last = a.len().saturating_sub(1);
+            for k in 0..last {
+                r.push(same(0, k, 0, k));
+            }
+            let given = |i: usize| ins.get(i).is_some_and(Option::is_some);
+            let slot = |i: usize, axis: usize| Slot { port: Port::In(i), axis };
+            // N: B's rows and the bias.
+            r.push(same(1, 0, 0, last));
+            if given(5) {
+                r.push(same(5, 0, 0, last));
+            }
+            // Scales and zero points: one per row and block, `[N, k_blocks]` or
+            // flat; zero points packed several blocks to a byte pin the blocks.
+            let kb = m.k_blocks();
+            let mut per_block = !given(4);
+            for i in [2, 3] {
+                if !given(i) {
+                    continue;
+                }
+                match in_shape(i) {
+                    Some([_, b]) if b.as_known() == Some(kb) => {
+                        r.push(same(i, 0, 0, last));
+                        r.push(AxisRel::Same(slot(1, 1), slot(i, 1)));
+                    }
+                    Some([_, _]) => {
+                        r.push(same(i, 0, 0, last));
+                        r.push(pin(i, 1, PinReason::Packed));
+                        per_block = false;
+                    }
+                    Some([f]) if m.n.checked_mul(kb).is_some_and(|nk| f.as_known() == Some(nk)) => {
+                        r.push(AxisRel::Product(vec![slot(i, 0)], vec![slot(1, 0), slot(1, 1)]));
+                    }
+                    _ => return pin_all(ins, outs, PinReason::Packed),
+                }
+            }
+            // K: whole blocks, when K is a whole number of them and no g_idx reorders K.
+            if m.k % m.block_size == 0 && per_block {
+                r.push(AxisRel::Blocks { whole: slot(0, last), blocks: slot(1, 1), block: m.block_size });
+            } else {
+                r.push(pin(0, last, PinReason::Packed));
+                r.push(pin(1, 1, PinReason::Packed));
+                if given(4) {
+                    r.push(pin(4, 0, PinReason::Packed));
+                }
+            }
+            r.push(pin(1, 2, PinReason::Packed));
         }
         Op::ReduceMean(red) => {
             let Some(s) = in_shape(0) else { return pin_all(ins, outs, PinReason::UnknownShape) };

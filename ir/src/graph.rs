@@ -220,15 +220,25 @@ impl Graph {
         w
     }
     /// Parameters: the elements of every weight initializer ([`Graph::weights`]:
-    /// float, or quantised data and zero points), each counted once however
-    /// many nodes read it (what `ecospac inspect` reports).
+    /// float, or quantised data and zero points; packed low-bit codes count
+    /// one each), each counted once however many nodes read it (what
+    /// `ecospac inspect` reports).
     pub fn parameters(&self) -> u128 {
         let w = self.weights();
+        let mut codes = vec![1u32; self.values.len()];
+        for (_, node) in self.nodes() {
+            for (i, v) in node.inputs.iter().enumerate() {
+                let Some(v) = *v else { continue };
+                let Some(t) = &self.value(v).constant else { continue };
+                if let Some(c) = codes.get_mut(v.index()) {
+                    *c = (*c).max(node.op.codes_per_element(i, t.dtype));
+                }
+            }
+        }
         self.initializers
             .iter()
             .filter(|v| w.get(v.index()).copied().unwrap_or(false))
-            .filter_map(|&v| self.value(v).constant.as_ref())
-            .map(|t| t.numel())
+            .filter_map(|&v| Some(self.value(v).constant.as_ref()?.numel() * u128::from(codes[v.index()])))
             .sum()
     }
     /// For each value, the nodes reading it (as an input or from a subgraph), in order.

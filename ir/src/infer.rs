@@ -209,6 +209,46 @@ pub fn infer(
             };
             one(ty(dtype, cx.shape(0).map(<[Dim]>::to_vec)), None)
         }
+        Op::MatMulNBits(m) => {
+            let known = |i: usize| cx.shape(i).map(|s| s.iter().map(Dim::as_known).collect::<Vec<_>>());
+            let want_b = [Some(m.n), Some(m.k_blocks()), Some(m.blob_size())];
+            match known(1) {
+                Some(b) if b.len() != 3 || b.iter().zip(&want_b).any(|(x, y)| x.is_some() && x != y) => {
+                    return err(format!(
+                        "MatMulNBits: B is {b:?}, not [N {}, k_blocks {}, blob {}] for K {} in blocks of {}",
+                        m.n,
+                        m.k_blocks(),
+                        m.blob_size(),
+                        m.k,
+                        m.block_size
+                    ))
+                }
+                _ => {}
+            }
+            match known(2) {
+                Some(s)
+                    if s.len() == 2 && (s[0].is_some_and(|x| x != m.n) || s[1].is_some_and(|x| x != m.k_blocks())) =>
+                {
+                    return err(format!("MatMulNBits: scales are {s:?}, not [N {}, k_blocks {}]", m.n, m.k_blocks()))
+                }
+                _ => {}
+            }
+            let shape = match cx.shape(0) {
+                Some(a) if a.last().and_then(Dim::as_known).is_some_and(|k| k != m.k) => {
+                    return err(format!("MatMulNBits: A's last axis is {:?}, K is {}", a.last(), m.k))
+                }
+                Some([]) => return err("MatMulNBits of a scalar"),
+                Some(a) => {
+                    let mut s = a.to_vec();
+                    if let Some(last) = s.last_mut() {
+                        *last = Dim::known(m.n);
+                    }
+                    Some(s)
+                }
+                None => None,
+            };
+            one(ty(cx.dtype(0), shape), None)
+        }
         Op::FusedAttention(f) => {
             // Output [B, S, H_v]: H_v from qkv_hidden_sizes, else a third of the packed weight.
             let v_hidden = match &f.qkv_hidden_sizes {

@@ -240,6 +240,42 @@ impl Quant {
     }
 }
 
+/// ONNX Runtime's `com.microsoft` `MatMulNBits`: `A · dequant(B)ᵀ (+ bias)`,
+/// with B quantised to `bits` along K in blocks of `block_size`. Inputs: A
+/// `[.., K]`, B `[N, k_blocks, block_size · bits / 8]` (codes packed low bits
+/// first), scales `[N, k_blocks]`, then optionally zero points (packed codes,
+/// or the scales' type), `g_idx` and bias `[N]`; output `[.., N]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatMulNBits {
+    /// The inner size K (A's last axis).
+    pub k: i64,
+    /// The output size N.
+    pub n: i64,
+    /// Bits per code (2, 4 or 8).
+    pub bits: i64,
+    /// Codes per block along K (a power of two, at least 16).
+    pub block_size: i64,
+    /// `accuracy_level`, as written.
+    pub accuracy_level: Option<i64>,
+}
+
+impl MatMulNBits {
+    /// Blocks along K.
+    pub fn k_blocks(&self) -> i64 {
+        (self.k + self.block_size - 1) / self.block_size
+    }
+    /// Bytes per block of B.
+    pub fn blob_size(&self) -> i64 {
+        self.block_size * self.bits / 8
+    }
+    /// The op for B of `n` rows and `k_blocks` blocks: K loses the removed
+    /// blocks (whole blocks only, so a short last block stays short).
+    pub fn resized(&self, n: i64, k_blocks: i64) -> MatMulNBits {
+        let k = self.k - (self.k_blocks() - k_blocks) * self.block_size;
+        MatMulNBits { k, n, ..self.clone() }
+    }
+}
+
 /// `ReduceMean`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReduceMean {
@@ -345,6 +381,8 @@ pub enum Op {
     FusedAttention(FusedAttention),
     /// `com.microsoft` `EmbedLayerNormalization`.
     EmbedLayerNorm(EmbedLayerNorm),
+    /// `com.microsoft` `MatMulNBits`.
+    MatMulNBits(MatMulNBits),
     /// `Reshape`.
     Reshape {
         /// A 0 in the target is a real 0, not "copy the input dim".
@@ -443,6 +481,8 @@ pub enum SizeUse {
     Bounds,
     /// Split sizes: input 1, or the `split` attribute.
     SplitSizes,
+    /// Attributes that restate the sizes of the inputs (`MatMulNBits`' K and N).
+    Attributes,
 }
 
 /// An op outside the closed set, or one this version does not model fully.
@@ -566,6 +606,26 @@ impl Op {
                     }),
                     _ => return Err(r.err("num_heads", "a positive head count is required".into())),
                 },
+                "MatMulNBits" => {
+                    let (k, n) = (r.int("K")?, r.int("N")?);
+                    let (bits, block_size) = (r.int("bits")?.unwrap_or(4), r.int("block_size")?);
+                    let (Some(k), Some(n), Some(block_size)) = (k, n, block_size) else {
+                        return Err(r.err("K", "K, N and block_size are required".into()));
+                    };
+                    let valid = k > 0
+                        && n > 0
+                        && matches!(bits, 2 | 4 | 8)
+                        && block_size >= 16
+                        && block_size <= 1 << 16
+                        && (block_size as u64).is_power_of_two();
+                    if !valid {
+                        return Err(r.err(
+                            "block_size",
+                            format!("K {k}, N {n}, {bits} bits, block {block_size}: not a valid quantisation"),
+                        ));
+                    }
+                    Op::MatMulNBits(MatMulNBits { k, n, bits, block_size, accuracy_level: r.int("accuracy_level")? })
+                }
                 "EmbedLayerNormalization" => Op::EmbedLayerNorm(EmbedLayerNorm {
                     epsilon: r.float("epsilon")?,
                     mask_index_type: r.int("mask_index_type")?,
@@ -716,6 +776,7 @@ impl Op {
             Op::ContribGelu(ContribGelu::QuickGelu { .. }) => "QuickGelu",
             Op::FusedAttention(_) => "Attention",
             Op::EmbedLayerNorm(_) => "EmbedLayerNormalization",
+            Op::MatMulNBits(_) => "MatMulNBits",
             Op::Reshape { .. } => "Reshape",
             Op::Transpose { .. } => "Transpose",
             Op::Flatten { .. } => "Flatten",
@@ -739,9 +800,11 @@ impl Op {
     pub fn domain(&self) -> &str {
         match self {
             Op::Opaque(o) => &o.domain,
-            Op::SkipLayerNorm(_) | Op::ContribGelu(_) | Op::FusedAttention(_) | Op::EmbedLayerNorm(_) => {
-                "com.microsoft"
-            }
+            Op::SkipLayerNorm(_)
+            | Op::ContribGelu(_)
+            | Op::FusedAttention(_)
+            | Op::EmbedLayerNorm(_)
+            | Op::MatMulNBits(_) => "com.microsoft",
             _ => "",
         }
     }
@@ -852,6 +915,15 @@ impl Op {
                     put("mask_index_type", Attr::Int(m));
                 }
             }
+            Op::MatMulNBits(m) => {
+                put("K", Attr::Int(m.k));
+                put("N", Attr::Int(m.n));
+                put("bits", Attr::Int(m.bits));
+                put("block_size", Attr::Int(m.block_size));
+                if let Some(a) = m.accuracy_level {
+                    put("accuracy_level", Attr::Int(a));
+                }
+            }
             Op::Reshape { allowzero } => {
                 if *allowzero {
                     put("allowzero", Attr::Int(1));
@@ -954,6 +1026,8 @@ impl Op {
             | Op::Constant { .. }
             | Op::Range
             | Op::Opaque(_) => (None, None),
+            // K and N are attributes: the slicer sets them from the sliced B ([`MatMulNBits::resized`]).
+            Op::MatMulNBits(_) => (None, Some(SizeUse::Attributes)),
         };
         SizeFacts { flows, uses }
     }
@@ -965,6 +1039,7 @@ impl Op {
         match self {
             Op::Dequantize(_) => &[0, 2],
             Op::Quantize(_) => &[2],
+            Op::MatMulNBits(_) => &[1, 3],
             Op::MatMul
             | Op::Gemm(_)
             | Op::Conv(_)
@@ -1000,10 +1075,18 @@ impl Op {
                 ("" | "ai.onnx", "MatMulInteger" | "ConvInteger") => &[1, 3],
                 ("" | "ai.onnx", "QLinearMatMul" | "QLinearConv") => &[3, 5],
                 ("" | "ai.onnx", "DequantizeLinear") => &[0, 2],
-                ("com.microsoft", "MatMulNBits") => &[1, 3],
                 ("com.microsoft", "DequantizeLinear") => &[0, 2],
                 _ => &[],
             },
+        }
+    }
+
+    /// How many quantised codes one stored element of input `input` holds
+    /// (low-bit codes packed into bytes), for counting parameters.
+    pub fn codes_per_element(&self, input: usize, dtype: DType) -> u32 {
+        match self {
+            Op::MatMulNBits(m) if input == 1 || (input == 3 && dtype == DType::U8) => 8 / m.bits.clamp(1, 8) as u32,
+            _ => 1,
         }
     }
 
@@ -1030,6 +1113,7 @@ impl Op {
             Op::ContribGelu(_) => (1, 1, 1, 1),
             Op::FusedAttention(_) => (2, 7, 1, 2),
             Op::EmbedLayerNorm(_) => (7, 9, 2, 3),
+            Op::MatMulNBits(_) => (3, 6, 1, 1),
             Op::ReduceMean(r) => (1, if r.axes.is_some() { 1 } else { 2 }, 1, 1),
             Op::Reshape { .. } => (2, 2, 1, 1),
             Op::Split(s) => (1, if s.split.is_some() { 1 } else { 2 }, 1, ANY),

@@ -47,8 +47,8 @@ pub const FIXTURES: &[&str] = &[
 ];
 
 /// Fixtures that ecospac reads but cannot slice yet (their compile is refused
-/// with the ops named): dynamic quantisation and int4 `MatMulNBits`.
-pub const UNSLICED: &[&str] = &["bert-dynq.onnx", "llama-int4.onnx"];
+/// with the ops named): dynamic quantisation.
+pub const UNSLICED: &[&str] = &["bert-dynq.onnx"];
 
 /// The fixtures whose compile slices something.
 pub fn sliced_fixtures() -> impl Iterator<Item = &'static str> {

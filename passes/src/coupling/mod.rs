@@ -345,6 +345,9 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
     let mut an = Analysis { atoms: Atoms::default(), slots: HashMap::new() };
     let views = weight_views(model);
     let mut readers: BTreeSet<(ValueId, usize)> = BTreeSet::new();
+    // Products from reshapes (their outer factors are heads) and from
+    // quantisation blocks (whose blocks are channels, however coarse).
+    let (mut head_products, mut block_products) = (Vec::new(), Vec::new());
 
     for &v in g.inputs.iter().chain(&g.outputs) {
         let rank = facts[v.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
@@ -404,6 +407,7 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
                     an.atoms.set_refine(mx, Refine::Product(xa));
                     an.atoms.set_refine(my, Refine::Product(ya));
                     an.atoms.unify(mx, my);
+                    head_products.extend([mx, my]);
                 }
                 AxisRel::Concat { whole, parts } => {
                     let Some(w) = atom(&mut an, whole) else { continue };
@@ -432,6 +436,23 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
                             }
                         }
                     }
+                }
+                AxisRel::Blocks { whole, blocks, block } => {
+                    // The weight's block axis reads the whole axis, as in a contraction.
+                    if let Some((w, map)) = value_of(blocks).and_then(|v| views.get(&v)) {
+                        if let Some(&wa) = map.get(blocks.axis) {
+                            readers.insert((*w, wa));
+                        }
+                    }
+                    let (Some(w), Some(b)) = (atom(&mut an, whole), atom(&mut an, blocks)) else { continue };
+                    let inner = an.atoms.fresh(ecospac_ir::Dim::known(block));
+                    an.atoms.pin(inner, PinReason::Packed);
+                    let size = an.atoms.size(b).mul(&ecospac_ir::Dim::known(block));
+                    let (mw, mb) = (an.atoms.fresh(an.atoms.size(w).clone()), an.atoms.fresh(size));
+                    an.atoms.set_refine(mw, Refine::Product(vec![w]));
+                    an.atoms.set_refine(mb, Refine::Product(vec![b, inner]));
+                    an.atoms.unify(mw, mb);
+                    block_products.push(mb);
                 }
                 AxisRel::Pin(s, why) => {
                     if let Some(x) = atom(&mut an, s) {
@@ -504,6 +525,16 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
             let _ = an.elements(id, &mut outer);
         }
     }
+    // An outer factor that only quantisation blocks make is a channel axis in
+    // coarse steps, not a head.
+    let (mut head_outer, mut block_outer) = (BTreeSet::new(), BTreeSet::new());
+    for &p in &head_products {
+        let _ = an.elements(p, &mut head_outer);
+    }
+    for &p in &block_products {
+        let _ = an.elements(p, &mut block_outer);
+    }
+    outer.retain(|leaf| head_outer.contains(leaf) || !block_outer.contains(leaf));
     // Leaves of every tensor (each constant per use): a head space may separate
     // the kept sets of a leaf only if every tensor holding the leaf holds it too,
     // and every weight holds it on the same axis (weights are sliced as stored).

@@ -91,9 +91,7 @@ pub enum ScoreError {
 
 /// Sum of squares of the weight over all axes but `axis`, per position of `axis`.
 fn position_energy(model: &Model, m: &Member) -> Option<Vec<f64>> {
-    let t = model.graph.value(m.value).constant.as_ref()?;
-    let vals = super::weight_values(model, m)?;
-    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let (dims, vals) = super::weight_values(model, m)?;
     let n = *dims.get(m.axis)?;
     let inner: usize = dims[m.axis + 1..].iter().product();
     let mut e = vec![0.0; n];
@@ -105,9 +103,7 @@ fn position_energy(model: &Model, m: &Member) -> Option<Vec<f64>> {
 
 /// The rows of a weight along `axis` (each row: every element with that index).
 fn rows_along(model: &Model, m: &Member) -> Option<Vec<Vec<f64>>> {
-    let t = model.graph.value(m.value).constant.as_ref()?;
-    let vals = super::weight_values(model, m)?;
-    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let (dims, vals) = super::weight_values(model, m)?;
     let n = *dims.get(m.axis)?;
     let inner: usize = dims[m.axis + 1..].iter().product();
     let mut rows = vec![Vec::with_capacity(vals.len() / n.max(1)); n];

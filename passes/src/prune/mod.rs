@@ -66,37 +66,75 @@ pub fn plan_with_scores(
     Ok(keep_strongest(model, coupling, &scores, &per_block))
 }
 
-/// The values of a member's weight as the model computes with them: its
-/// elements, or, for quantised data that a `DequantizeLinear` reads,
-/// `(q - zero_point) · scale` (per tensor or per axis).
-pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<Vec<f64>> {
+/// The values of a member's weight as the model computes with them, with
+/// their dims: its elements, or, for quantised data, `(q - zero_point) ·
+/// scale`: per tensor or per axis where a `DequantizeLinear` reads it, per
+/// block where a `MatMulNBits` does (dims `[N, k_blocks, block_size]`, the
+/// member's axis unchanged).
+pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<(Vec<usize>, Vec<f64>)> {
     let g = &model.graph;
     let t = g.value(m.value).constant.as_ref()?;
-    let q = t.to_f64s()?;
-    let Some((node, 0)) = m.reader else { return Some(q) };
+    let dims: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+    let Some((node, input)) = m.reader else { return Some((dims, t.to_f64s()?)) };
     let node = g.node(node);
-    let ecospac_ir::Op::Dequantize(quant) = &node.op else { return Some(q) };
-    let param = |i: usize| -> Option<Vec<f64>> { g.value((*node.inputs.get(i)?)?).constant.as_ref()?.to_f64s() };
-    let scale = param(1)?;
-    let zero = param(2).unwrap_or_else(|| vec![0.0; scale.len()]);
-    if zero.len() != scale.len() || scale.is_empty() {
-        return None;
+    let param = |i: usize| g.value((*node.inputs.get(i)?)?).constant.as_ref();
+    match &node.op {
+        ecospac_ir::Op::Dequantize(quant) if input == 0 => {
+            let q = t.to_f64s()?;
+            let scale = param(1)?.to_f64s()?;
+            let zero = param(2).map_or_else(|| Some(vec![0.0; scale.len()]), |z| z.to_f64s())?;
+            if zero.len() != scale.len() || scale.is_empty() {
+                return None;
+            }
+            let index = if scale.len() == 1 {
+                None
+            } else {
+                let a = quant.axis(dims.len()).ok()?;
+                (dims.get(a) == Some(&scale.len())).then_some(())?;
+                Some((a, dims[a + 1..].iter().product::<usize>().max(1)))
+            };
+            let values = q
+                .iter()
+                .enumerate()
+                .map(|(e, &x)| {
+                    let k = index.map_or(0, |(a, inner)| (e / inner) % dims[a]);
+                    (x - zero[k]) * scale[k]
+                })
+                .collect();
+            Some((dims, values))
+        }
+        ecospac_ir::Op::MatMulNBits(mm) if input == 1 => {
+            let (bits, bs) = (usize::try_from(mm.bits).ok()?, usize::try_from(mm.block_size).ok()?);
+            let [n, kb, blob] = dims[..] else { return None };
+            let bytes = t.bytes();
+            let scale = param(2)?.to_f64s()?;
+            if blob * 8 != bs * bits || bytes.len() != n * kb * blob || scale.len() != n * kb {
+                return None;
+            }
+            let code = |data: &[u8], i: usize| -> Option<f64> {
+                let byte = *data.get(i * bits / 8)?;
+                Some(f64::from((byte >> ((i * bits) % 8)) & ((1u16 << bits) - 1) as u8))
+            };
+            // Zero points: the scales' type per block, packed codes, or the middle code.
+            let zero_at = |row: usize, block: usize| -> Option<f64> {
+                match param(3) {
+                    None => Some(f64::from(1u32 << (bits - 1))),
+                    Some(z) if z.dtype.is_float() => z.to_f64s()?.get(row * kb + block).copied(),
+                    Some(z) => code(&z.bytes()[row * z.bytes().len() / n.max(1)..], block),
+                }
+            };
+            let mut values = Vec::with_capacity(n * kb * bs);
+            for row in 0..n {
+                for block in 0..kb {
+                    let (s, z) = (scale[row * kb + block], zero_at(row, block)?);
+                    let data = &bytes[(row * kb + block) * blob..(row * kb + block + 1) * blob];
+                    for e in 0..bs {
+                        values.push((code(data, e)? - z) * s);
+                    }
+                }
+            }
+            Some((vec![n, kb, bs], values))
+        }
+        _ => Some((dims, t.to_f64s()?)),
     }
-    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-    let index = if scale.len() == 1 {
-        None
-    } else {
-        let a = quant.axis(dims.len()).ok()?;
-        (dims.get(a) == Some(&scale.len())).then_some(())?;
-        Some((a, dims[a + 1..].iter().product::<usize>().max(1)))
-    };
-    Some(
-        q.iter()
-            .enumerate()
-            .map(|(e, &x)| {
-                let k = index.map_or(0, |(a, inner)| (e / inner) % dims[a]);
-                (x - zero[k]) * scale[k]
-            })
-            .collect(),
-    )
 }

@@ -361,7 +361,7 @@ fn size_inputs(op: &Op, chain: bool, inputs: usize) -> Vec<usize> {
         (_, _, Some(SizeUse::Shape(i))) => vec![i],
         (_, _, Some(SizeUse::Bounds)) => vec![1, 2],
         (_, _, Some(SizeUse::SplitSizes)) => vec![1],
-        (_, _, None) => Vec::new(),
+        (_, _, Some(SizeUse::Attributes) | None) => Vec::new(),
     }
 }
 
@@ -506,6 +506,20 @@ fn slice_into(
                     if ends[k] < d {
                         need(2, k, ends[k], count(e), &mut edits)?;
                     }
+                }
+            }
+            Some(SizeUse::Attributes) => {
+                let Op::MatMulNBits(mm) = &node.op else { continue };
+                let Some(b) = node.inputs.get(1).copied().flatten() else { continue };
+                let mut kept = |axis: usize, full: i64| {
+                    coupling
+                        .keep_mask(b, axis, Some((id, 1)), &removed)
+                        .map_or(full, |m| m.iter().filter(|&&k| k).count() as i64)
+                };
+                let (n, k_blocks) = (kept(0, mm.n), kept(1, mm.k_blocks()));
+                let op = mm.resized(n, k_blocks);
+                if op != *mm {
+                    model.graph.node_mut(id).op = Op::MatMulNBits(op);
                 }
             }
             Some(SizeUse::SplitSizes) => {

@@ -121,7 +121,9 @@ pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
     }
     let n = g.node(node);
     match (&n.op, m.role) {
-        (Op::MatMul | Op::Gemm(_), Role::Writer) if input == 1 => {
+        // A MatMulNBits reads its input in blocks, not in the positions of its
+        // weight's block axis: only its output is a member's activation.
+        (Op::MatMul | Op::Gemm(_) | Op::MatMulNBits(_), Role::Writer) if input == 1 => {
             Some((n.outputs.first().copied().flatten()?, Role::Writer))
         }
         (Op::MatMul, Role::Reader) if input == 1 => Some((n.inputs.first().copied().flatten()?, Role::Reader)),
