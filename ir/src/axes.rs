@@ -25,6 +25,9 @@ pub enum Port {
     In(usize),
     /// The i-th output.
     Out(usize),
+    /// An index space inside the op that no tensor shows (a head of a fused
+    /// attention's packed weight), declared by [`AxisRel::Inner`]; its axis is 0.
+    Inner(usize),
 }
 
 /// A piece of a concatenated axis.
@@ -68,6 +71,9 @@ pub enum PinReason {
     /// Packed with its neighbours: codes within a quantisation block, or zero
     /// points of several blocks in one byte.
     Packed,
+    /// The size of one head inside a fused attention op, which derives it from
+    /// the hidden size and the head count (whole heads may go).
+    HeadSize,
 }
 
 impl PinReason {
@@ -87,6 +93,7 @@ impl PinReason {
             PinReason::Subgraph => "read inside a subgraph",
             PinReason::TooFragmented => "split into more pieces than the analysis follows",
             PinReason::Packed => "packed with its neighbours (within a quantisation block)",
+            PinReason::HeadSize => "a head's size inside a fused attention op (whole heads only)",
         }
     }
 }
@@ -118,6 +125,13 @@ pub enum AxisRel {
         blocks: Slot,
         /// Indices per block.
         block: i64,
+    },
+    /// Declares the index space [`Port::Inner`]`(id)` of this node, of `size`.
+    Inner {
+        /// Its number.
+        id: usize,
+        /// Its size.
+        size: i64,
     },
     /// The axis may not change size.
     Pin(Slot, PinReason),
@@ -209,6 +223,28 @@ pub fn reshape_groups(a: &[Dim], b: &[Dim]) -> Option<Vec<(Vec<usize>, Vec<usize
         groups.push((ga, gb));
     }
     Some(groups)
+}
+
+/// The head count and the Q, K, V widths of a fused `Attention` whose heads
+/// can be sliced: input `[B, S, H_in]`, packed weight `[H_in, Q + K + V]` and
+/// bias, each width a whole number of heads, at most a mask index besides
+/// (no past state, attention bias or rotary embedding), one output.
+fn fused_heads(f: &crate::op::FusedAttention, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> Option<(i64, [i64; 3])> {
+    let known = |f: Option<&Fact>| -> Option<Vec<i64>> { shape(f)?.iter().map(Dim::as_known).collect() };
+    let x = shape(ins.first()?.as_ref())?;
+    let (w, b) = (known(ins.get(1)?.as_ref())?, known(ins.get(2)?.as_ref())?);
+    if ins.len() > 4 || outs.len() != 1 || x.len() != 3 || w.len() != 2 || b.len() != 1 || x[2].as_known() != Some(w[0])
+    {
+        return None;
+    }
+    let parts = match &f.qkv_hidden_sizes {
+        Some(q) => <[i64; 3]>::try_from(q.as_slice()).ok()?,
+        None if w[1] % 3 == 0 => [w[1] / 3; 3],
+        None => return None,
+    };
+    let n = f.num_heads;
+    let whole = parts.iter().all(|&p| p > 0 && p % n == 0) && parts[0] == parts[1];
+    (whole && parts.iter().sum::<i64>() == w[1] && b[0] == w[1]).then_some((n, parts))
 }
 
 /// True when `small` must grow to reach `big` (it divides `big` and is smaller).
@@ -317,6 +353,32 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                         r.push(same(0, k, o, k));
                     }
                 }
+            }
+        }
+        Op::FusedAttention(f) if fused_heads(f, ins, outs).is_some() => {
+            let Some((n, parts)) = fused_heads(f, ins, outs) else { return pin_all(ins, outs, PinReason::Fused) };
+            // Whole heads: head h is the h-th `head size` indices of each of the
+            // Q, K and V parts of the packed weight and bias, and of the output.
+            let inner = |id: usize| Slot { port: Port::Inner(id), axis: 0 };
+            let heads = inner(3);
+            r.push(AxisRel::Inner { id: 3, size: n });
+            for (p, &width) in parts.iter().enumerate() {
+                r.push(AxisRel::Inner { id: p, size: width });
+                r.push(AxisRel::Inner { id: 4 + p, size: width / n });
+                r.push(AxisRel::Product(vec![inner(p)], vec![heads, inner(4 + p)]));
+                r.push(AxisRel::Pin(inner(4 + p), PinReason::HeadSize));
+            }
+            let qkv: Vec<Part> = (0..3).map(|p| Part::Slot(inner(p))).collect();
+            r.push(AxisRel::Concat { whole: Slot { port: Port::In(1), axis: 1 }, parts: qkv.clone() });
+            r.push(AxisRel::Concat { whole: Slot { port: Port::In(2), axis: 0 }, parts: qkv });
+            r.push(AxisRel::Product(vec![Slot { port: Port::Out(0), axis: 2 }], vec![heads, inner(6)]));
+            r.push(AxisRel::Contract(Slot { port: Port::In(0), axis: 2 }, Slot { port: Port::In(1), axis: 0 }));
+            for k in 0..2 {
+                r.push(same(0, k, 0, k));
+            }
+            // The mask index keeps its shape.
+            for k in 0..in_shape(3).map_or(0, <[Dim]>::len) {
+                r.push(pin(3, k, PinReason::Fused));
             }
         }
         Op::FusedAttention(_) | Op::EmbedLayerNorm(_) => {

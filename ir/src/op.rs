@@ -206,6 +206,19 @@ pub struct FusedAttention {
     pub scale: Option<f32>,
 }
 
+impl FusedAttention {
+    /// The op after slicing whole heads: the Q, K and V parts (of widths
+    /// `parts`) keep `kept` indices each.
+    pub fn resized(&self, parts: [i64; 3], kept: [i64; 3]) -> FusedAttention {
+        let head = parts[0] / self.num_heads.max(1);
+        FusedAttention {
+            num_heads: kept[0] / head.max(1),
+            qkv_hidden_sizes: self.qkv_hidden_sizes.as_ref().map(|_| kept.to_vec()),
+            ..self.clone()
+        }
+    }
+}
+
 /// ONNX Runtime's fused `com.microsoft` `EmbedLayerNormalization`: word +
 /// position (+ segment) embeddings, then LayerNorm; outputs `[B, S, H]`, the
 /// mask index `[B]` and optionally the sum before the norm.
@@ -481,7 +494,8 @@ pub enum SizeUse {
     Bounds,
     /// Split sizes: input 1, or the `split` attribute.
     SplitSizes,
-    /// Attributes that restate the sizes of the inputs (`MatMulNBits`' K and N).
+    /// Attributes that restate the sizes of the inputs (`MatMulNBits`' K and
+    /// N, a fused `Attention`'s head count).
     Attributes,
 }
 
@@ -1017,7 +1031,6 @@ impl Op {
             | Op::Dequantize(_)
             | Op::Gelu(_)
             | Op::ContribGelu(_)
-            | Op::FusedAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::Flatten { .. }
             | Op::Transpose { .. }
@@ -1026,8 +1039,9 @@ impl Op {
             | Op::Constant { .. }
             | Op::Range
             | Op::Opaque(_) => (None, None),
-            // K and N are attributes: the slicer sets them from the sliced B ([`MatMulNBits::resized`]).
-            Op::MatMulNBits(_) => (None, Some(SizeUse::Attributes)),
+            // K and N, and the head count, are attributes: the slicer sets them
+            // from the sliced weights ([`MatMulNBits::resized`], [`FusedAttention::resized`]).
+            Op::MatMulNBits(_) | Op::FusedAttention(_) => (None, Some(SizeUse::Attributes)),
         };
         SizeFacts { flows, uses }
     }

@@ -371,14 +371,27 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
         let value_of = |s: Slot| match s.port {
             Port::In(i) => node.inputs.get(i).copied().flatten(),
             Port::Out(o) => node.outputs.get(o).copied().flatten(),
+            Port::Inner(_) => None,
         };
         let reader_of = |s: Slot| match s.port {
             Port::In(i) if node.inputs.get(i).copied().flatten().is_some_and(|v| is_const[v.index()]) => Some((id, i)),
             _ => None,
         };
-        for rel in axis_relations(&node.op, &ins, &outs) {
-            let atom = |an: &mut Analysis, s: Slot| value_of(s).and_then(|v| an.slot(&facts, v, s.axis, reader_of(s)));
+        let rels = axis_relations(&node.op, &ins, &outs);
+        // The node's own index spaces, which no tensor shows.
+        let mut inner: HashMap<usize, AtomId> = HashMap::new();
+        for rel in &rels {
+            if let AxisRel::Inner { id, size } = rel {
+                inner.insert(*id, an.atoms.fresh(ecospac_ir::Dim::known(*size)));
+            }
+        }
+        for rel in rels {
+            let atom = |an: &mut Analysis, s: Slot| match s.port {
+                Port::Inner(k) => inner.get(&k).copied(),
+                _ => value_of(s).and_then(|v| an.slot(&facts, v, s.axis, reader_of(s))),
+            };
             match rel {
+                AxisRel::Inner { .. } => {}
                 AxisRel::Same(a, b) => {
                     if let (Some(x), Some(y)) = (atom(&mut an, a), atom(&mut an, b)) {
                         an.atoms.unify(x, y);

@@ -5,7 +5,7 @@ use super::recipe::{RecipeError, Step};
 use super::{Changed, Compilation, Env, Facts, Pass, PassError, PassInfo};
 use crate::coupling::{analyze_with, AnalysisOptions, Coupling};
 use crate::prune::{self, Allocation, Criterion, SlicePlan};
-use ecospac_ir::{Model, Op};
+use ecospac_ir::{Model, Op, ValueId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -271,27 +271,36 @@ impl Pass for AnalyseCoupling {
 }
 
 /// The ops that pin weights only because ecospac does not see inside them (ops
-/// outside the closed set, fused ONNX Runtime ops not sliced yet) as
-/// `domain.op_type` and count, when some weight axis is pinned by one, and the
-/// parameters of the weights so pinned (each tensor once).
+/// outside the closed set, fused ONNX Runtime ops not sliced) as
+/// `domain.op_type` and count, and the parameters of the weights they leave
+/// with no prunable axis (each tensor once). Ops outside the closed set count
+/// whenever such weights exist; a fused `EmbedLayerNormalization` when it reads
+/// one, a fused `Attention` when it pins its packed weight's heads.
 fn opaque_pins(model: &Model, coupling: &Coupling) -> (BTreeMap<String, usize>, u128) {
     use ecospac_ir::axes::PinReason;
-    let mut tensors = BTreeSet::new();
-    for p in &coupling.pinned {
-        if p.reasons.iter().any(|r| matches!(r, PinReason::Opaque | PinReason::Fused)) {
-            tensors.insert(p.value);
-        }
-    }
-    if tensors.is_empty() {
-        return (BTreeMap::new(), 0);
-    }
+    let opaque =
+        |p: &crate::coupling::PinnedAxis| p.reasons.iter().any(|r| matches!(r, PinReason::Opaque | PinReason::Fused));
+    let in_groups: BTreeSet<ValueId> = coupling.groups.iter().flat_map(|g| g.members.iter().map(|m| m.value)).collect();
+    let tensors: BTreeSet<ValueId> =
+        coupling.pinned.iter().filter(|p| opaque(p) && !in_groups.contains(&p.value)).map(|p| p.value).collect();
+    let heads_pinned: BTreeSet<ValueId> =
+        coupling.pinned.iter().filter(|p| p.axis == 1 && opaque(p)).map(|p| p.value).collect();
     let mut ops = BTreeMap::new();
     for (_, n) in model.graph.nodes() {
-        if matches!(n.op, Op::Opaque(_) | Op::FusedAttention(_) | Op::EmbedLayerNorm(_)) {
+        let counts = match &n.op {
+            Op::Opaque(_) => !tensors.is_empty(),
+            Op::EmbedLayerNorm(_) => n.inputs.iter().flatten().any(|v| tensors.contains(v)),
+            Op::FusedAttention(_) => n.inputs.get(1).copied().flatten().is_some_and(|w| heads_pinned.contains(&w)),
+            _ => false,
+        };
+        if counts {
             let (d, t) = (n.op.domain(), n.op.op_type());
             let name = if d.is_empty() { t.to_string() } else { format!("{d}.{t}") };
             *ops.entry(name).or_insert(0) += 1;
         }
+    }
+    if ops.is_empty() {
+        return (ops, 0);
     }
     let params = tensors.iter().filter_map(|&v| model.graph.value(v).constant.as_ref()).map(|t| t.numel()).sum();
     (ops, params)

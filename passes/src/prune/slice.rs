@@ -508,6 +508,26 @@ fn slice_into(
                     }
                 }
             }
+            Some(SizeUse::Attributes) if matches!(node.op, Op::FusedAttention(_)) => {
+                let Op::FusedAttention(fa) = &node.op else { continue };
+                let Some(w) = node.inputs.get(1).copied().flatten() else { continue };
+                let Some(mask) = coupling.keep_mask(w, 1, Some((id, 1)), &removed) else { continue };
+                let parts: [i64; 3] = match fa.qkv_hidden_sizes.as_deref() {
+                    Some(&[q, k, v]) => [q, k, v],
+                    _ => [mask.len() as i64 / 3; 3],
+                };
+                let mut kept = [0i64; 3];
+                let mut start = 0usize;
+                for (p, &width) in parts.iter().enumerate() {
+                    let end = (start + width.max(0) as usize).min(mask.len());
+                    kept[p] = mask[start..end].iter().filter(|&&k| k).count() as i64;
+                    start = end;
+                }
+                let op = fa.resized(parts, kept);
+                if op != *fa {
+                    model.graph.node_mut(id).op = Op::FusedAttention(op);
+                }
+            }
             Some(SizeUse::Attributes) => {
                 let Op::MatMulNBits(mm) = &node.op else { continue };
                 let Some(b) = node.inputs.get(1).copied().flatten() else { continue };
