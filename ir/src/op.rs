@@ -629,8 +629,7 @@ impl Op {
                     let valid = k > 0
                         && n > 0
                         && matches!(bits, 2 | 4 | 8)
-                        && block_size >= 16
-                        && block_size <= 1 << 16
+                        && (16..=1 << 16).contains(&block_size)
                         && (block_size as u64).is_power_of_two();
                     if !valid {
                         return Err(r.err(
