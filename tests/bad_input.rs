@@ -199,3 +199,32 @@ fn subgraph_reading_an_undefined_name() {
     write(&p, &m);
     expect_failure(&p, &["no.such.weight", "inside a subgraph"]);
 }
+
+/// Quantisation and fused-attention attributes from the input are checked
+/// before any arithmetic on them: absurd or inconsistent values are an error
+/// naming the node's problem, never an overflow or a wrong slice.
+#[test]
+fn absurd_quantisation_and_attention_attributes_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let load = |name: &str| {
+        ModelProto::parse_from_bytes(&std::fs::read(common::fixture(name)).expect("fixture")).expect("decode")
+    };
+    let set = |m: &mut ModelProto, op: &str, attr: &str, value: i64| {
+        let node = m.graph.mut_or_insert_default().node.iter_mut().find(|n| n.op_type == op).expect("node");
+        let a = node.attribute.iter_mut().find(|a| a.name == attr).expect("attribute");
+        a.i = value;
+    };
+    let cases: [(&str, &str, &str, i64, &str); 4] = [
+        ("llama-int4.onnx", "MatMulNBits", "K", i64::MAX, "not a valid quantisation"),
+        ("llama-int4.onnx", "MatMulNBits", "block_size", 7, "not a valid quantisation"),
+        ("llama-int4.onnx", "MatMulNBits", "N", 48, "MatMulNBits: B is"),
+        ("bert-ortopt.onnx", "Attention", "num_heads", -3, "a positive head count is required"),
+    ];
+    for (k, (fixture, op, attr, value, needle)) in cases.into_iter().enumerate() {
+        let mut m = load(fixture);
+        set(&mut m, op, attr, value);
+        let p = dir.path().join(format!("case{k}.onnx"));
+        write(&p, &m);
+        expect_failure(&p, &[needle]);
+    }
+}

@@ -244,7 +244,8 @@ fn fused_heads(f: &crate::op::FusedAttention, ins: &[Option<Fact>], outs: &[Opti
     };
     let n = f.num_heads;
     let whole = parts.iter().all(|&p| p > 0 && p % n == 0) && parts[0] == parts[1];
-    (whole && parts.iter().sum::<i64>() == w[1] && b[0] == w[1]).then_some((n, parts))
+    let total = parts.iter().try_fold(0i64, |t, &p| t.checked_add(p))?;
+    (whole && total == w[1] && b[0] == w[1]).then_some((n, parts))
 }
 
 /// True when `small` must grow to reach `big` (it divides `big` and is smaller).

@@ -626,8 +626,9 @@ impl Op {
                     let (Some(k), Some(n), Some(block_size)) = (k, n, block_size) else {
                         return Err(r.err("K", "K, N and block_size are required".into()));
                     };
-                    let valid = k > 0
-                        && n > 0
+                    // Sizes beyond any real weight are refused before arithmetic on them.
+                    let valid = (1..=1 << 40).contains(&k)
+                        && (1..=1 << 40).contains(&n)
                         && matches!(bits, 2 | 4 | 8)
                         && (16..=1 << 16).contains(&block_size)
                         && (block_size as u64).is_power_of_two();
