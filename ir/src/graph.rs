@@ -238,8 +238,10 @@ impl Graph {
         self.initializers
             .iter()
             .filter(|v| w.get(v.index()).copied().unwrap_or(false))
-            .filter_map(|&v| Some(self.value(v).constant.as_ref()?.numel() * u128::from(codes[v.index()])))
-            .sum()
+            .filter_map(|&v| {
+                Some(self.value(v).constant.as_ref()?.numel().saturating_mul(u128::from(codes[v.index()])))
+            })
+            .fold(0u128, u128::saturating_add)
     }
     /// For each value, the nodes reading it (as an input or from a subgraph), in order.
     pub fn consumers(&self) -> Vec<Vec<NodeId>> {

@@ -108,7 +108,8 @@ pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<(Vec<
             let [n, kb, blob] = dims[..] else { return None };
             let bytes = t.bytes();
             let scale = param(2)?.to_f64s()?;
-            if blob * 8 != bs * bits || bytes.len() != n * kb * blob || scale.len() != n * kb {
+            let rows_blocks = n.checked_mul(kb)?;
+            if blob * 8 != bs * bits || bytes.len() != rows_blocks.checked_mul(blob)? || scale.len() != rows_blocks {
                 return None;
             }
             let code = |data: &[u8], i: usize| -> Option<f64> {
@@ -120,10 +121,10 @@ pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<(Vec<
                 match param(3) {
                     None => Some(f64::from(1u32 << (bits - 1))),
                     Some(z) if z.dtype.is_float() => z.to_f64s()?.get(row * kb + block).copied(),
-                    Some(z) => code(&z.bytes()[row * z.bytes().len() / n.max(1)..], block),
+                    Some(z) => code(z.bytes().get(row * (z.bytes().len() / n.max(1))..)?, block),
                 }
             };
-            let mut values = Vec::with_capacity(n * kb * bs);
+            let mut values = Vec::with_capacity(rows_blocks.saturating_mul(bs));
             for row in 0..n {
                 for block in 0..kb {
                     let (s, z) = (scale[row * kb + block], zero_at(row, block)?);

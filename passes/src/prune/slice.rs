@@ -523,6 +523,14 @@ fn slice_into(
                     kept[p] = mask[start..end].iter().filter(|&&k| k).count() as i64;
                     start = end;
                 }
+                // Whole heads only: a part that keeps part of a head would change the head size.
+                let n = fa.num_heads.max(1);
+                if parts.iter().zip(&kept).any(|(&w, &k)| w % n != 0 || k % (w / n).max(1) != 0) {
+                    return Err(SliceError::Unrewritable {
+                        node: label.clone(),
+                        what: format!("the head count (Q, K, V keep {kept:?} of {parts:?} in {n} heads)"),
+                    });
+                }
                 let op = fa.resized(parts, kept);
                 if op != *fa {
                     model.graph.node_mut(id).op = Op::FusedAttention(op);
