@@ -15,8 +15,19 @@ use std::process::Command;
 
 /// Checkpoints as transformers 4.57 writes them, and (`-tf5`) as transformers 5.24
 /// writes them (RoPE settings in `rope_parameters`, non-default everywhere).
-const FAMILIES: &[&str] =
-    &["gpt2", "llama", "llama-rope-llama3", "qwen2", "phi3", "mistral", "vit", "llama-tf5", "qwen2-tf5", "phi3-tf5"];
+const FAMILIES: &[&str] = &[
+    "gpt2",
+    "llama",
+    "llama-rope-llama3",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "mistral",
+    "vit",
+    "llama-tf5",
+    "qwen2-tf5",
+    "phi3-tf5",
+];
 
 fn hf_fixture(name: &str) -> PathBuf {
     fixture("hf").join(name)
@@ -344,7 +355,7 @@ fn compact_minilm_checkpoint_loads_in_transformers() {
 
 #[test]
 fn compact_decoder_checkpoints_load_in_transformers() {
-    for name in ["gpt2", "phi3", "qwen2"] {
+    for name in ["gpt2", "phi3", "qwen2", "qwen3"] {
         compact_checkpoint_loads_in_transformers(&hf_fixture(name), &hf_fixture(name).join("reference.safetensors"));
     }
 }
@@ -433,4 +444,26 @@ fn hostile_checkpoints_are_refused() {
         let e = err(t.path());
         assert!(e.contains("outside the checkpoint folder"), "{e}");
     }
+}
+
+/// Qwen3 normalises each query and key head over its dims (`q_norm`,
+/// `k_norm`): those dims are pinned, whole heads and the V/O dims stay
+/// prunable, and slicing is exact (`tests/prune.rs`).
+#[test]
+fn qwen3_keeps_whole_heads_under_per_head_norms() {
+    let hf = import(&hf_fixture("qwen3"));
+    let mut model = hf.model;
+    ecospac_passes::prepare(&mut model).expect("prepare");
+    let c = ecospac_passes::coupling::analyze(&model);
+    let name = |v| model.graph.value(v).name.clone();
+    let heads = c.groups.iter().filter(|g| g.outer).count();
+    assert_eq!(heads, 4, "two head groups (KV heads, query heads per KV head) per layer");
+    for g in c.groups.iter().filter(|g| !g.outer) {
+        assert!(
+            g.members.iter().all(|m| !name(m.value).contains("q_proj") && !name(m.value).contains("k_proj")),
+            "a group cuts the normalised Q/K dims: {:?}",
+            g.members.iter().map(|m| name(m.value)).collect::<Vec<_>>()
+        );
+    }
+    assert!(c.pinned.iter().any(|p| name(p.value).ends_with("q_norm.weight")));
 }

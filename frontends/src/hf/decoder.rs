@@ -1,5 +1,6 @@
 //! Decoder-only language models: GPT-2, and the LLaMA family (LLaMA, Mistral,
-//! Qwen2, Phi-3): GQA, RoPE, SwiGLU, RMS norm, fused projections.
+//! Qwen2, Qwen3, Phi-3): GQA, RoPE, SwiGLU, RMS norm, fused projections,
+//! per-head query/key norms.
 
 use super::build::{Act, Builder};
 use super::config::Config;
@@ -24,14 +25,29 @@ pub(super) struct Attention {
     pub divide: bool,
     /// cos and sin (`[S, 1, rotary]`) and the rotated width.
     pub rope: Option<(ValueId, ValueId, i64)>,
+    /// RMS norms over each query and key head's dims before RoPE (Qwen3): the
+    /// weight name prefixes and epsilon.
+    pub qk_norm: Option<(String, String, f64)>,
 }
 
 impl Attention {
     /// The attention output, `[B, S, heads·d]`.
-    pub fn apply(&self, b: &mut Builder, q: ValueId, k: ValueId, v: ValueId, bias: ValueId, d: i64) -> ValueId {
+    pub fn apply(
+        &self,
+        b: &mut Builder,
+        q: ValueId,
+        k: ValueId,
+        v: ValueId,
+        bias: ValueId,
+        d: i64,
+    ) -> Result<ValueId, HfError> {
         let mut q4 = b.reshape(q, &[0, 0, self.heads, -1]);
         let mut k4 = b.reshape(k, &[0, 0, self.kv_heads, -1]);
         let mut v4 = b.reshape(v, &[0, 0, self.kv_heads, -1]);
+        if let Some((qn, kn, eps)) = &self.qk_norm {
+            q4 = b.rms_norm(q4, qn, d, *eps)?;
+            k4 = b.rms_norm(k4, kn, d, *eps)?;
+        }
         if let Some((cos, sin, rot)) = self.rope {
             q4 = rotate(b, q4, cos, sin, rot, d);
             k4 = rotate(b, k4, cos, sin, rot, d);
@@ -56,7 +72,7 @@ impl Attention {
         let probs = b.softmax(masked);
         let ctx = b.node(Op::MatMul, &[probs, vh]);
         let ctx = b.transpose(ctx, &[0, 2, 1, 3]);
-        b.reshape(ctx, &[0, 0, -1])
+        Ok(b.reshape(ctx, &[0, 0, -1]))
     }
 }
 
@@ -170,8 +186,8 @@ pub fn gpt2(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
         if by_layer {
             scale /= (i + 1) as f32;
         }
-        let attn = Attention { heads, kv_heads: heads, scale, divide: true, rope: None };
-        let ctx = attn.apply(b, parts[0], parts[1], parts[2], bias, d);
+        let attn = Attention { heads, kv_heads: heads, scale, divide: true, rope: None, qk_norm: None };
+        let ctx = attn.apply(b, parts[0], parts[1], parts[2], bias, d)?;
         let a = b.conv1d(ctx, &format!("{l}.attn.c_proj"), hidden, hidden)?;
         h = b.add(a, h);
         let x = b.layer_norm(h, &format!("{l}.ln_2"), hidden, eps)?;
@@ -189,7 +205,7 @@ pub fn gpt2(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
     outputs(b, cfg, h, &format!("{p}wte.weight"), vocab, hidden)
 }
 
-/// LLaMA, Mistral, Qwen2 and Phi-3.
+/// LLaMA, Mistral, Qwen2, Qwen3 and Phi-3.
 pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfError> {
     let hidden = cfg.usize("hidden_size")? as i64;
     let inter = cfg.usize("intermediate_size")? as i64;
@@ -265,9 +281,17 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
             let v = b.linear(x, &format!("{l}.self_attn.v_proj"), hidden, kv_heads * d)?;
             (q, k, v)
         };
-        let attn =
-            Attention { heads, kv_heads, scale: (d as f32).powf(-0.5), divide: false, rope: Some((cos, sin, rot)) };
-        let ctx = attn.apply(b, q, k, v, bias, d);
+        let qk_norm =
+            (model_type == "qwen3").then(|| (format!("{l}.self_attn.q_norm"), format!("{l}.self_attn.k_norm"), eps));
+        let attn = Attention {
+            heads,
+            kv_heads,
+            scale: (d as f32).powf(-0.5),
+            divide: false,
+            rope: Some((cos, sin, rot)),
+            qk_norm,
+        };
+        let ctx = attn.apply(b, q, k, v, bias, d)?;
         let a = b.linear(ctx, &format!("{l}.self_attn.o_proj"), heads * d, hidden)?;
         h = b.add(h, a);
         let x = b.rms_norm(h, &format!("{l}.post_attention_layernorm"), hidden, eps)?;
@@ -310,7 +334,7 @@ fn sliding_windows(cfg: &Config, model_type: &str, layers: usize) -> Result<Vec<
         return Ok(types.iter().map(|t| if t.as_str() == Some("sliding_attention") { window } else { None }).collect());
     }
     Ok(match model_type {
-        "qwen2" => {
+        "qwen2" | "qwen3" => {
             let used = cfg.bool_or("use_sliding_window", false)?;
             let from = cfg.usize_opt("max_window_layers")?.unwrap_or(layers);
             (0..layers).map(|i| if used && i >= from { window } else { None }).collect()

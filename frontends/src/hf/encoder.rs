@@ -31,8 +31,9 @@ impl Layer<'_> {
             scale: 1.0 / (d as f32).sqrt(),
             divide: true,
             rope: None,
+            qk_norm: None,
         };
-        let ctx = attn.apply(b, q, k, v, bias, d);
+        let ctx = attn.apply(b, q, k, v, bias, d)?;
         b.linear(ctx, &format!("{l}.attention.output.dense"), hd, hd)
     }
 

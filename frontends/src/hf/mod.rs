@@ -47,7 +47,7 @@ pub enum HfError {
         dir: PathBuf,
     },
     /// A `model_type` with no graph builder.
-    #[error("config.json has model_type `{0}`; ecospac builds bert, gpt2, llama, mistral, qwen2, phi3 and vit")]
+    #[error("config.json has model_type `{0}`; ecospac builds bert, gpt2, llama, mistral, qwen2, qwen3, phi3 and vit")]
     UnknownModelType(String),
     /// A config key is missing or has the wrong type.
     #[error("config.json: `{key}` {problem}")]
@@ -152,7 +152,7 @@ pub fn build_graph(dir: &Path, json: serde_json::Value, weights: Weights) -> Res
         "bert" => encoder::bert(&mut b, &config)?,
         "vit" => encoder::vit(&mut b, &config)?,
         "gpt2" => decoder::gpt2(&mut b, &config)?,
-        "llama" | "mistral" | "qwen2" | "phi3" => decoder::llama(&mut b, &config, &model_type)?,
+        "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => decoder::llama(&mut b, &config, &model_type)?,
         other => return Err(HfError::UnknownModelType(other.to_string())),
     }
     let unknown_keys = keys::check_unread(&config, &model_type)?;
