@@ -98,7 +98,8 @@ fn zero_axis(t: &Tensor, axis: usize, zero: &BTreeSet<u32>, point: Option<&ZeroP
     let mut b = t.bytes().to_vec();
     match point.filter(|p| p.point.dtype == t.dtype) {
         None => {
-            let inner = stride(axis) * size;
+            // An empty tensor has nothing to zero (and chunks of 0 bytes do not exist).
+            let inner = (stride(axis) * size).max(1);
             for (k, chunk) in b.chunks_mut(inner).enumerate() {
                 if zero.contains(&((k % dims[axis]) as u32)) {
                     chunk.fill(0);
