@@ -27,6 +27,7 @@ const FAMILIES: &[&str] = &[
     "llama-tf5",
     "qwen2-tf5",
     "phi3-tf5",
+    "qwen3-tf5",
 ];
 
 fn hf_fixture(name: &str) -> PathBuf {

@@ -10,6 +10,7 @@ frontend that ignores the key builds a visibly different model:
   llama-tf5   theta 500000, llama3 scaling (Llama 3 style)
   qwen2-tf5   theta 1000000, yarn scaling
   phi3-tf5    theta 250000, partial_rotary_factor 0.5 (only half of each head rotates)
+  qwen3-tf5   theta 1000000, per-head q_norm/k_norm, head_dim 32 (made last, so the others stay unchanged)
 
 Each folder has `reference.safetensors` as make_hf_fixtures.py writes it: the
 inputs and the outputs transformers 5 computes.
@@ -51,6 +52,18 @@ def main(out):
             o = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         save(out, name, model, {"input_ids": ids, "attention_mask": mask},
              {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
+    torch.manual_seed(6)
+    qwen3 = tf.Qwen3ForCausalLM(tf.Qwen3Config(head_dim=32, rope_parameters={
+        "rope_type": "default", "rope_theta": 1000000.0}, **small))
+    with torch.no_grad():
+        for name, p in qwen3.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(torch.randn_like(p) * 0.1)
+    qwen3.eval()
+    with torch.no_grad():
+        o = qwen3(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    save(out, "qwen3-tf5", qwen3, {"input_ids": ids, "attention_mask": mask},
+         {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
 
 
 if __name__ == "__main__":
