@@ -2,7 +2,7 @@
 //!
 //! A [`Graph`] holds nodes and values in arenas indexed by [`NodeId`] and
 //! [`ValueId`]; ops come from one closed enum, [`Op`], with typed attributes;
-//! tensor types carry real and symbolic dimensions ([`Dim`]). [`verify`]
+//! tensor types carry real and symbolic dimensions ([`Dim`]). [`verify()`]
 //! collects every located error; [`text`] prints and parses a readable form.
 
 pub mod attr;
