@@ -1,6 +1,8 @@
 //! The `ecospac` command line: parses, builds a recipe, calls the library, prints.
 
 mod compile;
+#[cfg(feature = "train")]
+mod distil_cmd;
 mod inspect;
 mod paths;
 mod progress;
@@ -85,7 +87,8 @@ enum Command {
     /// List the registered passes.
     Passes,
     /// Train with the EcoSpa schedule (pre-train from a config or fine-tune a
-    /// checkpoint), shrinking the model as it learns; export it to ONNX.
+    /// checkpoint), shrinking the model as it learns; export it to ONNX. With
+    /// --teacher, repair a compact ONNX model by distillation from its original.
     #[cfg(feature = "train")]
     Train(Box<train_cmd::TrainArgs>),
 }

@@ -30,94 +30,116 @@ fn parse_allocation(s: &str) -> Result<Allocation, String> {
 pub struct TrainArgs {
     /// A config.json to pre-train from scratch (model_type gpt2, llama or bert).
     #[arg(long, conflicts_with = "from")]
-    config: Option<PathBuf>,
-    /// A checkpoint folder to fine-tune (its tokenizer.json is used unless --tokenizer).
+    pub(crate) config: Option<PathBuf>,
+    /// A checkpoint folder to fine-tune (its tokenizer.json is used unless --tokenizer);
+    /// with --teacher, the compact ONNX model to repair.
     #[arg(long)]
-    from: Option<PathBuf>,
+    pub(crate) from: Option<PathBuf>,
+    /// Distil: the --from model learns to match this original ONNX model on the outputs
+    /// they share (hidden states by cosine, logits by KL), with no labels.
+    #[arg(long, requires = "from")]
+    pub(crate) teacher: Option<PathBuf>,
+    /// With --teacher: train the embedding tables too (they stay as they are by default).
+    #[arg(long, requires = "teacher")]
+    pub(crate) train_embeddings: bool,
+    /// With --teacher: validate on the input arrays of this .npz (e.g. held-out text of
+    /// your own) instead of on 64 samples held out of --data.
+    #[arg(long, requires = "teacher")]
+    pub(crate) validation: Option<PathBuf>,
     /// Training text: a UTF-8 file, or a folder of .txt/.rst/.md files.
     #[arg(long)]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// A tokenizer.json; without one (and without --from), a byte-level BPE is trained on the data.
     #[arg(long)]
-    tokenizer: Option<PathBuf>,
+    pub(crate) tokenizer: Option<PathBuf>,
     /// Vocabulary of the BPE trained when no tokenizer is given.
     #[arg(long, default_value_t = 8192)]
-    vocab: usize,
+    pub(crate) vocab: usize,
     /// Output folder: log.jsonl, checkpoint-N/, final/, model.onnx.
     #[arg(short, long)]
-    output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Continue from a checkpoint folder of an earlier run.
     #[arg(long)]
-    resume: Option<PathBuf>,
+    pub(crate) resume: Option<PathBuf>,
     /// Optimizer steps.
     #[arg(long, default_value_t = 1000)]
-    steps: usize,
+    pub(crate) steps: usize,
     /// Sequences per micro-batch.
     #[arg(long, default_value_t = 8)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Micro-batches per step (gradient accumulation).
     #[arg(long, default_value_t = 1)]
-    accum: usize,
+    pub(crate) accum: usize,
     /// Tokens per sequence.
     #[arg(long, default_value_t = 128)]
-    seq_len: usize,
+    pub(crate) seq_len: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 3e-4)]
-    lr: f64,
+    pub(crate) lr: f64,
     /// Warmup steps.
     #[arg(long, default_value_t = 100)]
-    warmup: usize,
+    pub(crate) warmup: usize,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 0.1)]
-    weight_decay: f64,
+    pub(crate) weight_decay: f64,
     /// Gradient clipping norm (0: off).
     #[arg(long, default_value_t = 1.0)]
-    clip: f64,
+    pub(crate) clip: f64,
     /// Kept fraction of the prunable parameters at the end (1.0: dense training).
     #[arg(long, default_value_t = 1.0)]
-    target: f64,
+    pub(crate) target: f64,
     /// First shrink step (default: 10 % of the steps).
     #[arg(long)]
-    start: Option<usize>,
+    pub(crate) start: Option<usize>,
     /// Step at which the target is reached (default: 70 % of the steps).
     #[arg(long)]
-    end: Option<usize>,
+    pub(crate) end: Option<usize>,
     /// Steps between shrinks.
     #[arg(long, default_value_t = 50)]
-    every: usize,
+    pub(crate) every: usize,
     /// Importance: coupled (EcoSpa Taylor over the whole coupled slice), magnitude, uncoupled.
     #[arg(long, default_value = "coupled", value_parser = parse_criterion)]
-    criterion: TrainCriterion,
+    pub(crate) criterion: TrainCriterion,
     /// Budget allocation: uniform or global.
     #[arg(long, default_value = "uniform", value_parser = parse_allocation)]
-    allocation: Allocation,
+    pub(crate) allocation: Allocation,
     /// Kept counts are multiples of this where a group is at least twice as large.
     #[arg(long, default_value_t = 8)]
-    align: usize,
+    pub(crate) align: usize,
     /// Evaluate every this many steps.
     #[arg(long, default_value_t = 100)]
-    eval_every: usize,
+    pub(crate) eval_every: usize,
     /// Validation sequences per evaluation (0: all).
     #[arg(long, default_value_t = 64)]
-    eval_sequences: usize,
+    pub(crate) eval_sequences: usize,
     /// Checkpoint every this many steps (0: only at the end).
     #[arg(long, default_value_t = 500)]
-    checkpoint_every: usize,
+    pub(crate) checkpoint_every: usize,
     /// Seed of initialisation and data order.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
-    device: String,
+    pub(crate) device: String,
     /// bfloat16 matrix products (CUDA).
     #[arg(long)]
-    bf16: bool,
+    pub(crate) bf16: bool,
     /// Validation fraction of the data.
     #[arg(long, default_value_t = 0.05)]
-    val_fraction: f64,
+    pub(crate) val_fraction: f64,
     /// The ONNX Runtime shared library for the final check (else $ORT_DYLIB_PATH, else .venv).
     #[arg(long)]
-    ort_lib: Option<PathBuf>,
+    pub(crate) ort_lib: Option<PathBuf>,
+}
+
+/// The device named by `--device`.
+pub(crate) fn device(name: &str) -> Result<Device> {
+    Ok(match name {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        "auto" => Device::cuda_if_available(),
+        other => bail!("unknown --device `{other}` (cpu, cuda, auto)"),
+    })
 }
 
 /// Runs `ecospac train`.
@@ -125,12 +147,10 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     if !(a.target > 0.0 && a.target <= 1.0) {
         bail!("--target must be in (0, 1], got {}", a.target);
     }
-    let device = match a.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        "auto" => Device::cuda_if_available(),
-        other => bail!("unknown --device `{other}` (cpu, cuda, auto)"),
-    };
+    if a.teacher.is_some() {
+        return crate::distil_cmd::distil(a);
+    }
+    let device = device(&a.device)?;
     let (criterion, allocation) = (a.criterion, a.allocation);
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
     let files = text_files(&a.data)?;

@@ -95,3 +95,74 @@ fn train_shrinks_exports_and_resumes() {
         log2.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
     assert_eq!(a, b);
 }
+
+/// `train --from compact.onnx --teacher original.onnx`: a compile at half the
+/// parameters repaired by distillation on `.npz` input batches, written as
+/// ONNX and checked in ONNX Runtime; shrinking while distilling is refused.
+#[test]
+fn train_distils_a_compact_model_from_its_original() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = common::fixture("bert-torchscript.onnx");
+    let compact = dir.path().join("compact.onnx");
+    let status = Command::new(env!("CARGO_BIN_EXE_ecospac"))
+        .args(["compile", original.to_str().unwrap(), "--budget", "0.5", "--no-calibration", "-o"])
+        .arg(&compact)
+        .output()
+        .expect("compile");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let model = ecospac_frontends::import_file(&original).expect("import");
+    let bind = std::collections::HashMap::from([("*".to_string(), 16)]);
+    let arrays = ecospac_passes::synthetic::synthetic_inputs(&model, 48, &bind, 3).expect("inputs");
+    let npz = dir.path().join("data.npz");
+    ecospac_frontends::data::write_npz(&npz, &arrays).expect("npz");
+    let out = dir.path().join("run");
+    let (ok, text) = train(&[
+        "--from",
+        compact.to_str().unwrap(),
+        "--teacher",
+        original.to_str().unwrap(),
+        "--data",
+        npz.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--batch",
+        "4",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "2",
+        "--eval-every",
+        "10",
+        "--device",
+        "cpu",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("step 10/20") && text.contains("ONNX Runtime vs the trained model"), "{text}");
+    let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
+    assert_eq!(log.lines().count(), 20);
+    let curve: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["validation_cosine"].as_f64())
+        .collect();
+    assert_eq!(curve.len(), 2);
+    let distilled = ecospac_frontends::import_file(&out.join("model.onnx")).expect("written model");
+    let compact_model = ecospac_frontends::import_file(&compact).expect("compact");
+    assert_eq!(distilled.graph.parameters(), compact_model.graph.parameters());
+
+    let (ok, text) = train(&[
+        "--from",
+        compact.to_str().unwrap(),
+        "--teacher",
+        original.to_str().unwrap(),
+        "--data",
+        npz.to_str().unwrap(),
+        "--target",
+        "0.5",
+        "-o",
+        dir.path().join("run2").to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("not built yet"), "{text}");
+    assert!(!dir.path().join("run2").exists(), "a refused run wrote its folder");
+}

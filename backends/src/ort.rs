@@ -52,6 +52,7 @@ fn err(context: &str) -> impl Fn(ort::Error) -> ExecError + '_ {
 pub struct OrtExecutor {
     env: &'static ort::environment::Environment,
     threads: usize,
+    optimise: bool,
 }
 
 /// The process's ONNX Runtime environment (ONNX Runtime allows one per
@@ -73,7 +74,14 @@ pub fn environment(library: Option<&Path>) -> Result<&'static ort::environment::
 impl OrtExecutor {
     /// Loads the library (see [`environment`]); sessions use `threads` intra-op threads (0: ONNX Runtime's default).
     pub fn new(library: Option<&Path>, threads: usize) -> Result<OrtExecutor, ExecError> {
-        Ok(OrtExecutor { env: environment(library)?, threads })
+        Ok(OrtExecutor { env: environment(library)?, threads, optimise: true })
+    }
+
+    /// Sessions without ONNX Runtime's graph optimisations: its fusions
+    /// (of QDQ patterns, say) change the float rounding, by up to 2e-4
+    /// relative on a QDQ BERT; unoptimised, a run computes the graph as written.
+    pub fn unoptimised(self) -> OrtExecutor {
+        OrtExecutor { optimise: false, ..self }
     }
 
     /// Opens an ONNX file as a session.
@@ -81,6 +89,11 @@ impl OrtExecutor {
         let mut builder = ort::session::Session::builder(self.env).map_err(err("session options"))?;
         if self.threads > 0 {
             builder = builder.with_intra_threads(self.threads).map_err(|e| ExecError(format!("threads: {e}")))?;
+        }
+        if !self.optimise {
+            builder = builder
+                .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)
+                .map_err(|e| ExecError(format!("optimisation level: {e}")))?;
         }
         let session = builder
             .commit_from_file(path)

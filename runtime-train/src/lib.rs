@@ -13,6 +13,10 @@ pub mod checkpoint;
 #[cfg(feature = "torch")]
 pub mod data;
 #[cfg(feature = "torch")]
+pub mod distil;
+#[cfg(feature = "torch")]
+pub mod exec;
+#[cfg(feature = "torch")]
 pub mod model;
 #[cfg(feature = "torch")]
 pub mod optim;
@@ -50,4 +54,7 @@ pub enum TrainError {
     /// Writing failed.
     #[error(transparent)]
     Export(#[from] ecospac_backends::ExportError),
+    /// Running a graph failed.
+    #[error(transparent)]
+    Exec(#[from] ecospac_ir::exec::ExecError),
 }

@@ -1,0 +1,247 @@
+//! Recovery by distillation: a compact model (the student) learns to match
+//! its original (the teacher, run without gradients on the same batch) on
+//! the graph outputs they share, both executed from their IR graphs on
+//! libtorch ([`crate::exec`]), so any model ecospac compiled can be repaired,
+//! from ONNX or from a checkpoint, with no labels.
+//!
+//! Hidden states are matched by row cosine (over the last axis), logits by
+//! the KL divergence of their softmaxes at a temperature; AdamW updates the
+//! student's float weights (embedding tables stay as they are unless asked),
+//! and [`Distiller::into_model`] writes them back into the student's graph.
+
+use crate::exec::{to_tch, Program};
+use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
+use crate::TrainError;
+use ecospac_ir::exec::Batch;
+use ecospac_ir::Model;
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor};
+
+/// How one output of the student is compared with the teacher's.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum DistilLoss {
+    /// `1 − cos` of each row (the last axis), averaged over rows.
+    Cosine,
+    /// Mean squared difference, over the teacher's mean square.
+    Mse,
+    /// `T² · KL(softmax(teacher / T) ‖ softmax(student / T))` per row, averaged.
+    Kl {
+        /// The temperature `T`.
+        temperature: f64,
+    },
+}
+
+impl DistilLoss {
+    /// The loss for an output named `name` when none is chosen: KL at
+    /// temperature 2 for logits, cosine otherwise.
+    pub fn default_for(name: &str) -> DistilLoss {
+        if name.contains("logits") {
+            DistilLoss::Kl { temperature: 2.0 }
+        } else {
+            DistilLoss::Cosine
+        }
+    }
+
+    /// The loss of `student` against `teacher` (same shape).
+    pub fn of(self, student: &Tensor, teacher: &Tensor) -> Result<Tensor, TrainError> {
+        let f = |e: tch::TchError| TrainError::Config(format!("distillation loss: {e}"));
+        let s = student.f_to_dtype(Kind::Float, false, false).map_err(f)?;
+        let t = teacher.f_to_dtype(Kind::Float, false, false).map_err(f)?;
+        let loss = match self {
+            DistilLoss::Cosine => Tensor::f_cosine_similarity(&s, &t, -1, 1e-8)
+                .and_then(|c| c.f_mean(Kind::Float))
+                .and_then(|m| m.f_neg())
+                .and_then(|m| m.f_add_scalar(1.0)),
+            DistilLoss::Mse => (|| {
+                let d = s.f_sub(&t)?;
+                let scale = t.f_mul(&t)?.f_mean(Kind::Float)?.f_clamp_min(1e-12)?;
+                d.f_mul(&d)?.f_mean(Kind::Float)?.f_div(&scale)
+            })(),
+            DistilLoss::Kl { temperature } => (|| {
+                let ls = s.f_div_scalar(temperature)?.f_log_softmax(-1, Kind::Float)?;
+                let lt = t.f_div_scalar(temperature)?.f_log_softmax(-1, Kind::Float)?;
+                let per_row =
+                    lt.f_exp()?.f_mul(&lt.f_sub(&ls)?)?.f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?;
+                per_row.f_mean(Kind::Float)?.f_mul_scalar(temperature * temperature)
+            })(),
+        };
+        loss.map_err(f)
+    }
+}
+
+/// Settings of a distillation run.
+#[derive(Clone, Debug)]
+pub struct DistilConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// AdamW (its `lr` is the peak learning rate).
+    pub adamw: AdamWConfig,
+    /// Linear warmup steps, then cosine decay to a tenth.
+    pub warmup: usize,
+    /// Gradient clipping norm (0: off).
+    pub clip: f64,
+    /// The loss for every output (`None`: [`DistilLoss::default_for`] each).
+    pub loss: Option<DistilLoss>,
+    /// Also train the embedding tables (the float initializers `Gather` reads).
+    pub train_embeddings: bool,
+    /// Where both models run.
+    pub device: Device,
+}
+
+impl Default for DistilConfig {
+    fn default() -> Self {
+        DistilConfig {
+            steps: 200,
+            adamw: AdamWConfig { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+            warmup: 10,
+            clip: 1.0,
+            loss: None,
+            train_embeddings: false,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// A student learning from a teacher.
+pub struct Distiller {
+    cfg: DistilConfig,
+    student: Program,
+    teacher: Program,
+    params: BTreeMap<String, Tensor>,
+    adamw: AdamW,
+    /// Matched outputs: (student index, teacher index, name, loss).
+    pairs: Vec<(usize, usize, String, DistilLoss)>,
+    step: usize,
+}
+
+fn feeds(batch: &Batch, device: Device) -> Result<Vec<(String, Tensor)>, TrainError> {
+    batch.iter().map(|(n, t)| Ok((n.clone(), to_tch(t, device)?))).collect()
+}
+
+impl Distiller {
+    /// Pairs the student's float outputs with the teacher's of the same name.
+    pub fn new(student: &Model, teacher: &Model, cfg: DistilConfig) -> Result<Distiller, TrainError> {
+        let mut s = Program::new(student, cfg.device)?;
+        let t = Program::new(teacher, cfg.device)?;
+        let (sg, tg) = (s.graph(), t.graph());
+        let mut pairs = Vec::new();
+        for (i, &v) in sg.outputs.iter().enumerate() {
+            let value = sg.value(v);
+            if !value.best_ty().is_some_and(|ty| ty.dtype.is_float()) {
+                continue;
+            }
+            let Some(j) = tg.outputs.iter().position(|&w| tg.value(w).name == value.name) else { continue };
+            let loss = cfg.loss.unwrap_or_else(|| DistilLoss::default_for(&value.name));
+            pairs.push((i, j, value.name.clone(), loss));
+        }
+        if pairs.is_empty() {
+            return Err(TrainError::Config(
+                "the student and the teacher share no float output by name, so there is nothing to match".into(),
+            ));
+        }
+        let frozen: Vec<String> = if cfg.train_embeddings {
+            Vec::new()
+        } else {
+            s.embedding_tables().iter().map(|n| n.to_string()).collect()
+        };
+        s.set_trainable(|n| !frozen.iter().any(|f| f == n))?;
+        let params: BTreeMap<String, Tensor> = s
+            .parameters()
+            .into_iter()
+            .filter(|(n, _)| !frozen.iter().any(|f| f == n))
+            .map(|(n, t)| (n.to_string(), t.shallow_clone()))
+            .collect();
+        if params.is_empty() {
+            return Err(TrainError::Config("the student has no float weights to train".into()));
+        }
+        let adamw = AdamW::new(cfg.adamw.clone(), &params);
+        Ok(Distiller { cfg, student: s, teacher: t, params, adamw, pairs, step: 0 })
+    }
+
+    /// The matched outputs and their losses.
+    pub fn matched(&self) -> impl Iterator<Item = (&str, DistilLoss)> {
+        self.pairs.iter().map(|(_, _, n, l)| (n.as_str(), *l))
+    }
+
+    /// Trainable parameters (elements).
+    pub fn trainable_parameters(&self) -> i64 {
+        self.params.values().map(|t| t.numel() as i64).sum()
+    }
+
+    /// The summed loss of the matched outputs on one batch (with gradients when `train`).
+    fn loss(&self, batch: &[(String, Tensor)]) -> Result<Tensor, TrainError> {
+        let teacher = tch::no_grad(|| self.teacher.forward(batch))?;
+        let student = self.student.forward(batch)?;
+        let mut total: Option<Tensor> = None;
+        for (i, j, name, loss) in &self.pairs {
+            let (s, t) = (&student[*i], &teacher[*j]);
+            if s.size() != t.size() {
+                return Err(TrainError::Config(format!(
+                    "output `{name}`: the student's shape {:?} differs from the teacher's {:?}",
+                    s.size(),
+                    t.size()
+                )));
+            }
+            let l = loss.of(s, &t.detach())?;
+            total = Some(match total {
+                None => l,
+                Some(x) => x + l,
+            });
+        }
+        total.ok_or_else(|| TrainError::Config("no output to match".into()))
+    }
+
+    /// One optimizer step on `batch`; returns the loss before the update.
+    pub fn step(&mut self, batch: &Batch) -> Result<f64, TrainError> {
+        let feeds = feeds(batch, self.cfg.device)?;
+        for p in self.params.values_mut() {
+            p.zero_grad();
+        }
+        let loss = self.loss(&feeds)?;
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            return Err(TrainError::Config(format!("the distillation loss is {value} at step {}", self.step)));
+        }
+        loss.backward();
+        if self.cfg.clip > 0.0 {
+            clip_grad_norm(&self.params, self.cfg.clip);
+        }
+        let lr = lr_at(self.step, self.cfg.adamw.lr, self.cfg.warmup, self.cfg.steps, 0.1);
+        self.adamw.update(&mut self.params, lr);
+        self.step += 1;
+        Ok(value)
+    }
+
+    /// Mean row cosine of the student's first matched output against the
+    /// teacher's over `batches` (all rows).
+    pub fn fidelity(&self, batches: &[Batch]) -> Result<f64, TrainError> {
+        let (i, j, _, _) = &self.pairs[0];
+        let (mut sum, mut rows) = (0f64, 0f64);
+        for b in batches {
+            let f = feeds(b, self.cfg.device)?;
+            let (s, t) = tch::no_grad(|| Ok::<_, TrainError>((self.student.forward(&f)?, self.teacher.forward(&f)?)))?;
+            let c = s[*i]
+                .f_to_dtype(Kind::Float, false, false)
+                .and_then(|x| Tensor::f_cosine_similarity(&x, &t[*j].f_to_dtype(Kind::Float, false, false)?, -1, 1e-8))
+                .map_err(|e| TrainError::Config(format!("fidelity: {e}")))?;
+            sum += c.sum(Kind::Double).double_value(&[]);
+            rows += c.numel() as f64;
+        }
+        Ok(if rows > 0.0 { sum / rows } else { 0.0 })
+    }
+
+    /// Steps taken.
+    pub fn steps_taken(&self) -> usize {
+        self.step
+    }
+
+    /// The student program (for checks against other engines).
+    pub fn student(&self) -> &Program {
+        &self.student
+    }
+
+    /// `student` (the model the distiller was made from) with the trained weights.
+    pub fn into_model(&self, student: &Model) -> Result<Model, TrainError> {
+        Ok(self.student.write_back(student)?)
+    }
+}

@@ -1,0 +1,123 @@
+//! Recovery by distillation on the executor: a compact model learns to match
+//! its original, and the ONNX written from the trained student computes what
+//! the student computed.
+#![cfg(feature = "torch")]
+
+use ecospac_backends::ort::OrtExecutor;
+use ecospac_ir::exec::{split_batches, Array, Batch, Executor};
+use ecospac_ir::Model;
+use ecospac_passes::pipeline::{Compilation, Env, Pipeline, Recipe};
+use ecospac_runtime_train::distil::{DistilConfig, DistilLoss, Distiller};
+use ecospac_runtime_train::exec::TchExecutor;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `model` at half its prunable parameters, cut by weight magnitude.
+fn compact(model: &Model) -> Model {
+    let recipe = Recipe::parse_toml(
+        r#"
+        [[step]]
+        pass = "infer-shapes"
+        [[step]]
+        pass = "prepare"
+        [[step]]
+        pass = "analyse-coupling"
+        [[step]]
+        pass = "score"
+        criterion = "coupled"
+        [[step]]
+        pass = "allocate"
+        allocation = "uniform"
+        budget = 0.5
+        [[step]]
+        pass = "slice"
+    "#,
+    )
+    .expect("recipe");
+    let env = Env::default();
+    let mut cx = Compilation::new(model.clone());
+    Pipeline::new(&recipe, &env).expect("pipeline").run(&mut cx, &env).expect("compile");
+    assert!(cx.model.graph.parameters() < model.graph.parameters());
+    cx.model
+}
+
+fn batches(model: &Model, n: usize, seed: u64) -> Vec<Batch> {
+    let all = ecospac_passes::synthetic::synthetic_inputs(model, n, &HashMap::from([("*".into(), 16)]), seed)
+        .expect("inputs");
+    split_batches(&all, 4).expect("batches")
+}
+
+#[test]
+fn distillation_recovers_fidelity_and_the_written_model_matches() {
+    tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let teacher =
+        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import");
+    let student = compact(&teacher);
+    let train = batches(&teacher, 32, 1);
+    let held_out = batches(&teacher, 16, 2);
+    let cfg = DistilConfig {
+        steps: 60,
+        warmup: 5,
+        adamw: {
+            let mut a = DistilConfig::default().adamw;
+            a.lr = 3e-3;
+            a
+        },
+        ..DistilConfig::default()
+    };
+    let mut d = Distiller::new(&student, &teacher, cfg).expect("distiller");
+    assert_eq!(d.matched().collect::<Vec<_>>(), [("last_hidden_state", DistilLoss::Cosine)]);
+    let before = d.fidelity(&held_out).expect("fidelity");
+    let mut first = None;
+    let mut last = 0.0;
+    for s in 0..60 {
+        last = d.step(&train[s % train.len()]).expect("step");
+        first.get_or_insert(last);
+    }
+    let after = d.fidelity(&held_out).expect("fidelity");
+    println!("held-out fidelity {before:.6} -> {after:.6}; loss {:.6} -> {last:.6}", first.unwrap_or_default());
+    // A random-init model keeps most of its output through the residual; what
+    // distillation must do is remove most of what was lost.
+    assert!(1.0 - after < 0.5 * (1.0 - before), "distillation did not help: {before:.6} -> {after:.6}");
+    assert!(last < first.unwrap_or_default(), "the loss did not fall");
+
+    // The trained student, written back into its graph, runs the same in ONNX Runtime.
+    let trained = d.into_model(&student).expect("write back");
+    assert_ne!(
+        trained.graph.value(trained.graph.initializers[5]).constant,
+        student.graph.value(student.graph.initializers[5]).constant,
+        "weights were not written back"
+    );
+    let lib = std::fs::read_dir(root().join(".venv/lib"))
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"))
+                .find(|p| p.exists())
+        })
+        .expect("ONNX Runtime in .venv; run scripts/setup.sh");
+    let ort = OrtExecutor::new(Some(&lib), 1).expect("ORT");
+    let feeds = &held_out[0];
+    let a = ort.load(&trained).expect("ORT loads").run(feeds).expect("ORT runs");
+    let b = TchExecutor { device: Device::Cpu }.load(&trained).expect("tch").run(feeds).expect("tch runs");
+    let (a, b) = (Array::of(&a[0]).expect("float"), Array::of(&b[0]).expect("float"));
+    let diff = a.data.iter().zip(&b.data).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff < 1e-4, "the written model differs from the trained student by {diff:e}");
+}
+
+#[test]
+fn a_student_without_shared_outputs_is_refused() {
+    let teacher =
+        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import");
+    let mut student = teacher.clone();
+    let out = student.graph.outputs[0];
+    student.graph.value_mut(out).name = "renamed".into();
+    let err = Distiller::new(&student, &teacher, DistilConfig::default()).err().expect("refused");
+    assert!(err.to_string().contains("share no float output"), "{err}");
+}

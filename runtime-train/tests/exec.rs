@@ -1,0 +1,238 @@
+//! The IR executor on libtorch against ONNX Runtime on every fixture graph
+//! (exporter-made, ORT-optimised, quantised, and the checkpoint folders' built
+//! graphs), and its gradients against finite differences.
+#![cfg(feature = "torch")]
+
+use ecospac_backends::ort::OrtExecutor;
+use ecospac_ir::exec::{Array, Executor};
+use ecospac_ir::{DType, Model, Tensor as IrTensor};
+use ecospac_runtime_train::exec::{to_tch, Program, TchExecutor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn ort() -> OrtExecutor {
+    let lib = std::fs::read_dir(root().join(".venv/lib"))
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"))
+                .find(|p| p.exists())
+        })
+        .expect("ONNX Runtime in .venv; run scripts/setup.sh");
+    OrtExecutor::new(Some(&lib), 1).expect("load ORT")
+}
+
+/// Graphs the executor refuses, with the reason it must give.
+const REFUSED: &[(&str, &str)] = &[("if-reads-weight.onnx", "subgraphs")];
+
+/// The largest difference between two runs' outputs, relative to the
+/// reference's scale (at least 1); integer outputs must be equal.
+fn difference(reference: &[IrTensor], got: &[IrTensor], what: &str) -> f64 {
+    assert_eq!(reference.len(), got.len(), "{what}: output count");
+    let mut worst = 0f64;
+    for (i, (r, g)) in reference.iter().zip(got).enumerate() {
+        assert_eq!(r.dims, g.dims, "{what}: output {i} dims");
+        assert_eq!(r.dtype, g.dtype, "{what}: output {i} type");
+        match (Array::of(r), Array::of(g)) {
+            (Some(a), Some(b)) => {
+                let scale = a.data.iter().fold(1f64, |m, &v| m.max(f64::from(v).abs()));
+                let d = a.data.iter().zip(&b.data).fold(0f64, |m, (&x, &y)| m.max(f64::from(x - y).abs()));
+                assert!(a.data.iter().zip(&b.data).all(|(x, y)| x.is_nan() == y.is_nan()), "{what}: NaNs differ");
+                worst = worst.max(d / scale);
+            }
+            _ => assert_eq!(r.bytes(), g.bytes(), "{what}: integer output {i}"),
+        }
+    }
+    worst
+}
+
+/// The tolerance for a graph: 1e-4, or what half precision allows, or, where
+/// activations are quantised dynamically, one quantisation step's effect
+/// (rounding ties differ).
+fn tolerance(model: &Model) -> f64 {
+    let g = &model.graph;
+    let half = g.values().any(|(_, v)| v.best_ty().is_some_and(|t| matches!(t.dtype, DType::F16 | DType::BF16)));
+    let dynamic =
+        g.nodes().any(|(_, n)| matches!(&n.op, ecospac_ir::Op::Opaque(o) if o.op_type == "DynamicQuantizeLinear"));
+    match (half, dynamic) {
+        (true, _) => 1e-2,
+        (_, true) => 5e-2,
+        _ => 1e-4,
+    }
+}
+
+/// True for graphs whose activations are quantised: ONNX Runtime's
+/// optimiser fuses their QDQ patterns into integer kernels that compute
+/// something else than the graph as written, so they are compared with an
+/// unoptimised ONNX Runtime.
+fn requantised(model: &Model) -> bool {
+    model.graph.nodes().any(|(_, n)| match &n.op {
+        ecospac_ir::Op::Quantize(_) => true,
+        ecospac_ir::Op::Opaque(o) => o.op_type == "DynamicQuantizeLinear",
+        _ => false,
+    })
+}
+
+fn compare(name: &str, model: &Model, ort: &OrtExecutor) -> f64 {
+    let feeds = ecospac_passes::synthetic::synthetic_inputs(model, 2, &HashMap::new(), 7).expect("inputs");
+    let reference = ort.load(model).expect("ORT loads").run(&feeds).expect("ORT runs");
+    let tch = TchExecutor { device: Device::Cpu };
+    let got =
+        tch.load(model).unwrap_or_else(|e| panic!("{name}: {e}")).run(&feeds).unwrap_or_else(|e| panic!("{name}: {e}"));
+    difference(&reference, &got, name)
+}
+
+#[test]
+fn executor_matches_onnx_runtime_on_every_fixture_graph() {
+    tch::set_num_threads(1);
+    let ort = ort();
+    let plain = self::ort().unoptimised();
+    let mut graphs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures"))
+        .expect("fixtures")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    graphs.sort();
+    assert!(graphs.len() >= 20, "fixtures found: {}", graphs.len());
+    let mut ran = 0;
+    for path in &graphs {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let model = ecospac_frontends::onnx::import_file(path).expect("import");
+        if let Some((_, why)) = REFUSED.iter().find(|(n, _)| *n == name) {
+            let err = TchExecutor { device: Device::Cpu }.load(&model).and_then(|mut s| {
+                let feeds = ecospac_passes::synthetic::synthetic_inputs(&model, 1, &HashMap::new(), 1)
+                    .map_err(|e| ecospac_ir::exec::ExecError(e.to_string()))?;
+                s.run(&feeds)
+            });
+            let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains(why), "{name}: expected a refusal naming {why}, got {msg:?}");
+            continue;
+        }
+        let tol = tolerance(&model);
+        let d = compare(&name, &model, if requantised(&model) { &plain } else { &ort });
+        println!("{name}: {d:.2e} (tolerance {tol:.0e})");
+        assert!(d <= tol, "{name}: libtorch differs from ONNX Runtime by {d:.3e} (relative), over {tol:.0e}");
+        ran += 1;
+    }
+    assert!(ran >= 20, "graphs run: {ran}");
+}
+
+#[test]
+fn executor_matches_onnx_runtime_on_checkpoint_graphs() {
+    tch::set_num_threads(1);
+    let ort = ort();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/hf"))
+        .expect("checkpoint fixtures")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| ecospac_frontends::hf::is_checkpoint(p))
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 7, "checkpoints found: {}", dirs.len());
+    for dir in &dirs {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let model = ecospac_frontends::hf::import_checkpoint(dir).expect("checkpoint").model;
+        let d = compare(&name, &model, &ort);
+        println!("{name}: {d:.2e}");
+        assert!(d <= 1e-4, "{name}: libtorch differs from ONNX Runtime by {d:.3e} (relative)");
+    }
+}
+
+#[test]
+fn unknown_ops_are_an_error_naming_the_node_and_op() {
+    let m = ecospac_ir::text::parse(
+        r#"opset "" 17
+graph "g"
+input v0 "x": f32[2, 4]
+node n0 "/odd" Hardmax {axis = 1} (v0) -> (v1 "y": f32[2, 4])
+output v1
+"#,
+    )
+    .expect("parse");
+    let program = Program::new(&m, Device::Cpu).expect("program");
+    let x = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
+    let err = program.forward(&[("x".into(), x)]).expect_err("Hardmax is not run");
+    assert!(err.to_string().contains("/odd") && err.to_string().contains("Hardmax"), "{err}");
+    let err = program.forward(&[]).expect_err("no feed");
+    assert!(err.to_string().contains("`x` was not fed"), "{err}");
+}
+
+/// A small f64 graph through MatMul, Add, LayerNormalization, Erf, Mul,
+/// Transpose, Softmax and ReduceMean.
+const TINY: &str = r#"opset "" 18
+graph "tiny"
+input v0 "x": f64[3, 4]
+init v1 "w" = f64[4, 4] [0.3, -0.2, 0.5, 0.1, -0.4, 0.2, 0.05, 0.3, 0.1, 0.6, -0.3, 0.2, 0.25, -0.15, 0.4, -0.5]
+init v2 "b" = f64[4] [0.1, -0.05, 0.2, 0.0]
+init v3 "ln.w" = f64[4] [1.1, 0.9, 1.2, 0.8]
+init v4 "ln.b" = f64[4] [0.05, -0.1, 0.0, 0.1]
+init v5 "axes" = i64[1] [1]
+node n0 "" MatMul (v0, v1) -> (v6 "h")
+node n1 "" Add (v6, v2) -> (v7 "hb")
+node n2 "" LayerNormalization {axis = -1, epsilon = 1e-05} (v7, v3, v4) -> (v8 "n")
+node n3 "" Erf (v8) -> (v9 "e")
+node n4 "" Mul (v9, v8) -> (v10 "m")
+node n5 "" Transpose {perm = ints[1, 0]} (v10) -> (v11 "t")
+node n6 "" MatMul (v10, v11) -> (v12 "s")
+node n7 "" Softmax {axis = -1} (v12) -> (v13 "p")
+node n8 "" ReduceMean {keepdims = 0} (v13, v5) -> (v14 "y")
+output v14
+"#;
+
+#[test]
+fn gradients_match_finite_differences() {
+    let model = ecospac_ir::text::parse(TINY).expect("parse");
+    let mut program = Program::new(&model, Device::Cpu).expect("program");
+    program.set_trainable(|_| true).expect("trainable");
+    let x = to_tch(
+        &IrTensor::from_bytes(
+            DType::F64,
+            vec![3, 4],
+            [0.5f64, -1.0, 0.25, 2.0, 1.5, 0.0, -0.5, 0.75, -1.25, 0.3, 0.9, -0.2]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        Device::Cpu,
+    )
+    .expect("x");
+    let weights = Tensor::from_slice(&[0.7f64, -1.3, 0.4]);
+    let loss = |p: &Program| -> Tensor {
+        let y = p.forward(&[("x".into(), x.shallow_clone())]).expect("forward").remove(0);
+        (y * &weights).sum(Kind::Double)
+    };
+    loss(&program).backward();
+    let names: Vec<String> = program.parameters().iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(names, ["w", "b", "ln.w", "ln.b"]);
+    let eps = 1e-6;
+    let mut checked = 0;
+    for (name, p) in program.parameters() {
+        let grad = p.grad();
+        let n = p.numel() as i64;
+        for i in 0..n {
+            let flat = tch::no_grad(|| p.view([-1]));
+            let orig = flat.double_value(&[i]);
+            let at = |v: f64| {
+                tch::no_grad(|| {
+                    let _ = flat.get(i).fill_(v);
+                    loss(&program).double_value(&[])
+                })
+            };
+            let numeric = (at(orig + eps) - at(orig - eps)) / (2.0 * eps);
+            at(orig);
+            let analytic = grad.view([-1]).double_value(&[i]);
+            assert!(
+                (numeric - analytic).abs() <= 1e-6 * (1.0 + numeric.abs()),
+                "{name}[{i}]: autograd {analytic:.9} vs finite differences {numeric:.9}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 16 + 4 + 4 + 4);
+}
