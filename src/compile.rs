@@ -130,6 +130,15 @@ pub struct PruneArgs {
     /// Which groups to prune.
     #[arg(long, value_enum, default_value_t = ScopeFlag::Auto)]
     pub scope: ScopeFlag,
+    /// After compiling, repair the compact model by this many distillation steps from the
+    /// original on --data (16 samples of --calibration-length tokens per step, every block's
+    /// output matched; needs the training runtime, `cargo build --features train`).
+    #[arg(long, default_value_t = 0)]
+    pub recover: usize,
+    /// Data for --recover: text (a file or a folder of .txt/.rst/.md, tokenized with the
+    /// model's tokenizer) or an .npz of model inputs.
+    #[arg(long, requires = "recover")]
+    pub data: Option<PathBuf>,
 }
 
 /// Whether the flags ask for any pruning.
@@ -190,6 +199,17 @@ pub fn recipe_of(args: &PruneArgs, passes: &[String], to_folder: bool, has_check
     Ok(r.normalized()?)
 }
 
+/// The model's tokenizer: `--tokenizer`, else the checkpoint's, else one beside the ONNX file.
+fn tokenizer(args: &PruneArgs, input: &Path, checkpoint: Option<&Checkpoint>) -> Option<PathBuf> {
+    args.tokenizer.clone().or_else(|| {
+        let beside = match checkpoint {
+            Some(c) => c.dir.join("tokenizer.json"),
+            None => input.parent().unwrap_or(Path::new(".")).join("tokenizer.json"),
+        };
+        beside.is_file().then_some(beside)
+    })
+}
+
 /// Where calibration data comes from, once the model is known.
 fn calibration_data(
     args: &PruneArgs,
@@ -213,13 +233,7 @@ fn calibration_data(
         let batches = take(arrays)?;
         return Ok(CalibrationData { source: format!("{} ({} samples)", npz.display(), count(&batches)), batches });
     }
-    let tokenizer = args.tokenizer.clone().or_else(|| {
-        let beside = match checkpoint {
-            Some(c) => c.dir.join("tokenizer.json"),
-            None => input.parent().unwrap_or(Path::new(".")).join("tokenizer.json"),
-        };
-        beside.is_file().then_some(beside)
-    });
+    let tokenizer = tokenizer(args, input, checkpoint);
     if let Some(text) = &args.calibration_text {
         let tok = tokenizer.context("--calibration-text needs the model's tokenizer (--tokenizer tokenizer.json)")?;
         let lines = data::read_lines(text)?;
@@ -330,9 +344,26 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     if to_folder && a.output.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         bail!("refusing to write into {}: the folder is not empty", a.output.display());
     }
+    if args.recover > 0 {
+        if !cfg!(feature = "train") {
+            bail!("--recover needs the training runtime, and this ecospac is built without it (cargo build --features train)");
+        }
+        if args.data.is_none() {
+            bail!("--recover needs --data: text (with the model's tokenizer) or an .npz of model inputs");
+        }
+        if to_folder {
+            bail!("--recover writes ONNX; recovering into a checkpoint folder is not built yet");
+        }
+    }
     let t0 = Instant::now();
     let (model, checkpoint, mut inputs) = crate::load_any(a.input)?;
-    let read_too = [args.plan.clone(), args.calibration.clone(), args.calibration_text.clone(), args.tokenizer.clone()];
+    let read_too = [
+        args.plan.clone(),
+        args.calibration.clone(),
+        args.calibration_text.clone(),
+        args.tokenizer.clone(),
+        args.data.clone(),
+    ];
     for p in read_too.iter().flatten().chain(a.recipe.map(Path::to_path_buf).iter()) {
         inputs.file(p);
     }
@@ -388,6 +419,7 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     let float_before = model.graph.float_parameters();
     let bind = crate::parse_bindings(&args.bind)?;
     let flops_before = ecospac_passes::cost::matmul_flops(&model, &bind);
+    let teacher = (args.recover > 0).then(|| model.clone());
     let mut cx = Compilation::new(model);
     let timings = pipeline.run(&mut cx, &env);
     drop(bar);
@@ -423,6 +455,9 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     eprintln!("compiled in {:.1?}", t0.elapsed());
     if after > before {
         bail!("the compiled model has {after} parameters, more than the input's {before}; nothing was written");
+    }
+    if let Some(teacher) = &teacher {
+        recover(&mut cx, teacher, args, tokenizer(args, a.input, checkpoint.as_ref()))?;
     }
     let proof =
         verify(&cx.model.graph).map_err(|e| anyhow::anyhow!("{e}")).context("the compiled graph does not verify")?;
@@ -513,6 +548,50 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
         crate::write_atomically(path, serde_json::to_string_pretty(&serde_json::Value::Object(cx.report))?.as_bytes())?;
     }
     Ok(())
+}
+
+/// `--recover`: distils the compiled model from the original.
+#[cfg(feature = "train")]
+fn recover(cx: &mut Compilation, teacher: &Model, args: &PruneArgs, tokenizer: Option<PathBuf>) -> Result<()> {
+    let device = ecospac_runtime_train::tch::Device::cuda_if_available();
+    let steps = args.recover;
+    let settings = crate::distil_cmd::Settings {
+        data: args.data.clone().context("--recover needs --data")?,
+        tokenizer,
+        validation: None,
+        steps,
+        batch: 16,
+        seq_len: args.calibration_length,
+        lr: 2e-4,
+        warmup: (steps / 10).min(20),
+        weight_decay: 0.0,
+        clip: 1.0,
+        seed: 0,
+        eval_every: (steps / 4).max(1),
+        device,
+        train_embeddings: false,
+        match_layers: true,
+        log: None,
+    };
+    let t = Instant::now();
+    let (trained, before, after, check) = crate::distil_cmd::run(&cx.model, teacher, &settings)?;
+    let diff = crate::distil_cmd::check_in_ort(&trained, &check, device, args.ort_lib.as_deref())?;
+    cx.model = trained;
+    eprintln!(
+        "recovered by {steps} distillation steps in {:.1?}: validation cosine {before:.4} -> {after:.4}; \
+         ONNX Runtime vs the recovered model: max |Δ| {diff:.2e}",
+        t.elapsed()
+    );
+    cx.report.insert(
+        "recovery".into(),
+        serde_json::json!({"steps": steps, "validation_cosine_before": before, "validation_cosine_after": after}),
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "train"))]
+fn recover(_: &mut Compilation, _: &Model, _: &PruneArgs, _: Option<PathBuf>) -> Result<()> {
+    bail!("--recover needs the training runtime (cargo build --features train)")
 }
 
 /// A few lines on what the compile did.

@@ -1,28 +1,67 @@
-//! `ecospac train --from compact.onnx --teacher original.onnx --data corpus/ -o out/`
-//! (feature `train`): recovery by distillation. Both models run from their
-//! IR graphs on libtorch; the compact one learns to match the original on the
+//! Recovery by distillation (feature `train`): `ecospac train --from
+//! compact.onnx --teacher original.onnx --data corpus/ -o out/`, and `ecospac
+//! compile ... --recover STEPS --data corpus/`. Both models run from their IR
+//! graphs on libtorch; the compact one learns to match the original on the
 //! outputs they share, on text tokenized with the model's tokenizer (or an
 //! `.npz` of input batches), with a validation split watched as it goes. The
-//! trained model is written as `out/model.onnx` and checked in ONNX Runtime
-//! against the trained libtorch model.
+//! trained model is checked in ONNX Runtime against the trained libtorch model.
 
 use crate::train_cmd::TrainArgs;
 use anyhow::{bail, Context, Result};
 use ecospac_frontends::data;
-use ecospac_ir::exec::{split_batches, Array, Batch, Executor, Session};
+use ecospac_ir::exec::{split_batches, Array, Batch, Executor};
+use ecospac_ir::Model;
 use ecospac_runtime_train::distil::{DistilConfig, Distiller};
 use ecospac_runtime_train::exec::TchExecutor;
 use ecospac_runtime_train::optim::AdamWConfig;
+use ecospac_runtime_train::tch::Device;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Validation samples held out of the distillation data.
 const VALIDATION: usize = 64;
 
+/// What a distillation run is told.
+pub struct Settings {
+    /// Text (a file or folder) or an `.npz` of input arrays.
+    pub data: PathBuf,
+    /// The model's `tokenizer.json`, for text.
+    pub tokenizer: Option<PathBuf>,
+    /// An `.npz` to validate on instead of samples held out of the data.
+    pub validation: Option<PathBuf>,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Tokens per text sample.
+    pub seq_len: usize,
+    /// Peak learning rate, warmup steps, weight decay, clipping norm.
+    pub lr: f64,
+    /// Warmup steps.
+    pub warmup: usize,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Gradient clipping norm (0: off).
+    pub clip: f64,
+    /// Data order and shuffling.
+    pub seed: u64,
+    /// Validate every this many steps (and after the last).
+    pub eval_every: usize,
+    /// Where both models run.
+    pub device: Device,
+    /// Train the embedding tables too.
+    pub train_embeddings: bool,
+    /// Match every block's output too.
+    pub match_layers: bool,
+    /// Where to write the step log (JSON lines).
+    pub log: Option<PathBuf>,
+}
+
 /// Paragraphs (blank-line separated, lines joined) of at least three words.
-fn paragraphs(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+fn paragraphs(files: &[PathBuf]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -36,27 +75,139 @@ fn paragraphs(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The model inputs of `names`, from `--data`: an `.npz` of arrays, or text.
-fn samples(a: &TrainArgs, names: &[String], wanted: usize) -> Result<Vec<(String, ecospac_ir::Tensor)>> {
-    if a.data.extension().is_some_and(|e| e == "npz") {
-        return Ok(data::read_npz(&a.data)?);
+/// The model inputs of `names`, from the data: an `.npz` of arrays, or text.
+fn samples(s: &Settings, names: &[String], wanted: usize) -> Result<Vec<(String, ecospac_ir::Tensor)>> {
+    if s.data.extension().is_some_and(|e| e == "npz") {
+        return Ok(data::read_npz(&s.data)?.into_iter().filter(|(n, _)| names.contains(n)).collect());
     }
-    let tok = a.tokenizer.as_ref().context(
-        "distilling on text needs the model's tokenizer (--tokenizer tokenizer.json), or give --data FILE.npz",
+    let tok = s.tokenizer.as_ref().context(
+        "distilling on text needs the model's tokenizer (--tokenizer tokenizer.json), or give an .npz of inputs",
     )?;
-    let files = ecospac_runtime_train::data::text_files(&a.data)?;
+    let files = ecospac_runtime_train::data::text_files(&s.data)?;
     let mut texts = paragraphs(&files)?;
     if texts.len() < 2 {
         bail!(
             "{} holds {} paragraph(s) of three words or more; distillation needs more",
-            a.data.display(),
+            s.data.display(),
             texts.len()
         );
     }
-    texts.shuffle(&mut rand::rngs::StdRng::seed_from_u64(a.seed));
+    texts.shuffle(&mut rand::rngs::StdRng::seed_from_u64(s.seed));
     texts.truncate(wanted);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    Ok(data::tokenize(tok, &refs, a.seq_len, names)?)
+    Ok(data::tokenize(tok, &refs, s.seq_len, names)?)
+}
+
+/// Distils `student` from `teacher`; returns the trained student, its
+/// validation cosine before and after, and one validation batch for checks.
+pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64, f64, Batch)> {
+    ecospac_runtime_train::tch::manual_seed(s.seed as i64);
+    let names: Vec<String> = student.graph.inputs.iter().map(|&v| student.graph.value(v).name.clone()).collect();
+    let batch = s.batch.max(1);
+    let wanted = s.steps.saturating_mul(batch).clamp(1, 50_000) + VALIDATION;
+    let all = samples(s, &names, wanted)?;
+    let total = all.first().and_then(|(_, t)| t.dims.first()).copied().unwrap_or(0).max(0) as usize;
+    if total < 2 {
+        bail!("the distillation data has {total} sample(s)");
+    }
+    let mut batches = split_batches(&all, batch)?;
+    let validation: Vec<Batch> = match &s.validation {
+        Some(npz) => {
+            let arrays = data::read_npz(npz)?.into_iter().filter(|(n, _)| names.contains(n)).collect::<Vec<_>>();
+            split_batches(&arrays, batch)?
+        }
+        None => {
+            if batches.len() < 2 {
+                bail!("{total} samples make one batch of {batch}; holding some out to validate needs more samples");
+            }
+            // The last samples validate (whole batches, so at least `held` of them).
+            let held = VALIDATION.min(total / 5).max(1);
+            let val_batches = held.div_ceil(batch).min(batches.len() - 1).max(1);
+            batches.split_off(batches.len() - val_batches)
+        }
+    };
+    let Some(check) = validation.first().cloned() else { bail!("no validation samples") };
+    if batches.is_empty() {
+        bail!("no training batches");
+    }
+    eprintln!(
+        "distillation data: {} training batches of {batch}, {} validation samples",
+        batches.len(),
+        validation.iter().map(ecospac_ir::exec::batch_rows).sum::<usize>(),
+    );
+    let cfg = DistilConfig {
+        steps: s.steps,
+        adamw: AdamWConfig { lr: s.lr, weight_decay: s.weight_decay, beta2: 0.999, ..AdamWConfig::default() },
+        warmup: s.warmup,
+        clip: s.clip,
+        loss: None,
+        train_embeddings: s.train_embeddings,
+        match_layers: s.match_layers,
+        device: s.device,
+    };
+    let mut d = Distiller::new(student, teacher, cfg)?;
+    let matched: Vec<String> = d.matched().map(|(n, l)| format!("{n} ({l:?})")).collect();
+    let matched = if matched.len() > 3 {
+        vec![format!("{} and {} layer outputs", matched[0], matched.len() - 1)]
+    } else {
+        matched
+    };
+    eprintln!(
+        "student: {} parameters ({} trained); teacher: {}; matching {}",
+        student.graph.parameters(),
+        d.trainable_parameters(),
+        teacher.graph.parameters(),
+        matched.join(", ")
+    );
+    let mut log = Vec::new();
+    let start = Instant::now();
+    let before = d.fidelity(&validation)?;
+    eprintln!("step 0/{}: validation cosine {before:.4}", s.steps);
+    let mut order: Vec<usize> = (0..batches.len()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
+    let mut last = before;
+    for step in 0..s.steps {
+        if step % order.len() == 0 {
+            order.shuffle(&mut rng);
+        }
+        let loss = d.step(&batches[order[step % order.len()]])?;
+        let done = step + 1;
+        let eval = (s.eval_every > 0 && done % s.eval_every == 0) || done == s.steps;
+        let fidelity = if eval { Some(d.fidelity(&validation)?) } else { None };
+        let secs = start.elapsed().as_secs_f64();
+        writeln!(
+            log,
+            "{}",
+            serde_json::json!({"step": done, "loss": loss, "validation_cosine": fidelity, "seconds": secs})
+        )?;
+        if let Some(f) = fidelity {
+            eprintln!("step {done}/{}: loss {loss:.5}, validation cosine {f:.4} ({secs:.0} s)", s.steps);
+            last = f;
+        }
+    }
+    if let Some(path) = &s.log {
+        crate::write_atomically(path, &log)?;
+    }
+    Ok((d.into_model(student)?, before, last, check))
+}
+
+/// The largest difference between the trained model exported to ONNX and run
+/// in ONNX Runtime and the trained model on libtorch, over their float
+/// outputs on `feeds` (an error over 1e-3); checked before anything is written.
+pub fn check_in_ort(trained: &Model, feeds: &Batch, device: Device, ort_lib: Option<&Path>) -> Result<f32> {
+    let ort = ecospac_backends::ort::OrtExecutor::new(ort_lib, 0)?;
+    let want = TchExecutor { device }.load(trained)?.run(feeds)?;
+    let got = ort.load(trained)?.run(feeds)?;
+    let mut diff = 0f32;
+    for (w, g) in want.iter().zip(&got) {
+        if let (Some(w), Some(g)) = (Array::of(w), Array::of(g)) {
+            diff = w.data.iter().zip(&g.data).fold(diff, |m, (x, y)| m.max((x - y).abs()));
+        }
+    }
+    if diff > 1e-3 {
+        bail!("the written ONNX differs from the trained model by {diff:.3e}");
+    }
+    Ok(diff)
 }
 
 /// Runs the distillation that `train --teacher` asks for.
@@ -72,112 +223,38 @@ pub fn distil(a: &TrainArgs) -> Result<()> {
     let (student, _, student_files) = crate::load_any(from)?;
     let (teacher, _, teacher_files) = crate::load_any(teacher_path)?;
     let model_path = a.output.join("model.onnx");
-    let outputs = vec![("--output", model_path.clone()), ("--output", a.output.join("log.jsonl"))];
+    let log = a.output.join("log.jsonl");
+    let outputs = vec![("--output", model_path.clone()), ("--output", log.clone())];
     crate::paths::check_outputs(&student_files, &outputs)?;
     crate::paths::check_outputs(&teacher_files, &outputs)?;
     let device = crate::train_cmd::device(&a.device)?;
-    ecospac_runtime_train::tch::manual_seed(a.seed as i64);
-
-    let names: Vec<String> = student.graph.inputs.iter().map(|&v| student.graph.value(v).name.clone()).collect();
-    let batch = a.batch.max(1);
-    let wanted = a.steps.saturating_mul(batch).clamp(1, 50_000) + VALIDATION;
-    let all = samples(a, &names, wanted)?;
-    let total = all.first().and_then(|(_, t)| t.dims.first()).copied().unwrap_or(0).max(0) as usize;
-    if total < 2 {
-        bail!("the distillation data has {total} sample(s)");
-    }
-    let mut batches = split_batches(&all, batch)?;
-    let validation: Vec<Batch> = match &a.validation {
-        Some(npz) => {
-            let arrays = data::read_npz(npz)?;
-            let arrays = arrays.into_iter().filter(|(n, _)| names.contains(n)).collect::<Vec<_>>();
-            split_batches(&arrays, batch)?
-        }
-        None => {
-            // The last samples validate (whole batches, so at least `held` of them).
-            let held = VALIDATION.min(total / 5).max(1);
-            let val_batches = held.div_ceil(batch).min(batches.len() - 1).max(1);
-            batches.split_off(batches.len() - val_batches)
-        }
-    };
-    if validation.is_empty() {
-        bail!("no validation samples");
-    }
-    eprintln!(
-        "data: {} training batches of {batch} and {} validation samples ({} tokens each)",
-        batches.len(),
-        validation.iter().map(ecospac_ir::exec::batch_rows).sum::<usize>(),
-        a.seq_len
-    );
-
-    let cfg = DistilConfig {
-        steps: a.steps,
-        adamw: AdamWConfig { lr: a.lr, weight_decay: a.weight_decay, beta2: 0.999, ..AdamWConfig::default() },
-        warmup: a.warmup,
-        clip: a.clip,
-        loss: None,
-        train_embeddings: a.train_embeddings,
-        device,
-    };
-    let mut d = Distiller::new(&student, &teacher, cfg)?;
-    let matched: Vec<String> = d.matched().map(|(n, l)| format!("{n} ({l:?})")).collect();
-    eprintln!(
-        "student: {} parameters ({} trained); teacher: {}; matching {}",
-        student.graph.parameters(),
-        d.trainable_parameters(),
-        teacher.graph.parameters(),
-        matched.join(", ")
-    );
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
-    let mut log = Vec::new();
-    let start = Instant::now();
-    let before = d.fidelity(&validation)?;
-    eprintln!("step 0/{}: validation cosine {before:.4}", a.steps);
-    let mut order: Vec<usize> = (0..batches.len()).collect();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
-    let mut last = before;
-    for step in 0..a.steps {
-        if step % order.len() == 0 {
-            order.shuffle(&mut rng);
-        }
-        let loss = d.step(&batches[order[step % order.len()]])?;
-        let done = step + 1;
-        let eval = (a.eval_every > 0 && done % a.eval_every == 0) || done == a.steps;
-        let fidelity = if eval { Some(d.fidelity(&validation)?) } else { None };
-        let secs = start.elapsed().as_secs_f64();
-        writeln!(
-            log,
-            "{}",
-            serde_json::json!({"step": done, "loss": loss, "validation_cosine": fidelity, "seconds": secs})
-        )?;
-        if let Some(f) = fidelity {
-            eprintln!("step {done}/{}: loss {loss:.5}, validation cosine {f:.4} ({secs:.0} s)", a.steps);
-            last = f;
-        }
-    }
-    crate::write_atomically(&a.output.join("log.jsonl"), &log)?;
-
-    let trained = d.into_model(&student)?;
+    let settings = Settings {
+        data: a.data.clone(),
+        tokenizer: a.tokenizer.clone(),
+        validation: a.validation.clone(),
+        steps: a.steps,
+        batch: a.batch,
+        seq_len: a.seq_len,
+        lr: a.lr,
+        warmup: a.warmup,
+        weight_decay: a.weight_decay,
+        clip: a.clip,
+        seed: a.seed,
+        eval_every: a.eval_every,
+        device,
+        train_embeddings: a.train_embeddings,
+        match_layers: a.match_layers,
+        log: Some(log),
+    };
+    let (trained, before, after, check) = run(&student, &teacher, &settings)?;
+    let diff = check_in_ort(&trained, &check, device, a.ort_lib.as_deref())?;
     let proof = ecospac_ir::verify(&trained.graph).map_err(|e| anyhow::anyhow!("the trained model: {e}"))?;
     ecospac_backends::export_onnx(&trained, proof, &model_path, &ecospac_backends::ExportOptions::default())?;
-    // The written file in ONNX Runtime against the trained model on libtorch.
-    let ort = ecospac_backends::ort::OrtExecutor::new(a.ort_lib.as_deref(), 0)?;
-    let feeds = &validation[0];
-    let want = TchExecutor { device }.load(&trained)?.run(feeds)?;
-    let got = ort.open(&model_path)?.run(feeds)?;
-    let mut diff = 0f32;
-    for (w, g) in want.iter().zip(&got) {
-        if let (Some(w), Some(g)) = (Array::of(w), Array::of(g)) {
-            diff = w.data.iter().zip(&g.data).fold(diff, |m, (x, y)| m.max((x - y).abs()));
-        }
-    }
     println!(
-        "distilled {} steps: validation cosine {before:.4} -> {last:.4}; wrote {}; ONNX Runtime vs the trained model: max |Δ| {diff:.2e}",
+        "distilled {} steps: validation cosine {before:.4} -> {after:.4}; wrote {}; ONNX Runtime vs the trained model: max |Δ| {diff:.2e}",
         a.steps,
         model_path.display()
     );
-    if diff > 1e-3 {
-        bail!("the written ONNX differs from the trained model by {diff:.3e}");
-    }
     Ok(())
 }

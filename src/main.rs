@@ -155,6 +155,9 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Recipe { prune, passes, checkpoint, json } => {
+            if prune.recover > 0 {
+                bail!("--recover is not a pass, so no recipe holds it; give it to `ecospac compile` beside --recipe");
+            }
             let r = compile::recipe_of(&prune, &passes, checkpoint, checkpoint)?;
             print!("{}", if json { r.to_json() + "\n" } else { r.to_toml() });
             Ok(())

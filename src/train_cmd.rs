@@ -42,6 +42,10 @@ pub struct TrainArgs {
     /// With --teacher: train the embedding tables too (they stay as they are by default).
     #[arg(long, requires = "teacher")]
     pub(crate) train_embeddings: bool,
+    /// With --teacher: also match every block's output (the normalised residual stream) by
+    /// cosine, together weighted as one output.
+    #[arg(long, requires = "teacher")]
+    pub(crate) match_layers: bool,
     /// With --teacher: validate on the input arrays of this .npz (e.g. held-out text of
     /// your own) instead of on 64 samples held out of --data.
     #[arg(long, requires = "teacher")]

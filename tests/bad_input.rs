@@ -228,3 +228,22 @@ fn absurd_quantisation_and_attention_attributes_are_refused() {
         expect_failure(&p, &[needle]);
     }
 }
+
+/// `--recover` in a build without the training runtime is an error saying so, before any work.
+#[cfg(not(feature = "train"))]
+#[test]
+fn recover_without_the_training_runtime_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.onnx");
+    let run = Command::new(env!("CARGO_BIN_EXE_ecospac"))
+        .arg("compile")
+        .arg(common::fixture("bert-torchscript.onnx"))
+        .args(["--budget", "0.5", "--recover", "10", "--data", "corpus/", "-o"])
+        .arg(&out)
+        .output()
+        .expect("run ecospac");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--features train"), "{stderr}");
+    assert!(!out.exists());
+}

@@ -8,10 +8,15 @@ mod common;
 use common::root;
 use std::process::Command;
 
-fn train(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ecospac")).arg("train").args(args).output().expect("run ecospac");
+/// Runs `ecospac ARGS`: success, and stdout + stderr.
+fn ecospac(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecospac")).args(args).output().expect("run ecospac");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+fn train(args: &[&str]) -> (bool, String) {
+    ecospac(&[&["train"], args].concat())
 }
 
 #[test]
@@ -104,40 +109,19 @@ fn train_distils_a_compact_model_from_its_original() {
     let dir = tempfile::tempdir().expect("tempdir");
     let original = common::fixture("bert-torchscript.onnx");
     let compact = dir.path().join("compact.onnx");
-    let status = Command::new(env!("CARGO_BIN_EXE_ecospac"))
-        .args(["compile", original.to_str().unwrap(), "--budget", "0.5", "--no-calibration", "-o"])
-        .arg(&compact)
-        .output()
-        .expect("compile");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let (orig, comp) = (original.to_str().unwrap(), compact.to_str().unwrap());
+    let (ok, text) = ecospac(&["compile", orig, "--budget", "0.5", "--no-calibration", "-o", comp]);
+    assert!(ok, "{text}");
     let model = ecospac_frontends::import_file(&original).expect("import");
     let bind = std::collections::HashMap::from([("*".to_string(), 16)]);
     let arrays = ecospac_passes::synthetic::synthetic_inputs(&model, 48, &bind, 3).expect("inputs");
     let npz = dir.path().join("data.npz");
     ecospac_frontends::data::write_npz(&npz, &arrays).expect("npz");
+    let data = npz.to_str().unwrap();
+    let pair = ["--from", comp, "--teacher", orig, "--data", data];
     let out = dir.path().join("run");
-    let (ok, text) = train(&[
-        "--from",
-        compact.to_str().unwrap(),
-        "--teacher",
-        original.to_str().unwrap(),
-        "--data",
-        npz.to_str().unwrap(),
-        "--steps",
-        "20",
-        "--batch",
-        "4",
-        "--lr",
-        "3e-3",
-        "--warmup",
-        "2",
-        "--eval-every",
-        "10",
-        "--device",
-        "cpu",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let settings = ["--steps", "20", "--batch", "4", "--lr", "3e-3", "--warmup", "2", "--eval-every", "10"];
+    let (ok, text) = train(&[&pair[..], &settings, &["--device", "cpu", "-o", out.to_str().unwrap()]].concat());
     assert!(ok, "{text}");
     assert!(text.contains("step 10/20") && text.contains("ONNX Runtime vs the trained model"), "{text}");
     let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
@@ -151,18 +135,26 @@ fn train_distils_a_compact_model_from_its_original() {
     let compact_model = ecospac_frontends::import_file(&compact).expect("compact");
     assert_eq!(distilled.graph.parameters(), compact_model.graph.parameters());
 
-    let (ok, text) = train(&[
-        "--from",
-        compact.to_str().unwrap(),
-        "--teacher",
-        original.to_str().unwrap(),
-        "--data",
-        npz.to_str().unwrap(),
-        "--target",
-        "0.5",
-        "-o",
-        dir.path().join("run2").to_str().unwrap(),
-    ]);
+    let run2 = dir.path().join("run2");
+    let (ok, text) = train(&[&pair[..], &["--target", "0.5", "-o", run2.to_str().unwrap()]].concat());
     assert!(!ok && text.contains("not built yet"), "{text}");
-    assert!(!dir.path().join("run2").exists(), "a refused run wrote its folder");
+    assert!(!run2.exists(), "a refused run wrote its folder");
+
+    // One command: compile, distil, check, write.
+    let recovered = dir.path().join("recovered.onnx");
+    let compile = ["compile", orig, "--budget", "0.5", "--no-calibration"];
+    let (ok, text) =
+        ecospac(&[&compile[..], &["--recover", "12", "--data", data, "-o", recovered.to_str().unwrap()]].concat());
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("recovered by 12 distillation steps")
+            && text.contains("ONNX Runtime vs the recovered model: max"),
+        "{text}"
+    );
+    let written = ecospac_frontends::import_file(&recovered).expect("recovered model");
+    assert_eq!(written.graph.parameters(), compact_model.graph.parameters());
+    let never = dir.path().join("never.onnx");
+    let (ok, text) = ecospac(&[&compile[..], &["--recover", "5", "-o", never.to_str().unwrap()]].concat());
+    assert!(!ok && text.contains("--recover needs --data"), "{text}");
+    assert!(!never.exists());
 }

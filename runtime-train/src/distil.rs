@@ -13,7 +13,7 @@ use crate::exec::{to_tch, Program};
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
 use crate::TrainError;
 use ecospac_ir::exec::Batch;
-use ecospac_ir::Model;
+use ecospac_ir::{EntityId, Graph, Model, Op, ValueId};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
@@ -84,6 +84,11 @@ pub struct DistilConfig {
     pub loss: Option<DistilLoss>,
     /// Also train the embedding tables (the float initializers `Gather` reads).
     pub train_embeddings: bool,
+    /// Also match the layers: every normalisation output (the residual
+    /// stream after each block) that both graphs have under one name and
+    /// shape, by row cosine, weighted so that all of them together count as
+    /// much as one output.
+    pub match_layers: bool,
     /// Where both models run.
     pub device: Device,
 }
@@ -97,6 +102,7 @@ impl Default for DistilConfig {
             clip: 1.0,
             loss: None,
             train_embeddings: false,
+            match_layers: false,
             device: Device::Cpu,
         }
     }
@@ -109,9 +115,28 @@ pub struct Distiller {
     teacher: Program,
     params: BTreeMap<String, Tensor>,
     adamw: AdamW,
-    /// Matched outputs: (student index, teacher index, name, loss).
-    pairs: Vec<(usize, usize, String, DistilLoss)>,
+    /// Matched values, graph outputs first.
+    pairs: Vec<Pair>,
     step: usize,
+}
+
+/// One value of the student matched with the teacher's.
+struct Pair {
+    student: ValueId,
+    teacher: ValueId,
+    name: String,
+    loss: DistilLoss,
+    weight: f64,
+}
+
+/// The normalisation outputs of `g` (the residual stream of pre- and post-norm blocks).
+fn norm_outputs(g: &Graph) -> Vec<ValueId> {
+    g.order
+        .iter()
+        .map(|&n| g.node(n))
+        .filter(|n| matches!(n.op, Op::LayerNorm(_) | Op::SkipLayerNorm(_)))
+        .filter_map(|n| n.outputs.first().copied().flatten())
+        .collect()
 }
 
 fn feeds(batch: &Batch, device: Device) -> Result<Vec<(String, Tensor)>, TrainError> {
@@ -124,20 +149,45 @@ impl Distiller {
         let mut s = Program::new(student, cfg.device)?;
         let t = Program::new(teacher, cfg.device)?;
         let (sg, tg) = (s.graph(), t.graph());
+        let by_name = |g: &Graph, ids: &[ValueId], name: &str| ids.iter().copied().find(|&w| g.value(w).name == name);
         let mut pairs = Vec::new();
-        for (i, &v) in sg.outputs.iter().enumerate() {
+        for &v in &sg.outputs {
             let value = sg.value(v);
             if !value.best_ty().is_some_and(|ty| ty.dtype.is_float()) {
                 continue;
             }
-            let Some(j) = tg.outputs.iter().position(|&w| tg.value(w).name == value.name) else { continue };
+            let Some(w) = by_name(tg, &tg.outputs, &value.name) else { continue };
             let loss = cfg.loss.unwrap_or_else(|| DistilLoss::default_for(&value.name));
-            pairs.push((i, j, value.name.clone(), loss));
+            pairs.push(Pair { student: v, teacher: w, name: value.name.clone(), loss, weight: 1.0 });
         }
         if pairs.is_empty() {
             return Err(TrainError::Config(
                 "the student and the teacher share no float output by name, so there is nothing to match".into(),
             ));
+        }
+        if cfg.match_layers {
+            let teacher_norms = norm_outputs(tg);
+            let (sf, _) = ecospac_ir::infer::facts(sg);
+            let (tf, _) = ecospac_ir::infer::facts(tg);
+            // Rank and last (known) dim as inferred: the residual width both keep.
+            let form = |facts: &[Option<ecospac_ir::infer::Fact>], v: ValueId| {
+                let shape = facts.get(v.index())?.as_ref()?.ty.as_ref()?.shape.clone()?;
+                Some((shape.len(), shape.last()?.as_known()?))
+            };
+            let layers: Vec<(ValueId, ValueId)> = norm_outputs(sg)
+                .into_iter()
+                .filter(|v| !sg.outputs.contains(v))
+                .filter_map(|v| {
+                    let w = by_name(tg, &teacher_norms, &sg.value(v).name)?;
+                    let a = form(&sf, v)?;
+                    (Some(a) == form(&tf, w)).then_some((v, w))
+                })
+                .collect();
+            let weight = 1.0 / layers.len().max(1) as f64;
+            for (v, w) in layers {
+                let name = sg.value(v).name.clone();
+                pairs.push(Pair { student: v, teacher: w, name, loss: DistilLoss::Cosine, weight });
+            }
         }
         let frozen: Vec<String> = if cfg.train_embeddings {
             Vec::new()
@@ -158,9 +208,9 @@ impl Distiller {
         Ok(Distiller { cfg, student: s, teacher: t, params, adamw, pairs, step: 0 })
     }
 
-    /// The matched outputs and their losses.
+    /// The matched values (graph outputs first) and their losses.
     pub fn matched(&self) -> impl Iterator<Item = (&str, DistilLoss)> {
-        self.pairs.iter().map(|(_, _, n, l)| (n.as_str(), *l))
+        self.pairs.iter().map(|p| (p.name.as_str(), p.loss))
     }
 
     /// Trainable parameters (elements).
@@ -170,11 +220,12 @@ impl Distiller {
 
     /// The summed loss of the matched outputs on one batch (with gradients when `train`).
     fn loss(&self, batch: &[(String, Tensor)]) -> Result<Tensor, TrainError> {
-        let teacher = tch::no_grad(|| self.teacher.forward(batch))?;
-        let student = self.student.forward(batch)?;
+        let ids = |f: fn(&Pair) -> ValueId| self.pairs.iter().map(f).collect::<Vec<_>>();
+        let teacher = tch::no_grad(|| self.teacher.forward_values(batch, &ids(|p| p.teacher)))?;
+        let student = self.student.forward_values(batch, &ids(|p| p.student))?;
         let mut total: Option<Tensor> = None;
-        for (i, j, name, loss) in &self.pairs {
-            let (s, t) = (&student[*i], &teacher[*j]);
+        for ((s, t), p) in student.iter().zip(&teacher).zip(&self.pairs) {
+            let name = &p.name;
             if s.size() != t.size() {
                 return Err(TrainError::Config(format!(
                     "output `{name}`: the student's shape {:?} differs from the teacher's {:?}",
@@ -182,10 +233,13 @@ impl Distiller {
                     t.size()
                 )));
             }
-            let l = loss.of(s, &t.detach())?;
+            let mut l = p.loss.of(s, &t.detach())?;
+            if p.weight != 1.0 {
+                l = l.f_mul_scalar(p.weight).map_err(|e| TrainError::Config(format!("distillation loss: {e}")))?;
+            }
             total = Some(match total {
                 None => l,
-                Some(x) => x + l,
+                Some(x) => x.f_add(&l).map_err(|e| TrainError::Config(format!("distillation loss: {e}")))?,
             });
         }
         total.ok_or_else(|| TrainError::Config("no output to match".into()))
@@ -215,14 +269,16 @@ impl Distiller {
     /// Mean row cosine of the student's first matched output against the
     /// teacher's over `batches` (all rows).
     pub fn fidelity(&self, batches: &[Batch]) -> Result<f64, TrainError> {
-        let (i, j, _, _) = &self.pairs[0];
+        let (i, j) = (self.pairs[0].student, self.pairs[0].teacher);
         let (mut sum, mut rows) = (0f64, 0f64);
         for b in batches {
             let f = feeds(b, self.cfg.device)?;
-            let (s, t) = tch::no_grad(|| Ok::<_, TrainError>((self.student.forward(&f)?, self.teacher.forward(&f)?)))?;
-            let c = s[*i]
+            let (s, t) = tch::no_grad(|| {
+                Ok::<_, TrainError>((self.student.forward_values(&f, &[i])?, self.teacher.forward_values(&f, &[j])?))
+            })?;
+            let c = s[0]
                 .f_to_dtype(Kind::Float, false, false)
-                .and_then(|x| Tensor::f_cosine_similarity(&x, &t[*j].f_to_dtype(Kind::Float, false, false)?, -1, 1e-8))
+                .and_then(|x| Tensor::f_cosine_similarity(&x, &t[0].f_to_dtype(Kind::Float, false, false)?, -1, 1e-8))
                 .map_err(|e| TrainError::Config(format!("fidelity: {e}")))?;
             sum += c.sum(Kind::Double).double_value(&[]);
             rows += c.numel() as f64;

@@ -3,6 +3,9 @@
 //! the student computed.
 #![cfg(feature = "torch")]
 
+mod common;
+
+use common::root;
 use ecospac_backends::ort::OrtExecutor;
 use ecospac_ir::exec::{split_batches, Array, Batch, Executor};
 use ecospac_ir::Model;
@@ -10,12 +13,7 @@ use ecospac_passes::pipeline::{Compilation, Env, Pipeline, Recipe};
 use ecospac_runtime_train::distil::{DistilConfig, DistilLoss, Distiller};
 use ecospac_runtime_train::exec::TchExecutor;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::Device;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// `model` at half its prunable parameters, cut by weight magnitude.
 fn compact(model: &Model) -> Model {
@@ -94,15 +92,7 @@ fn distillation_recovers_fidelity_and_the_written_model_matches() {
         student.graph.value(student.graph.initializers[5]).constant,
         "weights were not written back"
     );
-    let lib = std::fs::read_dir(root().join(".venv/lib"))
-        .ok()
-        .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"))
-                .find(|p| p.exists())
-        })
-        .expect("ONNX Runtime in .venv; run scripts/setup.sh");
-    let ort = OrtExecutor::new(Some(&lib), 1).expect("ORT");
+    let ort = OrtExecutor::new(Some(&common::ort_library()), 1).expect("ORT");
     let feeds = &held_out[0];
     let a = ort.load(&trained).expect("ORT loads").run(feeds).expect("ORT runs");
     let b = TchExecutor { device: Device::Cpu }.load(&trained).expect("tch").run(feeds).expect("tch runs");
@@ -120,4 +110,20 @@ fn a_student_without_shared_outputs_is_refused() {
     student.graph.value_mut(out).name = "renamed".into();
     let err = Distiller::new(&student, &teacher, DistilConfig::default()).err().expect("refused");
     assert!(err.to_string().contains("share no float output"), "{err}");
+}
+
+#[test]
+fn layer_outputs_are_matched_by_name_and_width() {
+    let teacher =
+        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import");
+    let student = compact(&teacher);
+    let cfg = DistilConfig { match_layers: true, ..DistilConfig::default() };
+    let mut d = Distiller::new(&student, &teacher, cfg).expect("distiller");
+    let matched: Vec<(String, DistilLoss)> = d.matched().map(|(n, l)| (n.to_string(), l)).collect();
+    // The output, then the embedding LayerNorm and each block's two but the last (the output itself).
+    assert_eq!(matched[0].0, "last_hidden_state");
+    assert!(matched.len() >= 4, "{matched:?}");
+    assert!(matched[1..].iter().all(|(n, l)| n.contains("LayerNorm") && *l == DistilLoss::Cosine), "{matched:?}");
+    let loss = d.step(&batches(&teacher, 4, 5)[0]).expect("step");
+    assert!(loss.is_finite() && loss > 0.0);
 }

@@ -3,28 +3,19 @@
 //! graphs), and its gradients against finite differences.
 #![cfg(feature = "torch")]
 
+mod common;
+
+use common::root;
 use ecospac_backends::ort::OrtExecutor;
 use ecospac_ir::exec::{Array, Executor};
 use ecospac_ir::{DType, Model, Tensor as IrTensor};
 use ecospac_runtime_train::exec::{to_tch, Program, TchExecutor};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn ort() -> OrtExecutor {
-    let lib = std::fs::read_dir(root().join(".venv/lib"))
-        .ok()
-        .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"))
-                .find(|p| p.exists())
-        })
-        .expect("ONNX Runtime in .venv; run scripts/setup.sh");
-    OrtExecutor::new(Some(&lib), 1).expect("load ORT")
+    OrtExecutor::new(Some(&common::ort_library()), 1).expect("load ORT")
 }
 
 /// Graphs the executor refuses, with the reason it must give.

@@ -4,19 +4,18 @@
 //! matches the tch model in ONNX Runtime.
 #![cfg(feature = "torch")]
 
+mod common;
+
+use common::root;
 use ecospac_passes::prune::Allocation;
 use ecospac_runtime_train::data::{text_files, train_bpe, Dataset};
 use ecospac_runtime_train::model::{Model, ModelConfig};
 use ecospac_runtime_train::optim::AdamWConfig;
 use ecospac_runtime_train::sparsity::{Schedule, Sparsifier, TrainCriterion};
 use ecospac_runtime_train::trainer::{TrainConfig, Trainer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn config(arch: &str, vocab: i64) -> serde_json::Value {
     match arch {
@@ -158,15 +157,7 @@ fn resume_reproduces_the_uninterrupted_run() {
 }
 
 fn ort_env() -> &'static ort::environment::Environment {
-    let lib = std::fs::read_dir(root().join(".venv/lib"))
-        .ok()
-        .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path().join("site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1"))
-                .find(|p| p.exists())
-        })
-        .expect("ONNX Runtime in .venv; run scripts/setup.sh");
-    ecospac_backends::ort::environment(Some(&lib)).expect("load ORT")
+    ecospac_backends::ort::environment(Some(&common::ort_library())).expect("load ORT")
 }
 
 #[test]
