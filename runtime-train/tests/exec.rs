@@ -3,6 +3,8 @@
 //! graphs), and its gradients against finite differences.
 #![cfg(feature = "torch")]
 
+#[path = "../../tests/common/blocks.rs"]
+mod blocks;
 mod common;
 
 use common::root;
@@ -133,6 +135,37 @@ fn executor_matches_onnx_runtime_on_checkpoint_graphs() {
         println!("{name}: {d:.2e}");
         assert!(d <= 1e-4, "{name}: libtorch differs from ONNX Runtime by {d:.3e} (relative)");
     }
+}
+
+/// The exactness property test's random block stacks, swept over every
+/// kind of block it draws (heads, head dims, FFN width, gating, biases,
+/// activation, depth, shared layers).
+#[test]
+fn executor_matches_onnx_runtime_on_random_blocks() {
+    tch::set_num_threads(1);
+    let ort = ort();
+    let acts = ["Relu", "Sigmoid", "Tanh"];
+    let mut ran = 0;
+    for i in 0..24usize {
+        let a = blocks::Arch {
+            heads: 1 + i % 3,
+            head_dim: 2 + i % 5,
+            ffn: 2 + (i * 7) % 18,
+            gated: i % 2 == 0,
+            bias: i % 4 < 2,
+            act: acts[i % 3],
+            layers: 1 + i % 3,
+            shared: i % 5 == 0,
+        };
+        let mut m = ecospac_ir::text::parse(&blocks::block_text(&a)).expect("parse");
+        m.ir_version = 8;
+        blocks::randomise(&mut m, i as u64 + 1);
+        ecospac_passes::run_passes(&mut m, &["infer-shapes"]).expect("infer");
+        let d = compare(&format!("{a:?}"), &m, &ort);
+        assert!(d <= 1e-4, "{a:?}: libtorch differs from ONNX Runtime by {d:.3e}");
+        ran += 1;
+    }
+    assert_eq!(ran, 24);
 }
 
 #[test]
