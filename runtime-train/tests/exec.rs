@@ -187,6 +187,32 @@ output v1
     assert!(err.to_string().contains("`x` was not fed"), "{err}");
 }
 
+#[test]
+fn absurd_computed_shapes_are_refused_before_allocating() {
+    let m = ecospac_ir::text::parse(
+        r#"opset "" 17
+graph "g"
+input v0 "x": f32[2]
+init v1 "shape" = i64[2] [1000000, 1000000]
+init v2 "start" = i64[] [0]
+init v3 "limit" = i64[] [9000000000000000000]
+init v4 "delta" = i64[] [1]
+node n0 "/fill" ConstantOfShape (v1) -> (v5 "big")
+node n1 "/count" Range (v2, v3, v4) -> (v6 "many")
+output v5
+output v6
+"#,
+    )
+    .expect("parse");
+    let program = Program::new(&m, Device::Cpu).expect("program");
+    let x = Tensor::zeros([2], (Kind::Float, Device::Cpu));
+    for (out, node) in [(0, "/fill"), (1, "/count")] {
+        let v = program.graph().outputs[out];
+        let err = program.forward_values(&[("x".into(), x.shallow_clone())], &[v]).expect_err("refused");
+        assert!(err.to_string().contains(node) && err.to_string().contains("4294967296"), "{err}");
+    }
+}
+
 /// A small f64 graph through MatMul, Add, LayerNormalization, Erf, Mul,
 /// Transpose, Softmax and ReduceMean.
 const TINY: &str = r#"opset "" 18

@@ -169,7 +169,7 @@ pub(crate) fn embed_layer_norm(e: &EmbedLayerNorm, x: &[Option<&Tensor>], cx: &C
     let [b, s] = ids.size()[..] else { return Err(Fail("input_ids is not [batch, sequence]".into())) };
     let take = |table: &Tensor, idx: &Tensor| -> R<Tensor> {
         let rows = table.f_index_select(0, &idx.f_to_dtype(Kind::Int64, false, false)?.f_reshape([-1])?)?;
-        Ok(rows.f_reshape([idx.size()[0], s, -1])?)
+        Ok(rows.f_reshape([idx.size().first().copied().unwrap_or(1), s, -1])?)
     };
     let mut sum = take(need(x, 2)?, ids)?;
     let positions = match opt(x, 8) {

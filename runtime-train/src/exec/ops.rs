@@ -65,6 +65,23 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> R<i64> {
     }
 }
 
+/// The most elements a tensor whose shape the graph computes may have (2^32).
+pub(crate) const MAX_ELEMENTS: u64 = 1 << 32;
+
+/// Refuses a computed shape that is negative or larger than [`MAX_ELEMENTS`],
+/// before anything is allocated for it.
+pub(crate) fn check_numel(shape: &[i64]) -> R<()> {
+    let mut n: u64 = 1;
+    for &d in shape {
+        let d = u64::try_from(d).map_err(|_| Fail(format!("shape {shape:?} has a negative dim")))?;
+        n = n.saturating_mul(d);
+    }
+    if n > MAX_ELEMENTS {
+        return Err(Fail(format!("shape {shape:?} has more than {MAX_ELEMENTS} elements")));
+    }
+    Ok(())
+}
+
 fn is_int(k: Kind) -> bool {
     matches!(k, Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64)
 }
@@ -159,6 +176,7 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
         Op::Expand => {
             let t = need(x, 0)?;
             let shape = broadcast(&t.size(), &ints(need(x, 1)?)?)?;
+            check_numel(&shape)?;
             one(t.f_expand(shape.as_slice(), false)?)
         }
         Op::Cast(c) => {
@@ -168,6 +186,7 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
         Op::Constant { value, .. } => one(super::to_tch(value, cx.device).map_err(|e| Fail(e.0))?),
         Op::ConstantOfShape { value } => {
             let shape = ints(need(x, 0)?)?;
+            check_numel(&shape)?;
             let fill = match value {
                 Some(v) => super::to_tch(v, cx.device).map_err(|e| Fail(e.0))?,
                 None => Tensor::f_zeros([1], (Kind::Float, cx.device))?,
@@ -402,10 +421,11 @@ fn split(s: &Split, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
     let sizes: Vec<i64> = match (opt(x, 1), &s.split, s.num_outputs) {
         (Some(sz), _, _) => ints(sz)?,
         (None, Some(sz), _) => sz.clone(),
-        (None, None, Some(k)) if k > 0 => {
+        (None, None, Some(k)) if k > 0 && k == parts => {
             let chunk = (len + k - 1) / k;
             (0..k).map(|i| (len - i * chunk).clamp(0, chunk)).collect()
         }
+        (None, None, Some(k)) => return Err(Fail(format!("num_outputs {k} for {parts} outputs"))),
         _ if parts > 0 && len % parts == 0 => vec![len / parts; parts as usize],
         _ => return Err(Fail(format!("{len} does not split into {parts} equal parts"))),
     };
@@ -443,7 +463,8 @@ fn slice(x: &[Option<&Tensor>]) -> R<Tensor> {
             y.f_slice(axes[i], s, e.max(s), step)?
         } else if step < 0 {
             let (s, e) = (s.clamp(0, dim - 1), e.clamp(-1, dim - 1));
-            let n = if s > e { (s - e + (-step) - 1) / (-step) } else { 0 };
+            let back = step.checked_neg().ok_or_else(|| Fail(format!("step {step}")))?;
+            let n = if s > e { (s - e).saturating_add(back - 1) / back } else { 0 };
             let idx = Tensor::f_arange(n, (Kind::Int64, y.device()))?.f_mul_scalar(step)?.f_add_scalar(s)?;
             y.f_index_select(axes[i], &idx)?
         } else {
@@ -474,8 +495,8 @@ fn range(start: &Tensor, limit: &Tensor, delta: &Tensor, device: Device) -> R<Te
         return Err(Fail("delta is 0".into()));
     }
     let n = ((l - s) / d).ceil().max(0.0);
-    if n.is_nan() || n >= 1e12 {
-        return Err(Fail(format!("{n} elements")));
+    if n.is_nan() || n > MAX_ELEMENTS as f64 {
+        return Err(Fail(format!("{n} elements, over the {MAX_ELEMENTS} a computed shape may have")));
     }
     let i = Tensor::f_arange(n as i64, (kind, device))?;
     Ok(i.f_mul(&delta.f_to(device)?)?.f_add(&start.f_to(device)?)?.f_to_dtype(kind, false, false)?)
