@@ -13,7 +13,7 @@ use ecospac_passes::pipeline::{Compilation, Env, Pipeline, Recipe};
 use ecospac_runtime_train::distil::{DistilConfig, DistilLoss, Distiller};
 use ecospac_runtime_train::exec::TchExecutor;
 use std::collections::HashMap;
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// `model` at half its prunable parameters, cut by weight magnitude.
 fn compact(model: &Model) -> Model {
@@ -126,4 +126,20 @@ fn layer_outputs_are_matched_by_name_and_width() {
     assert!(matched[1..].iter().all(|(n, l)| n.contains("LayerNorm") && *l == DistilLoss::Cosine), "{matched:?}");
     let loss = d.step(&batches(&teacher, 4, 5)[0]).expect("step");
     assert!(loss.is_finite() && loss > 0.0);
+}
+
+#[test]
+fn each_loss_is_zero_on_equal_outputs_and_grows_with_the_difference() {
+    let t = Tensor::from_slice(&[1.0f32, 2.0, -1.0, 0.5, 3.0, -2.0]).reshape([2, 3]);
+    let near = &t + Tensor::from_slice(&[0.1f32, -0.1, 0.0, 0.0, 0.2, 0.1]).reshape([2, 3]);
+    let far = t.neg();
+    for loss in [DistilLoss::Cosine, DistilLoss::Mse, DistilLoss::Kl { temperature: 2.0 }] {
+        let at = |s: &Tensor| loss.of(s, &t).expect("loss").double_value(&[]);
+        let (same, a, b) = (at(&t), at(&near), at(&far));
+        assert!(same.abs() < 1e-6, "{loss:?}: {same} on equal outputs");
+        assert!(0.0 < a && a < b, "{loss:?}: near {a}, far {b}");
+    }
+    // Cosine ignores scale, the others do not.
+    assert!(DistilLoss::Cosine.of(&(&t * 3.0), &t).expect("loss").double_value(&[]).abs() < 1e-6);
+    assert!(DistilLoss::Mse.of(&(&t * 3.0), &t).expect("loss").double_value(&[]) > 1.0);
 }
