@@ -113,8 +113,8 @@ def score(original, compact, tokenizer, run, docs):
             c = q.cosine(q.run(path, feeds), ref)
             rows[name][data] = (float(c.mean()), float(c[mask].mean()))
     log = [json.loads(line) for line in open(os.path.join(run, "log.jsonl"))]
-    curve = [(0, None)] + [(e["step"], e["validation_cosine"]) for e in log if e["validation_cosine"] is not None]
-    curve[0] = (0, rows["compact"]["sentences"][0])
+    curve = [(0, rows["compact"]["sentences"][0])] + \
+        [(e["step"], e["validation_cosine"]) for e in log if e["validation_cosine"] is not None]
     secs = log[-1]["seconds"] if log else 0.0
     svg(curve, os.path.join(q.ROOT, "bench", "recover-minilm.svg"),
         "all-MiniLM-L6-v2 at 0.764 of its parameters: held-out cosine (all rows) vs distillation steps")

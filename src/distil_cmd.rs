@@ -38,7 +38,7 @@ pub struct Settings {
     pub batch: usize,
     /// Tokens per text sample.
     pub seq_len: usize,
-    /// Peak learning rate, warmup steps, weight decay, clipping norm.
+    /// Peak learning rate.
     pub lr: f64,
     /// Warmup steps.
     pub warmup: usize,

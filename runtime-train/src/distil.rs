@@ -286,16 +286,6 @@ impl Distiller {
         Ok(if rows > 0.0 { sum / rows } else { 0.0 })
     }
 
-    /// Steps taken.
-    pub fn steps_taken(&self) -> usize {
-        self.step
-    }
-
-    /// The student program (for checks against other engines).
-    pub fn student(&self) -> &Program {
-        &self.student
-    }
-
     /// `student` (the model the distiller was made from) with the trained weights.
     pub fn into_model(&self, student: &Model) -> Result<Model, TrainError> {
         Ok(self.student.write_back(student)?)

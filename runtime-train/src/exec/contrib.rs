@@ -3,7 +3,7 @@
 //! (those exporters and quantizers write: `GatherND`, `ReduceSum`,
 //! `DynamicQuantizeLinear`, `MatMulInteger`), with ONNX Runtime's semantics.
 
-use super::ops::{ints, need, norm_axis, normalise, one, opt, Cx, Outs};
+use super::ops::{ints, need, normalise, one, opt, reduce_axes, Cx, Outs};
 use super::{Fail, R};
 use ecospac_ir::attr::{Attr, Attrs};
 use ecospac_ir::op::{ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, Opaque, Quant, SkipLayerNorm};
@@ -265,15 +265,8 @@ pub(crate) fn opaque(o: &Opaque, x: &[Option<&Tensor>]) -> R<Outs> {
             only_attrs(o, &["keepdims", "noop_with_empty_axes"])?;
             let t = need(x, 0)?;
             let axes = opt(x, 1).map(ints).transpose()?.unwrap_or_default();
-            if axes.is_empty() && attr_int(&o.attrs, "noop_with_empty_axes")?.unwrap_or(0) != 0 {
-                return one(t.shallow_clone());
-            }
-            let rank = t.dim();
-            let axes: Vec<i64> = if axes.is_empty() {
-                (0..rank as i64).collect()
-            } else {
-                axes.iter().map(|&a| norm_axis(a, rank)).collect::<R<_>>()?
-            };
+            let noop = attr_int(&o.attrs, "noop_with_empty_axes")?.unwrap_or(0) != 0;
+            let Some(axes) = reduce_axes(t, axes, noop)? else { return one(t.shallow_clone()) };
             let keep = attr_int(&o.attrs, "keepdims")?.unwrap_or(1) != 0;
             one(t.f_sum_dim_intlist(axes.as_slice(), keep, t.f_kind()?)?)
         }

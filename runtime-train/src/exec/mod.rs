@@ -133,11 +133,6 @@ impl Program {
         Ok(Program { graph: g.clone(), device, consts, producers: g.producers() })
     }
 
-    /// The device it runs on.
-    pub fn device(&self) -> Device {
-        self.device
-    }
-
     /// The graph it runs.
     pub fn graph(&self) -> &Graph {
         &self.graph
@@ -206,7 +201,7 @@ impl Program {
     /// Runs the graph on `feeds` (graph inputs by name; others are ignored)
     /// and returns its outputs in order.
     pub fn forward(&self, feeds: &[(String, Tensor)]) -> Result<Vec<Tensor>, ExecError> {
-        self.forward_values(feeds, &self.graph.outputs.clone())
+        self.forward_values(feeds, &self.graph.outputs)
     }
 
     /// Runs what `wanted` needs and returns those values (any value of the

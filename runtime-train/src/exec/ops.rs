@@ -54,15 +54,20 @@ pub(crate) fn scalar(t: &Tensor) -> R<f64> {
     Ok(v[0])
 }
 
-/// `axis` of a rank-`rank` tensor, negative counting from the end.
+/// `axis` of a rank-`rank` tensor, negative counting from the end (the IR's own rule).
 pub(crate) fn norm_axis(axis: i64, rank: usize) -> R<i64> {
-    let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) {
-        Ok(a)
-    } else {
-        Err(Fail(format!("axis {axis} is out of range for rank {rank}")))
-    }
+    ecospac_ir::infer::norm_axis(axis, rank).map(|a| a as i64).map_err(|e| Fail(e.to_string()))
+}
+
+/// The axes a reduction runs over: `axes` normalised, every axis when empty,
+/// or `None` (the input as it is) when empty and `noop_with_empty_axes`.
+pub(crate) fn reduce_axes(t: &Tensor, axes: Vec<i64>, noop_with_empty_axes: bool) -> R<Option<Vec<i64>>> {
+    let rank = t.dim();
+    Ok(match (axes.is_empty(), noop_with_empty_axes) {
+        (true, true) => None,
+        (true, false) => Some((0..rank as i64).collect()),
+        (false, _) => Some(axes.iter().map(|&a| norm_axis(a, rank)).collect::<R<_>>()?),
+    })
 }
 
 /// The most elements a tensor whose shape the graph computes may have (2^32).
@@ -373,15 +378,7 @@ fn reduce_mean(r: &ReduceMean, x: &[Option<&Tensor>]) -> R<Tensor> {
         (None, Some(a)) => ints(a)?,
         (None, None) => Vec::new(),
     };
-    if axes.is_empty() && r.noop_with_empty_axes {
-        return Ok(t.shallow_clone());
-    }
-    let rank = t.dim();
-    let axes: Vec<i64> = if axes.is_empty() {
-        (0..rank as i64).collect()
-    } else {
-        axes.iter().map(|&a| norm_axis(a, rank)).collect::<R<_>>()?
-    };
+    let Some(axes) = reduce_axes(t, axes, r.noop_with_empty_axes)? else { return Ok(t.shallow_clone()) };
     let kind = t.f_kind()?;
     let y = t.f_mean_dim(axes.as_slice(), r.keepdims, if is_int(kind) { Some(Kind::Double) } else { None })?;
     Ok(if y.f_kind()? == kind { y } else { y.f_to_dtype(kind, false, false)? })
