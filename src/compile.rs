@@ -572,6 +572,11 @@ fn recover(cx: &mut Compilation, teacher: &Model, args: &PruneArgs, tokenizer: O
         train_embeddings: false,
         match_layers: true,
         log: None,
+        snapshots: (0, None),
+        schedule: None,
+        criterion: ecospac_runtime_train::sparsity::TrainCriterion::Coupled,
+        allocation: ecospac_passes::prune::Allocation::Uniform,
+        align: 1,
     };
     let t = Instant::now();
     let (trained, before, after, check) = crate::distil_cmd::run(&cx.model, teacher, &settings)?;

@@ -3,17 +3,21 @@
 //! compile ... --recover STEPS --data corpus/`. Both models run from their IR
 //! graphs on libtorch; the compact one learns to match the original on the
 //! outputs they share, on text tokenized with the model's tokenizer (or an
-//! `.npz` of input batches), with a validation split watched as it goes. The
-//! trained model is checked in ONNX Runtime against the trained libtorch model.
+//! `.npz` of input batches), with a validation split watched as it goes. With
+//! `--target < 1` the student also shrinks as it learns (EcoSpa with
+//! distillation), from its own size (the original itself, say) to the target.
+//! The trained model is checked in ONNX Runtime against the trained libtorch model.
 
 use crate::train_cmd::TrainArgs;
 use anyhow::{bail, Context, Result};
 use ecospac_frontends::data;
 use ecospac_ir::exec::{split_batches, Array, Batch, Executor};
 use ecospac_ir::Model;
+use ecospac_passes::prune::Allocation;
 use ecospac_runtime_train::distil::{DistilConfig, Distiller};
 use ecospac_runtime_train::exec::TchExecutor;
 use ecospac_runtime_train::optim::AdamWConfig;
+use ecospac_runtime_train::sparsity::{Schedule, TrainCriterion};
 use ecospac_runtime_train::tch::Device;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -58,6 +62,18 @@ pub struct Settings {
     pub match_layers: bool,
     /// Where to write the step log (JSON lines).
     pub log: Option<PathBuf>,
+    /// Every this many steps, the student as it stands is written to
+    /// `step-N.onnx` in this folder (0: never).
+    pub snapshots: (usize, Option<PathBuf>),
+    /// Shrink while distilling, on this schedule (with the importance, the
+    /// allocation and the alignment that follow).
+    pub schedule: Option<Schedule>,
+    /// Importance for shrinking.
+    pub criterion: TrainCriterion,
+    /// Spreading the removals over groups.
+    pub allocation: Allocation,
+    /// Kept counts are multiples of this where a group is twice as large.
+    pub align: usize,
 }
 
 /// Paragraphs (blank-line separated, lines joined) of at least three words.
@@ -144,6 +160,10 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
         train_embeddings: s.train_embeddings,
         match_layers: s.match_layers,
         device: s.device,
+        schedule: s.schedule.clone(),
+        criterion: s.criterion,
+        allocation: s.allocation,
+        align: s.align,
     };
     let mut d = Distiller::new(student, teacher, cfg)?;
     let matched: Vec<String> = d.matched().map(|(n, l)| format!("{n} ({l:?})")).collect();
@@ -175,20 +195,32 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
         let eval = (s.eval_every > 0 && done % s.eval_every == 0) || done == s.steps;
         let fidelity = if eval { Some(d.fidelity(&validation)?) } else { None };
         let secs = start.elapsed().as_secs_f64();
+        let (params, density) = (d.trainable_parameters(), d.density());
         writeln!(
             log,
             "{}",
-            serde_json::json!({"step": done, "loss": loss, "validation_cosine": fidelity, "seconds": secs})
+            serde_json::json!({"step": done, "loss": loss, "validation_cosine": fidelity, "seconds": secs,
+                "trained_parameters": params, "density": density})
         )?;
+        if let (every @ 1.., Some(dir)) = (s.snapshots.0, &s.snapshots.1) {
+            if done % every == 0 && done < s.steps {
+                let m = d.model()?;
+                let proof =
+                    ecospac_ir::verify(&m.graph).map_err(|e| anyhow::anyhow!("the student at step {done}: {e}"))?;
+                let path = dir.join(format!("step-{done}.onnx"));
+                ecospac_backends::export_onnx(&m, proof, &path, &ecospac_backends::ExportOptions::default())?;
+            }
+        }
         if let Some(f) = fidelity {
-            eprintln!("step {done}/{}: loss {loss:.5}, validation cosine {f:.4} ({secs:.0} s)", s.steps);
+            let shrink = density.map_or(String::new(), |x| format!(", density {x:.3}, {params} trained parameters"));
+            eprintln!("step {done}/{}: loss {loss:.5}, validation cosine {f:.4}{shrink} ({secs:.0} s)", s.steps);
             last = f;
         }
     }
     if let Some(path) = &s.log {
         crate::write_atomically(path, &log)?;
     }
-    Ok((d.into_model(student)?, before, last, check))
+    Ok((d.into_model()?, before, last, check))
 }
 
 /// The largest difference between the trained model exported to ONNX and run
@@ -214,9 +246,6 @@ pub fn check_in_ort(trained: &Model, feeds: &Batch, device: Device, ort_lib: Opt
 pub fn distil(a: &TrainArgs) -> Result<()> {
     if a.config.is_some() || a.resume.is_some() {
         bail!("--teacher distils the --from model; --config and --resume do not apply");
-    }
-    if a.target < 1.0 {
-        bail!("shrinking while distilling (--target < 1 with --teacher) is not built yet; compile first, then distil");
     }
     let from = a.from.as_ref().context("--teacher needs --from, the model to repair")?;
     let teacher_path = a.teacher.as_ref().context("--teacher")?;
@@ -246,13 +275,20 @@ pub fn distil(a: &TrainArgs) -> Result<()> {
         train_embeddings: a.train_embeddings,
         match_layers: a.match_layers,
         log: Some(log),
+        snapshots: (a.checkpoint_every, Some(a.output.clone())),
+        schedule: (a.target < 1.0).then(|| crate::train_cmd::schedule(a)),
+        criterion: a.criterion,
+        allocation: a.allocation,
+        align: a.align.max(1),
     };
     let (trained, before, after, check) = run(&student, &teacher, &settings)?;
     let diff = check_in_ort(&trained, &check, device, a.ort_lib.as_deref())?;
     let proof = ecospac_ir::verify(&trained.graph).map_err(|e| anyhow::anyhow!("the trained model: {e}"))?;
     ecospac_backends::export_onnx(&trained, proof, &model_path, &ecospac_backends::ExportOptions::default())?;
+    let (was, now) = (student.graph.parameters(), trained.graph.parameters());
     println!(
-        "distilled {} steps: validation cosine {before:.4} -> {after:.4}; wrote {}; ONNX Runtime vs the trained model: max |Δ| {diff:.2e}",
+        "distilled {} steps: validation cosine {before:.4} -> {after:.4}, {was} -> {now} parameters; wrote {}; \
+         ONNX Runtime vs the trained model: max |Δ| {diff:.2e}",
         a.steps,
         model_path.display()
     );

@@ -5,15 +5,19 @@
 use anyhow::{bail, Context, Result};
 use ecospac_passes::prune::Allocation;
 use ecospac_runtime_train::data::{text_files, train_bpe, Dataset};
-use ecospac_runtime_train::model::{Model, ModelConfig};
+use ecospac_runtime_train::net::{Net, Objective};
 use ecospac_runtime_train::optim::AdamWConfig;
 use ecospac_runtime_train::sparsity::{Schedule, TrainCriterion};
-use ecospac_runtime_train::tch::{self, Device, Kind, Tensor};
+use ecospac_runtime_train::tch::{self, Device, Tensor};
 use ecospac_runtime_train::trainer::{TrainConfig, Trainer};
 use std::path::PathBuf;
 
 fn parse_criterion(s: &str) -> Result<TrainCriterion, String> {
     TrainCriterion::parse(s).ok_or_else(|| "one of coupled, magnitude, uncoupled".into())
+}
+
+fn parse_objective(s: &str) -> Result<Objective, String> {
+    Objective::parse(s).ok_or_else(|| "one of causal, masked".into())
 }
 
 fn parse_allocation(s: &str) -> Result<Allocation, String> {
@@ -28,13 +32,18 @@ fn parse_allocation(s: &str) -> Result<Allocation, String> {
 /// Settings of `ecospac train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// A config.json to pre-train from scratch (model_type gpt2, llama or bert).
+    /// A config.json to pre-train from scratch (model_type gpt2, llama, mistral, qwen2,
+    /// qwen3, phi3 or bert).
     #[arg(long, conflicts_with = "from")]
     pub(crate) config: Option<PathBuf>,
-    /// A checkpoint folder to fine-tune (its tokenizer.json is used unless --tokenizer);
-    /// with --teacher, the compact ONNX model to repair.
+    /// A checkpoint folder to fine-tune (its tokenizer.json is used unless --tokenizer), or an
+    /// ONNX file (with --tokenizer and --objective); with --teacher, the compact ONNX model to repair.
     #[arg(long)]
     pub(crate) from: Option<PathBuf>,
+    /// What an ONNX model learns: causal (next token, from its `logits`) or masked
+    /// (masked tokens, from `logits` or through the tied token embedding).
+    #[arg(long, value_parser = parse_objective)]
+    pub(crate) objective: Option<Objective>,
     /// Distil: the --from model learns to match this original ONNX model on the outputs
     /// they share (hidden states by cosine, logits by KL), with no labels.
     #[arg(long, requires = "from")]
@@ -116,7 +125,8 @@ pub struct TrainArgs {
     /// Validation sequences per evaluation (0: all).
     #[arg(long, default_value_t = 64)]
     pub(crate) eval_sequences: usize,
-    /// Checkpoint every this many steps (0: only at the end).
+    /// Checkpoint every this many steps (0: only at the end); with --teacher, the student
+    /// as it stands is written to step-N.onnx.
     #[arg(long, default_value_t = 500)]
     pub(crate) checkpoint_every: usize,
     /// Seed of initialisation and data order.
@@ -125,7 +135,7 @@ pub struct TrainArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     pub(crate) device: String,
-    /// bfloat16 matrix products (CUDA).
+    /// bfloat16 matrix products (mixed precision, for CUDA).
     #[arg(long)]
     pub(crate) bf16: bool,
     /// Validation fraction of the data.
@@ -146,6 +156,12 @@ pub(crate) fn device(name: &str) -> Result<Device> {
     })
 }
 
+/// The sparsity schedule the flags ask for (defaults: from 10 % to 70 % of the steps).
+pub(crate) fn schedule(a: &TrainArgs) -> Schedule {
+    let start = a.start.unwrap_or(a.steps / 10);
+    Schedule { target: a.target, start, end: a.end.unwrap_or(a.steps * 7 / 10).max(start), every: a.every.max(1) }
+}
+
 /// Runs `ecospac train`.
 pub fn train(a: &TrainArgs) -> Result<()> {
     if !(a.target > 0.0 && a.target <= 1.0) {
@@ -156,6 +172,18 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     }
     let device = device(&a.device)?;
     let (criterion, allocation) = (a.criterion, a.allocation);
+    let onnx_from = a.from.as_ref().filter(|p| p.is_file());
+    if onnx_from.is_some() && a.resume.is_none() {
+        if a.objective.is_none() {
+            bail!("training an ONNX file needs --objective causal or masked");
+        }
+        if a.tokenizer.is_none() {
+            bail!("training an ONNX file needs its tokenizer: give --tokenizer tokenizer.json");
+        }
+    }
+    if a.objective.is_some() && onnx_from.is_none() {
+        bail!("--objective is for ONNX files; a config or checkpoint's family decides it");
+    }
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
     let files = text_files(&a.data)?;
     // The tokenizer: given; else the fine-tuned checkpoint's; else, when resuming, the run's own.
@@ -184,7 +212,6 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         data.train_tokens()
     );
     tch::manual_seed(a.seed as i64);
-    let start = a.start.unwrap_or(a.steps / 10);
     let cfg = TrainConfig {
         out: a.output.clone(),
         steps: a.steps,
@@ -194,12 +221,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         warmup: a.warmup,
         min_lr_ratio: 0.1,
         clip: a.clip,
-        schedule: Schedule {
-            target: a.target,
-            start,
-            end: a.end.unwrap_or(a.steps * 7 / 10).max(start),
-            every: a.every.max(1),
-        },
+        schedule: schedule(a),
         criterion,
         allocation,
         align: a.align.max(1),
@@ -221,21 +243,21 @@ pub fn train(a: &TrainArgs) -> Result<()> {
                     let mut json: serde_json::Value =
                         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", c.display()))?;
                     json["vocab_size"] = serde_json::json!(tokenizer.get_vocab_size(true));
-                    Model::init(ModelConfig::from_json(&json)?, device)
+                    Net::init(&json, device)?
+                }
+                (None, Some(path)) if path.is_file() => {
+                    let objective = a.objective.context("training an ONNX file needs --objective causal or masked")?;
+                    Net::from_onnx(crate::load(path)?, objective, device)?
                 }
                 (None, Some(dir)) => {
                     let hf = crate::import_checkpoint(dir)?;
-                    let mcfg = ModelConfig::from_json(&hf.checkpoint.config)?;
-                    Model::load(mcfg, &hf.checkpoint.weights, device)?
+                    Net::load(&hf.checkpoint.config, &hf.checkpoint.weights, device)?
                 }
                 _ => bail!("give --config config.json (pre-training) or --from checkpoint_dir (fine-tuning)"),
             };
-            if (tokenizer.get_vocab_size(true) as i64) > model.cfg.vocab {
-                bail!(
-                    "the tokenizer has {} tokens but the model only {}",
-                    tokenizer.get_vocab_size(true),
-                    model.cfg.vocab
-                );
+            let vocab = model.vocab().context("the model has no token embedding gathered by `input_ids`")?;
+            if (tokenizer.get_vocab_size(true) as i64) > vocab {
+                bail!("the tokenizer has {} tokens but the model only {vocab}", tokenizer.get_vocab_size(true));
             }
             Trainer::new(cfg, model)?
         }
@@ -251,29 +273,23 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     eprintln!(
         "done: {} parameters, density {:.3}, final validation loss {}",
         trainer.model.num_params(),
-        trainer.sparsifier.density(),
+        trainer.sparsifier.density(&trainer.model),
         last.and_then(|l| l.val_loss).map_or("-".into(), |v| format!("{v:.4} (perplexity {:.2})", v.exp()))
     );
     check_onnx(&trainer, &data, a)
 }
 
-/// Runs the exported model and the trained model on validation tokens and compares.
+/// Runs the exported model in ONNX Runtime and the trained graph on libtorch
+/// (CPU, float32) on validation tokens and compares their first output.
 fn check_onnx(trainer: &Trainer, data: &Dataset, a: &TrainArgs) -> Result<()> {
     let path = a.output.join("model.onnx");
     let rows: Vec<i64> = data.val.iter().take(2).flatten().copied().collect();
     let n = rows.len() / data.seq_len;
     let ids = Tensor::from_slice(&rows).reshape([n as i64, data.seq_len as i64]);
-    let hidden = tch::no_grad(|| {
-        let cpu = Model {
-            cfg: trainer.model.cfg.clone(),
-            params: trainer.model.params.iter().map(|(k, t)| (k.clone(), t.to_device(Device::Cpu).detach())).collect(),
-            buffers: trainer.model.buffers.iter().map(|(k, t)| (k.clone(), t.to_device(Device::Cpu))).collect(),
-            device: Device::Cpu,
-            bf16: false,
-        };
-        cpu.hidden(&ids).to_kind(Kind::Float)
-    });
-    let want = Vec::<f32>::try_from(&hidden.flatten(0, -1)).context("hidden states")?;
+    let g = &trainer.model.ir.graph;
+    let output = g.outputs.first().map(|&v| g.value(v).name.clone()).context("the trained graph has no output")?;
+    let want = tch::no_grad(|| trainer.model.reference_output(&ids, &output))?;
+    let want = Vec::<f32>::try_from(&want.flatten(0, -1)).context("the trained model's output")?;
     use ecospac_ir::exec::Session;
     let exec = ecospac_backends::ort::OrtExecutor::new(a.ort_lib.as_deref(), 0)?;
     let mut session = exec.open(&path)?;
@@ -290,12 +306,12 @@ fn check_onnx(trainer: &Trainer, data: &Dataset, a: &TrainArgs) -> Result<()> {
     let at = session
         .output_names()
         .iter()
-        .position(|n| n == "last_hidden_state")
-        .context("the exported model has no last_hidden_state")?;
+        .position(|n| *n == output)
+        .with_context(|| format!("the exported model has no {output}"))?;
     let out = session.run(&feeds)?;
-    let got = ecospac_ir::exec::Array::of(&out[at]).context("last_hidden_state is not float")?.data;
+    let got = ecospac_ir::exec::Array::of(&out[at]).with_context(|| format!("{output} is not float"))?.data;
     let diff = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    println!("wrote {}; ONNX Runtime vs the trained model: max |Δ| {diff:.3e} on last_hidden_state", path.display());
+    println!("wrote {}; ONNX Runtime vs the trained model: max |Δ| {diff:.3e} on {output}", path.display());
     if diff > 1e-3 {
         bail!("the exported ONNX differs from the trained model by {diff:.3e}");
     }

@@ -468,3 +468,42 @@ fn qwen3_keeps_whole_heads_under_per_head_norms() {
     }
     assert!(c.pinned.iter().any(|p| name(p.value).ends_with("q_norm.weight")));
 }
+
+/// A fresh model of a config (what pre-training starts from) has exactly the
+/// tensors, with the shapes, that transformers wrote for a model of that
+/// config: every family fixture's graph, built from its config alone, reads
+/// the checkpoint's tensors by name and shape, and the real MiniLM's too.
+#[test]
+fn fresh_models_have_the_tensors_transformers_makes() {
+    let minilm = minilm_dir();
+    let dirs = FAMILIES.iter().map(|f| hf_fixture(f)).chain([minilm]);
+    for dir in dirs {
+        let hf = import(&dir);
+        let mut made: Vec<(String, Vec<i64>)> = Vec::new();
+        let fresh = ecospac_frontends::hf::init_graph(
+            hf.checkpoint.config.clone(),
+            Box::new(|name, shape| {
+                made.push((name.to_string(), shape.to_vec()));
+                Ok(Tensor::from_f32s(shape.to_vec(), &vec![0.0; shape.iter().product::<i64>() as usize]))
+            }),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let read = |m: &Model| {
+            let g = &m.graph;
+            let mut v: Vec<(String, Vec<i64>)> = g
+                .initializers
+                .iter()
+                .map(|&i| g.value(i))
+                .filter(|v| hf.checkpoint.weights.tensors.contains_key(&v.name))
+                .map(|v| (v.name.clone(), v.constant.as_ref().map(|t| t.dims.clone()).unwrap_or_default()))
+                .collect();
+            v.sort();
+            v
+        };
+        let want = read(&hf.model);
+        assert!(!want.is_empty(), "{}", dir.display());
+        assert_eq!(read(&fresh.model), want, "{}: the fresh graph reads other tensors", dir.display());
+        made.sort();
+        assert_eq!(made, want, "{}: the fresh model made other tensors", dir.display());
+    }
+}

@@ -103,7 +103,8 @@ fn train_shrinks_exports_and_resumes() {
 
 /// `train --from compact.onnx --teacher original.onnx`: a compile at half the
 /// parameters repaired by distillation on `.npz` input batches, written as
-/// ONNX and checked in ONNX Runtime; shrinking while distilling is refused.
+/// ONNX and checked in ONNX Runtime; the original shrunk while distilling
+/// from itself; and `compile --recover` in one command.
 #[test]
 fn train_distils_a_compact_model_from_its_original() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -135,10 +136,19 @@ fn train_distils_a_compact_model_from_its_original() {
     let compact_model = ecospac_frontends::import_file(&compact).expect("compact");
     assert_eq!(distilled.graph.parameters(), compact_model.graph.parameters());
 
+    // Shrinking while distilling: the original itself, from dense to half its prunable parameters.
     let run2 = dir.path().join("run2");
-    let (ok, text) = train(&[&pair[..], &["--target", "0.5", "-o", run2.to_str().unwrap()]].concat());
-    assert!(!ok && text.contains("not built yet"), "{text}");
-    assert!(!run2.exists(), "a refused run wrote its folder");
+    let itself = ["--from", orig, "--teacher", orig, "--data", data, "--device", "cpu"];
+    let shrink = ["--target", "0.5", "--start", "2", "--end", "12", "--every", "2", "--align", "1"];
+    let (ok, text) = train(&[&itself[..], &settings, &shrink, &["-o", run2.to_str().unwrap()]].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("density") && text.contains("ONNX Runtime vs the trained model"), "{text}");
+    let log = std::fs::read_to_string(run2.join("log.jsonl")).expect("log");
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().expect("a line")).expect("json");
+    let density = last["density"].as_f64().expect("density");
+    assert!((density - 0.5).abs() < 0.1, "density {density}");
+    let shrunk = ecospac_frontends::import_file(&run2.join("model.onnx")).expect("written model");
+    assert!(shrunk.graph.parameters() < model.graph.parameters(), "it did not shrink");
 
     // One command: compile, distil, check, write.
     let recovered = dir.path().join("recovered.onnx");
@@ -157,4 +167,83 @@ fn train_distils_a_compact_model_from_its_original() {
     let (ok, text) = ecospac(&[&compile[..], &["--recover", "5", "-o", never.to_str().unwrap()]].concat());
     assert!(!ok && text.contains("--recover needs --data"), "{text}");
     assert!(!never.exists());
+}
+
+/// `train --from model.onnx`: an exporter-made GPT-2 graph with no checkpoint
+/// behind it trains as a causal LM with the EcoSpa schedule, shrinks, and its
+/// export is checked in ONNX Runtime; without a tokenizer or an objective, or
+/// with an objective for a config, it is refused before anything is written.
+#[test]
+fn train_shrinks_an_onnx_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = root().join("tests/fixtures/gpt2-torchscript.onnx");
+    let tok = root().join("tests/fixtures/tiny-tokenizer.json");
+    let data = root().join("bench/sentences.txt");
+    let out = dir.path().join("run");
+    let base = [
+        "--from",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    let (ok, text) = train(&[&base[..], &["--tokenizer", tok.to_str().unwrap()]].concat());
+    assert!(!ok && text.contains("--objective"), "{text}");
+    let (ok, text) = train(&[&base[..], &["--objective", "causal"]].concat());
+    assert!(!ok && text.contains("--tokenizer"), "{text}");
+    assert!(!out.exists(), "nothing is written for a refused run");
+    let schedule = [
+        "--objective",
+        "causal",
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--steps",
+        "8",
+        "--batch",
+        "4",
+        "--seq-len",
+        "16",
+        "--target",
+        "0.5",
+        "--start",
+        "2",
+        "--end",
+        "6",
+        "--every",
+        "2",
+        "--warmup",
+        "2",
+        "--eval-every",
+        "4",
+        "--checkpoint-every",
+        "4",
+        "--lr",
+        "3e-3",
+        "--align",
+        "1",
+    ];
+    // The exporter baked the sequence length 16 into a Reshape: another length
+    // fails there, and the error names the node in one line.
+    let mut wrong = schedule.to_vec();
+    wrong[9] = "12";
+    let (ok, text) = train(&[&base[..], &wrong[..]].concat());
+    assert!(!ok && text.contains("Reshape_2") && !text.contains("frame #"), "{text}");
+    let (ok, text) = train(&[&base[..], &schedule[..]].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("ONNX Runtime vs the trained model"), "{text}");
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let params: Vec<i64> = lines.iter().map(|l| l["params"].as_i64().unwrap()).collect();
+    assert!(params[7] < params[0], "the model shrank: {params:?}");
+    assert!(out.join("checkpoint-4/model.onnx").is_file() && !out.join("checkpoint-4/config.json").exists());
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, r#"{"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 32}"#)
+        .unwrap();
+    let other = dir.path().join("other");
+    let args = ["--config", config.to_str().unwrap(), "--objective", "causal", "--data", data.to_str().unwrap()];
+    let (ok, text) = train(&[&args[..], &["-o", other.to_str().unwrap()]].concat());
+    assert!(!ok && text.contains("--objective is for ONNX files"), "{text}");
 }

@@ -7,14 +7,22 @@
 //! Hidden states are matched by row cosine (over the last axis), logits by
 //! the KL divergence of their softmaxes at a temperature; AdamW updates the
 //! student's float weights (embedding tables stay as they are unless asked),
-//! and [`Distiller::into_model`] writes them back into the student's graph.
+//! and [`Distiller::into_model`] gives the student's graph with them.
+//!
+//! With a [`Schedule`], the student also shrinks while it learns (EcoSpa with
+//! distillation): it starts as large as it is (the teacher itself, say),
+//! coupled Taylor importance is collected from the distillation loss's
+//! gradients, and the compiler's slicer removes the weakest slices on the
+//! schedule, moments included, down to the target.
 
 use crate::exec::{to_tch, Program};
+use crate::net::{self, Net};
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
+use crate::sparsity::{Schedule, Sparsifier, TrainCriterion};
 use crate::TrainError;
 use ecospac_ir::exec::Batch;
 use ecospac_ir::{EntityId, Graph, Model, Op, ValueId};
-use std::collections::BTreeMap;
+use ecospac_passes::prune::Allocation;
 use tch::{Device, Kind, Tensor};
 
 /// How one output of the student is compared with the teacher's.
@@ -91,6 +99,14 @@ pub struct DistilConfig {
     pub match_layers: bool,
     /// Where both models run.
     pub device: Device,
+    /// Shrink the student while it learns, on this schedule.
+    pub schedule: Option<Schedule>,
+    /// Importance for shrinking.
+    pub criterion: TrainCriterion,
+    /// Spreading the removals over groups.
+    pub allocation: Allocation,
+    /// Kept counts are multiples of this where a group is twice as large.
+    pub align: usize,
 }
 
 impl Default for DistilConfig {
@@ -104,6 +120,10 @@ impl Default for DistilConfig {
             train_embeddings: false,
             match_layers: false,
             device: Device::Cpu,
+            schedule: None,
+            criterion: TrainCriterion::Coupled,
+            allocation: Allocation::Uniform,
+            align: 8,
         }
     }
 }
@@ -111,13 +131,13 @@ impl Default for DistilConfig {
 /// A student learning from a teacher.
 pub struct Distiller {
     cfg: DistilConfig,
-    student: Program,
+    student: Net,
     teacher: Program,
-    params: BTreeMap<String, Tensor>,
     adamw: AdamW,
     /// Matched values, graph outputs first.
     pairs: Vec<Pair>,
     step: usize,
+    sparsifier: Option<Sparsifier>,
 }
 
 /// One value of the student matched with the teacher's.
@@ -143,69 +163,73 @@ fn feeds(batch: &Batch, device: Device) -> Result<Vec<(String, Tensor)>, TrainEr
     batch.iter().map(|(n, t)| Ok((n.clone(), to_tch(t, device)?))).collect()
 }
 
+/// The student's values matched with the teacher's: float graph outputs of
+/// one name, then (with `match_layers`) normalisation outputs of one name and width.
+fn pairs(sg: &Graph, tg: &Graph, cfg: &DistilConfig) -> Result<Vec<Pair>, TrainError> {
+    let by_name = |g: &Graph, ids: &[ValueId], name: &str| ids.iter().copied().find(|&w| g.value(w).name == name);
+    let mut pairs = Vec::new();
+    for &v in &sg.outputs {
+        let value = sg.value(v);
+        if !value.best_ty().is_some_and(|ty| ty.dtype.is_float()) {
+            continue;
+        }
+        let Some(w) = by_name(tg, &tg.outputs, &value.name) else { continue };
+        let loss = cfg.loss.unwrap_or_else(|| DistilLoss::default_for(&value.name));
+        pairs.push(Pair { student: v, teacher: w, name: value.name.clone(), loss, weight: 1.0 });
+    }
+    if pairs.is_empty() {
+        return Err(TrainError::Config(
+            "the student and the teacher share no float output by name, so there is nothing to match".into(),
+        ));
+    }
+    if cfg.match_layers {
+        let teacher_norms = norm_outputs(tg);
+        let (sf, _) = ecospac_ir::infer::facts(sg);
+        let (tf, _) = ecospac_ir::infer::facts(tg);
+        // Rank and last (known) dim as inferred: the residual width both keep.
+        let form = |facts: &[Option<ecospac_ir::infer::Fact>], v: ValueId| {
+            let shape = facts.get(v.index())?.as_ref()?.ty.as_ref()?.shape.clone()?;
+            Some((shape.len(), shape.last()?.as_known()?))
+        };
+        let layers: Vec<(ValueId, ValueId)> = norm_outputs(sg)
+            .into_iter()
+            .filter(|v| !sg.outputs.contains(v))
+            .filter_map(|v| {
+                let w = by_name(tg, &teacher_norms, &sg.value(v).name)?;
+                let a = form(&sf, v)?;
+                (Some(a) == form(&tf, w)).then_some((v, w))
+            })
+            .collect();
+        let weight = 1.0 / layers.len().max(1) as f64;
+        for (v, w) in layers {
+            let name = sg.value(v).name.clone();
+            pairs.push(Pair { student: v, teacher: w, name, loss: DistilLoss::Cosine, weight });
+        }
+    }
+    Ok(pairs)
+}
+
 impl Distiller {
     /// Pairs the student's float outputs with the teacher's of the same name.
     pub fn new(student: &Model, teacher: &Model, cfg: DistilConfig) -> Result<Distiller, TrainError> {
-        let mut s = Program::new(student, cfg.device)?;
         let t = Program::new(teacher, cfg.device)?;
-        let (sg, tg) = (s.graph(), t.graph());
-        let by_name = |g: &Graph, ids: &[ValueId], name: &str| ids.iter().copied().find(|&w| g.value(w).name == name);
-        let mut pairs = Vec::new();
-        for &v in &sg.outputs {
-            let value = sg.value(v);
-            if !value.best_ty().is_some_and(|ty| ty.dtype.is_float()) {
-                continue;
-            }
-            let Some(w) = by_name(tg, &tg.outputs, &value.name) else { continue };
-            let loss = cfg.loss.unwrap_or_else(|| DistilLoss::default_for(&value.name));
-            pairs.push(Pair { student: v, teacher: w, name: value.name.clone(), loss, weight: 1.0 });
+        let mut trainable = net::weights(student);
+        if !cfg.train_embeddings {
+            let tables = crate::exec::embedding_tables(&student.graph).into_iter().map(str::to_string).collect();
+            trainable = trainable.difference(&tables).cloned().collect();
         }
-        if pairs.is_empty() {
-            return Err(TrainError::Config(
-                "the student and the teacher share no float output by name, so there is nothing to match".into(),
-            ));
-        }
-        if cfg.match_layers {
-            let teacher_norms = norm_outputs(tg);
-            let (sf, _) = ecospac_ir::infer::facts(sg);
-            let (tf, _) = ecospac_ir::infer::facts(tg);
-            // Rank and last (known) dim as inferred: the residual width both keep.
-            let form = |facts: &[Option<ecospac_ir::infer::Fact>], v: ValueId| {
-                let shape = facts.get(v.index())?.as_ref()?.ty.as_ref()?.shape.clone()?;
-                Some((shape.len(), shape.last()?.as_known()?))
-            };
-            let layers: Vec<(ValueId, ValueId)> = norm_outputs(sg)
-                .into_iter()
-                .filter(|v| !sg.outputs.contains(v))
-                .filter_map(|v| {
-                    let w = by_name(tg, &teacher_norms, &sg.value(v).name)?;
-                    let a = form(&sf, v)?;
-                    (Some(a) == form(&tf, w)).then_some((v, w))
-                })
-                .collect();
-            let weight = 1.0 / layers.len().max(1) as f64;
-            for (v, w) in layers {
-                let name = sg.value(v).name.clone();
-                pairs.push(Pair { student: v, teacher: w, name, loss: DistilLoss::Cosine, weight });
-            }
-        }
-        let frozen: Vec<String> = if cfg.train_embeddings {
-            Vec::new()
-        } else {
-            s.embedding_tables().iter().map(|n| n.to_string()).collect()
-        };
-        s.set_trainable(|n| !frozen.iter().any(|f| f == n))?;
-        let params: BTreeMap<String, Tensor> = s
-            .parameters()
-            .into_iter()
-            .filter(|(n, _)| !frozen.iter().any(|f| f == n))
-            .map(|(n, t)| (n.to_string(), t.shallow_clone()))
-            .collect();
-        if params.is_empty() {
+        if trainable.is_empty() {
             return Err(TrainError::Config("the student has no float weights to train".into()));
         }
-        let adamw = AdamW::new(cfg.adamw.clone(), &params);
-        Ok(Distiller { cfg, student: s, teacher: t, params, adamw, pairs, step: 0 })
+        let s = Net::new(student.clone(), trainable, None, None, cfg.device)?;
+        let pairs = pairs(s.program().graph(), t.graph(), &cfg)?;
+        let adamw = AdamW::new(cfg.adamw.clone(), &s.params);
+        let sparsifier = cfg
+            .schedule
+            .as_ref()
+            .filter(|sc| sc.target < 1.0)
+            .map(|_| Sparsifier::new(&s, cfg.criterion, cfg.allocation, cfg.align));
+        Ok(Distiller { cfg, student: s, teacher: t, adamw, pairs, step: 0, sparsifier })
     }
 
     /// The matched values (graph outputs first) and their losses.
@@ -215,14 +239,20 @@ impl Distiller {
 
     /// Trainable parameters (elements).
     pub fn trainable_parameters(&self) -> i64 {
-        self.params.values().map(|t| t.numel() as i64).sum()
+        self.student.num_params()
+    }
+
+    /// The kept fraction of the student's prunable parameters when it
+    /// shrinks while distilling (1 before the first shrink), else `None`.
+    pub fn density(&self) -> Option<f64> {
+        self.sparsifier.as_ref().map(|sp| sp.density(&self.student))
     }
 
     /// The summed loss of the matched outputs on one batch (with gradients when `train`).
     fn loss(&self, batch: &[(String, Tensor)]) -> Result<Tensor, TrainError> {
         let ids = |f: fn(&Pair) -> ValueId| self.pairs.iter().map(f).collect::<Vec<_>>();
         let teacher = tch::no_grad(|| self.teacher.forward_values(batch, &ids(|p| p.teacher)))?;
-        let student = self.student.forward_values(batch, &ids(|p| p.student))?;
+        let student = self.student.program().forward_values(batch, &ids(|p| p.student))?;
         let mut total: Option<Tensor> = None;
         for ((s, t), p) in student.iter().zip(&teacher).zip(&self.pairs) {
             let name = &p.name;
@@ -248,7 +278,7 @@ impl Distiller {
     /// One optimizer step on `batch`; returns the loss before the update.
     pub fn step(&mut self, batch: &Batch) -> Result<f64, TrainError> {
         let feeds = feeds(batch, self.cfg.device)?;
-        for p in self.params.values_mut() {
+        for p in self.student.params.values_mut() {
             p.zero_grad();
         }
         let loss = self.loss(&feeds)?;
@@ -257,12 +287,26 @@ impl Distiller {
             return Err(TrainError::Config(format!("the distillation loss is {value} at step {}", self.step)));
         }
         loss.backward();
+        let schedule = self.cfg.schedule.clone();
+        if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), &schedule) {
+            if sc.collects_at(self.step + 1) {
+                sp.collect(&self.student);
+            }
+        }
         if self.cfg.clip > 0.0 {
-            clip_grad_norm(&self.params, self.cfg.clip);
+            clip_grad_norm(&self.student.params, self.cfg.clip);
         }
         let lr = lr_at(self.step, self.cfg.adamw.lr, self.cfg.warmup, self.cfg.steps, 0.1);
-        self.adamw.update(&mut self.params, lr);
+        self.adamw.update(&mut self.student.params, lr);
         self.step += 1;
+        if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), &schedule) {
+            if sc.shrinks_at(self.step) {
+                if let Some(plan) = sp.plan(&mut self.student, sc.density(self.step))? {
+                    sp.shrink(&mut self.student, Some(&mut self.adamw), plan)?;
+                    self.pairs = pairs(self.student.program().graph(), self.teacher.graph(), &self.cfg)?;
+                }
+            }
+        }
         Ok(value)
     }
 
@@ -274,7 +318,8 @@ impl Distiller {
         for b in batches {
             let f = feeds(b, self.cfg.device)?;
             let (s, t) = tch::no_grad(|| {
-                Ok::<_, TrainError>((self.student.forward_values(&f, &[i])?, self.teacher.forward_values(&f, &[j])?))
+                let s = self.student.program().forward_values(&f, &[i])?;
+                Ok::<_, TrainError>((s, self.teacher.forward_values(&f, &[j])?))
             })?;
             let c = s[0]
                 .f_to_dtype(Kind::Float, false, false)
@@ -286,8 +331,16 @@ impl Distiller {
         Ok(if rows > 0.0 { sum / rows } else { 0.0 })
     }
 
-    /// `student` (the model the distiller was made from) with the trained weights.
-    pub fn into_model(&self, student: &Model) -> Result<Model, TrainError> {
-        Ok(self.student.write_back(student)?)
+    /// A copy of the student's graph with the weights as they stand.
+    pub fn model(&mut self) -> Result<Model, TrainError> {
+        self.student.sync()?;
+        Ok(self.student.ir.clone())
+    }
+
+    /// The student's graph with the trained weights (prepared, and shrunk
+    /// when it shrank while distilling).
+    pub fn into_model(mut self) -> Result<Model, TrainError> {
+        self.student.sync()?;
+        Ok(self.student.ir)
     }
 }

@@ -1,12 +1,15 @@
 //! EcoSpa sparse training on libtorch (tch), behind the `torch` feature so that
 //! the compiler builds without libtorch.
 //!
-//! Models are built from a Hugging Face-style config with their parameters
-//! under Hugging Face names ([`model`]); AdamW keeps its moments by the same
-//! names ([`optim`]); on the EcoSpa schedule the coupled importance collected
-//! while training chooses what to remove, and parameters, moments and the
-//! model's graph are sliced by the compiler's own analysis and plans
-//! ([`sparsity`]); [`trainer`] runs it all with checkpoints that resume exactly.
+//! A model is its IR graph ([`net`]): built from a Hugging Face-style config
+//! or checkpoint by the hf frontend, or read from an ONNX file, and run on
+//! libtorch by the IR executor ([`exec`]) with its parameters under their
+//! names; AdamW keeps its moments by the same names ([`optim`]); on the EcoSpa
+//! schedule the coupled importance collected while training chooses what to
+//! remove, and the graph with its weights and the moments are sliced by the
+//! compiler's own analysis and plans ([`sparsity`]); [`trainer`] runs it all
+//! with checkpoints that resume exactly; [`distil`] repairs a compact model
+//! against its original.
 
 #[cfg(feature = "torch")]
 pub mod checkpoint;
@@ -17,7 +20,7 @@ pub mod distil;
 #[cfg(feature = "torch")]
 pub mod exec;
 #[cfg(feature = "torch")]
-pub mod model;
+pub mod net;
 #[cfg(feature = "torch")]
 pub mod optim;
 #[cfg(feature = "torch")]
@@ -48,6 +51,9 @@ pub enum TrainError {
     /// A pass failed.
     #[error(transparent)]
     Pass(#[from] ecospac_passes::PassError),
+    /// Scoring or planning failed.
+    #[error(transparent)]
+    Score(#[from] ecospac_passes::prune::ScoreError),
     /// Slicing failed.
     #[error(transparent)]
     Slice(#[from] ecospac_passes::prune::SliceError),

@@ -1,20 +1,18 @@
 //! The EcoSpa schedule: coupled importance accumulated while training, a cubic
 //! sparsity schedule, and physical shrinking of parameters and AdamW moments.
 //!
-//! The groups come from the compiler's coupling analysis on the model's graph
-//! (the hf frontend's graph of the same config and tensor names); the graph is
-//! sliced with the compiler's slicer alongside the live tensors, so it always
-//! describes the model being trained and exports it at the end.
+//! The groups come from the compiler's coupling analysis on the graph the
+//! model runs as ([`Net::ir`]); a shrink slices that graph, its weights
+//! included, with the compiler's slicer, and the program is rebuilt from it,
+//! so the model trained is the model exported.
 
-use crate::model::Model;
+use crate::net::Net;
 use crate::optim::AdamW;
 use crate::TrainError;
-use ecospac_frontends::hf::{build_graph, Weights};
 use ecospac_ir::Model as IrModel;
 use ecospac_passes::coupling::{analyze_with, AnalysisOptions, Coupling, Role};
 use ecospac_passes::prune::{apply_plan, plan_with_scores, scores, Allocation, Criterion, PlanOptions, SlicePlan};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use tch::{Kind, Tensor};
 
 /// How coupled indices are scored during training.
@@ -92,10 +90,8 @@ impl Schedule {
     }
 }
 
-/// Importance state and the graph the shrinking follows.
+/// Importance state and the groups of the model's graph.
 pub struct Sparsifier {
-    /// The model's graph, sliced with it.
-    pub ir: IrModel,
     coupling: Coupling,
     /// Plans applied so far, in order (replayed on resume).
     pub plans: Vec<SlicePlan>,
@@ -112,44 +108,31 @@ pub struct Sparsifier {
     dense_prunable: u64,
 }
 
-/// The training models keep their head counts (their attention reshapes by the
-/// config's `num_heads`), so the analysis here has no whole-head groups.
+/// Heads are pruned as head dims for now (the same as before the executor):
+/// whole-head groups are not used while training.
 const TRAIN_ANALYSIS: AnalysisOptions = AnalysisOptions { heads: false };
 
 /// Per (tensor name, axis), the positions a plan removes.
 pub type Cuts = BTreeMap<(String, usize), BTreeSet<u32>>;
 
 impl Sparsifier {
-    /// Builds the graph of `model` (config + current tensors) and analyses it.
-    pub fn new(
-        model: &Model,
-        criterion: TrainCriterion,
-        allocation: Allocation,
-        align: usize,
-    ) -> Result<Sparsifier, TrainError> {
-        let mut weights = Weights::default();
-        for name in model.params.keys().chain(model.buffers.keys()) {
-            if let Some(t) = model.to_ir(name) {
-                weights.order.push(name.clone());
-                weights.tensors.insert(name.clone(), t);
-            }
-        }
-        let mut ir = build_graph(Path::new("."), model.cfg.json.clone(), weights)?.model;
-        ecospac_passes::prepare(&mut ir)?;
-        let coupling = analyze_with(&ir, &TRAIN_ANALYSIS);
-        let dense_prunable = prunable(&ir, &coupling);
+    /// Analyses the graph of `net`.
+    pub fn new(net: &Net, criterion: TrainCriterion, allocation: Allocation, align: usize) -> Sparsifier {
+        let coupling = analyze_with(&net.ir, &TRAIN_ANALYSIS);
+        let dense_prunable = prunable(&net.ir, &coupling);
         let ema = coupling.groups.iter().map(|g| vec![0.0; g.size]).collect();
-        Ok(Sparsifier {
-            ir,
-            coupling,
-            plans: Vec::new(),
-            ema,
-            criterion,
-            allocation,
-            align,
-            decay: 0.9,
-            dense_prunable,
-        })
+        Sparsifier { coupling, plans: Vec::new(), ema, criterion, allocation, align, decay: 0.9, dense_prunable }
+    }
+
+    /// Counts the prunable parameters of the dense model as `dense` (for a
+    /// sparsifier made on a model that was already shrunk, as on resume).
+    pub fn set_dense_prunable(&mut self, dense: u64) {
+        self.dense_prunable = dense;
+    }
+
+    /// The prunable parameters of the dense model.
+    pub fn dense_prunable(&self) -> u64 {
+        self.dense_prunable
     }
 
     /// Coupling groups.
@@ -158,16 +141,16 @@ impl Sparsifier {
     }
 
     /// Kept fraction of the dense prunable parameters.
-    pub fn density(&self) -> f64 {
-        prunable(&self.ir, &self.coupling) as f64 / self.dense_prunable.max(1) as f64
+    pub fn density(&self, net: &Net) -> f64 {
+        prunable(&net.ir, &self.coupling) as f64 / self.dense_prunable.max(1) as f64
     }
 
     /// Adds this step's importance (gradients must be present) to the EMA.
-    pub fn collect(&mut self, model: &Model) {
+    pub fn collect(&mut self, model: &Net) {
         if self.criterion == TrainCriterion::Magnitude {
             return;
         }
-        let g = &self.ir.graph;
+        let g = &model.ir.graph;
         let mut taylor: HashMap<(String, usize), Vec<f64>> = HashMap::new();
         tch::no_grad(|| {
             for group in &self.coupling.groups {
@@ -219,15 +202,15 @@ impl Sparsifier {
 
     /// Chooses what to keep so that the kept fraction of the dense prunable
     /// parameters becomes `density`; `None` when nothing would change.
-    pub fn plan(&mut self, model: &Model, density: f64) -> Option<SlicePlan> {
-        let current = self.density();
+    pub fn plan(&mut self, model: &mut Net, density: f64) -> Result<Option<SlicePlan>, TrainError> {
+        let current = self.density(model);
         if density >= current - 1e-9 {
-            return None;
+            return Ok(None);
         }
         let linear: Vec<Vec<f64>> = match self.criterion {
             TrainCriterion::Magnitude => {
-                self.refresh_weights(model);
-                scores(&self.ir, &self.coupling, Criterion::Coupled, None, 0).ok()?
+                model.sync()?;
+                scores(&model.ir, &self.coupling, Criterion::Coupled, None, 0)?
             }
             _ => self.ema.iter().map(|s| s.iter().map(|x| x + 1e-30).collect()).collect(),
         };
@@ -238,17 +221,18 @@ impl Sparsifier {
             align: self.align,
             seed: 0,
         };
-        let p = plan_with_scores(&self.ir, &self.coupling, &opts, linear).ok()?;
-        p.groups.iter().any(|g| g.kept.len() < g.size).then_some(p)
+        let p = plan_with_scores(&model.ir, &self.coupling, &opts, linear)?;
+        Ok(p.groups.iter().any(|g| g.kept.len() < g.size).then_some(p))
     }
 
     /// The positions `plan` removes, per tensor name and axis.
-    pub fn cuts(&self, plan: &SlicePlan) -> Result<Cuts, TrainError> {
+    pub fn cuts(&self, model: &Net, plan: &SlicePlan) -> Result<Cuts, TrainError> {
         let mut cuts = Cuts::new();
-        let removed = plan.bind(&self.ir, &self.coupling).map_err(ecospac_passes::prune::SliceError::from)?;
+        let ir = &model.ir;
+        let removed = plan.bind(ir, &self.coupling).map_err(ecospac_passes::prune::SliceError::from)?;
         for (g, removed) in self.coupling.groups.iter().zip(removed) {
             for m in &g.members {
-                let set = cuts.entry((self.ir.graph.value(m.value).name.clone(), m.axis)).or_default();
+                let set = cuts.entry((ir.graph.value(m.value).name.clone(), m.axis)).or_default();
                 for &i in &removed {
                     set.extend(m.positions[i as usize].iter().copied());
                 }
@@ -258,50 +242,80 @@ impl Sparsifier {
         Ok(cuts)
     }
 
-    /// Applies `plan`: slices the graph, the parameters, the buffers and the
-    /// optimizer moments, then analyses the sliced graph for the next round.
-    pub fn shrink(&mut self, model: &mut Model, opt: Option<&mut AdamW>, plan: SlicePlan) -> Result<(), TrainError> {
-        let cuts = self.cuts(&plan)?;
-        slice_tensors(&mut model.params, &cuts, true);
-        slice_tensors(&mut model.buffers, &cuts, false);
-        if let Some(opt) = opt {
-            slice_tensors(&mut opt.m, &cuts, false);
-            slice_tensors(&mut opt.v, &cuts, false);
+    /// Applies `plan`: the compiler's slicer slices the graph with its
+    /// weights, and the optimizer moments the same way (each put in place of
+    /// its parameter in a copy of the graph that is sliced alike, so a weight
+    /// whose uses are sliced differently gets one moment per use); then the
+    /// program is rebuilt and the sliced graph analysed for the next round.
+    pub fn shrink(&mut self, model: &mut Net, opt: Option<&mut AdamW>, plan: SlicePlan) -> Result<(), TrainError> {
+        plan.bind(&model.ir, &self.coupling).map_err(ecospac_passes::prune::SliceError::from)?;
+        model.sync()?;
+        let moments = match &opt {
+            Some(opt) => Some((self.slice_like(model, &plan, &opt.m)?, self.slice_like(model, &plan, &opt.v)?)),
+            None => None,
+        };
+        let before: BTreeSet<String> = model.params.keys().cloned().collect();
+        apply_plan(&mut model.ir, &mut self.coupling, &plan)?;
+        ecospac_passes::run_passes(&mut model.ir, &["infer-shapes", "eliminate-dead-nodes"])?;
+        // A weight whose uses were sliced differently is now one copy per use, each trainable.
+        model.adopt_copies(&before);
+        model.rebuild()?;
+        if let (Some(opt), Some((m, v))) = (opt, moments) {
+            opt.m = m;
+            opt.v = v;
+            for (name, p) in &model.params {
+                let fits = |t: Option<&Tensor>| t.is_some_and(|t| t.size() == p.size());
+                if !fits(opt.m.get(name)) || !fits(opt.v.get(name)) {
+                    return Err(TrainError::Config(format!("the optimizer moments of `{name}` no longer fit it")));
+                }
+            }
+            opt.m.retain(|k, _| model.params.contains_key(k));
+            opt.v.retain(|k, _| model.params.contains_key(k));
         }
-        apply_plan(&mut self.ir, &mut self.coupling, &plan)?;
-        ecospac_passes::run_passes(&mut self.ir, &["infer-shapes", "eliminate-dead-nodes"])?;
-        self.coupling = analyze_with(&self.ir, &TRAIN_ANALYSIS);
+        self.coupling = analyze_with(&model.ir, &TRAIN_ANALYSIS);
         self.ema = self.coupling.groups.iter().map(|g| vec![0.0; g.size]).collect();
         self.plans.push(plan);
         Ok(())
     }
 
-    /// Copies the model's current tensors into the graph's initializers of the same names.
-    pub fn refresh_weights(&mut self, model: &Model) {
-        let g = &mut self.ir.graph;
-        let ids: Vec<_> = g.initializers.clone();
-        for v in ids {
-            let name = g.value(v).name.clone();
-            if let Some(t) = model.to_ir(&name) {
-                g.value_mut(v).constant = Some(t);
+    /// `tensors` (one per parameter, by name) sliced by `plan` as the
+    /// parameters are: a copy of the graph holding them in the parameters'
+    /// places goes through the slicer.
+    fn slice_like(
+        &mut self,
+        model: &Net,
+        plan: &SlicePlan,
+        tensors: &BTreeMap<String, Tensor>,
+    ) -> Result<BTreeMap<String, Tensor>, TrainError> {
+        let mut copy = model.ir.clone();
+        let g = &mut copy.graph;
+        for v in g.initializers.clone() {
+            let value = g.value_mut(v);
+            if let Some(t) = tensors.get(&value.name) {
+                value.constant = Some(crate::exec::to_ir(t)?);
             }
         }
+        apply_plan(&mut copy, &mut self.coupling, plan)?;
+        let g = &copy.graph;
+        let mut out = BTreeMap::new();
+        for &v in &g.initializers {
+            let value = g.value(v);
+            let Some(t) = &value.constant else { continue };
+            if tensors.contains_key(&value.name) || tensors.contains_key(sliced_from(&value.name)) {
+                out.insert(value.name.clone(), model.to_device(t)?);
+            }
+        }
+        Ok(out)
     }
+}
+
+/// The weight a sliced per-use copy was made from (the slicer names copies
+/// `name::ecospacN`), or `name` itself.
+pub fn sliced_from(name: &str) -> &str {
+    name.split_once("::ecospac").map_or(name, |(base, _)| base)
 }
 
 /// Parameters of the prunable groups as they stand.
 fn prunable(ir: &IrModel, coupling: &Coupling) -> u64 {
     coupling.groups.iter().map(|g| g.cost_per_index(ir) * g.size as u64).sum()
-}
-
-/// Keeps, along each cut axis, only the positions not removed.
-pub fn slice_tensors(tensors: &mut BTreeMap<String, Tensor>, cuts: &Cuts, trainable: bool) {
-    for ((name, axis), removed) in cuts {
-        let Some(t) = tensors.get(name) else { continue };
-        let len = t.size()[*axis] as u32;
-        let keep: Vec<i64> = (0..len).filter(|p| !removed.contains(p)).map(i64::from).collect();
-        let index = Tensor::from_slice(&keep).to_device(t.device());
-        let sliced = t.detach().index_select(*axis as i64, &index).contiguous();
-        tensors.insert(name.clone(), if trainable { sliced.set_requires_grad(true) } else { sliced });
-    }
 }

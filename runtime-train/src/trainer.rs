@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{self, TrainerState};
 use crate::data::Dataset;
-use crate::model::{Arch, Model, ModelConfig};
+use crate::net::{Net, Objective};
 use crate::optim::{clip_grad_norm, lr_at, AdamW, AdamWConfig};
 use crate::sparsity::{Schedule, Sparsifier, TrainCriterion};
 use crate::TrainError;
@@ -51,7 +51,7 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Where to train.
     pub device: Device,
-    /// bfloat16 matrix products on CUDA.
+    /// bfloat16 matrix products (mixed precision; meant for CUDA).
     pub bf16: bool,
     /// Masked-LM token id (BERT).
     pub mask_id: i64,
@@ -89,7 +89,7 @@ pub struct Trainer {
     /// Settings.
     pub cfg: TrainConfig,
     /// The model.
-    pub model: Model,
+    pub model: Net,
     /// The optimizer.
     pub opt: AdamW,
     /// Importance and the graph.
@@ -102,42 +102,53 @@ pub struct Trainer {
 
 impl Trainer {
     /// A fresh run on `model`.
-    pub fn new(cfg: TrainConfig, mut model: Model) -> Result<Trainer, TrainError> {
-        model.bf16 = cfg.bf16;
-        let sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align)?;
+    pub fn new(cfg: TrainConfig, mut model: Net) -> Result<Trainer, TrainError> {
+        model.set_bf16(cfg.bf16);
+        let sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align);
         let opt = AdamW::new(cfg.adamw.clone(), &model.params);
         Ok(Trainer { cfg, model, opt, sparsifier, step: 0, history: Vec::new() })
     }
 
-    /// Continues from a checkpoint folder written by [`Trainer::save`]: the dense
-    /// model is rebuilt, the recorded plans replayed, then tensors and state restored.
+    /// Continues from a checkpoint folder written by [`Trainer::save`]. For a
+    /// model from a config the dense model is rebuilt and the recorded plans
+    /// replayed; a model from an ONNX file is read as it was saved; then
+    /// tensors and state are restored.
     pub fn resume(cfg: TrainConfig, dir: &Path) -> Result<Trainer, TrainError> {
         let loaded = checkpoint::load(dir)?;
-        let mcfg = ModelConfig::from_json(&loaded.config)?;
-        let mut model = Model::init(mcfg, cfg.device);
-        model.bf16 = cfg.bf16;
-        let mut sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align)?;
-        for plan in &loaded.plans {
-            sparsifier.shrink(&mut model, None, plan.clone())?;
-        }
-        let params = checkpoint::tensors_with_prefix(&loaded.params, "", cfg.device)?;
-        for (name, t) in params {
-            match model.params.get(&name) {
-                Some(cur) if cur.size() == t.size() => {
-                    model.params.insert(name, t.set_requires_grad(true));
+        let (mut model, mut sparsifier) = match &loaded.source {
+            checkpoint::Source::Config(json) => {
+                let mut model = Net::init(json, cfg.device)?;
+                let mut sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align);
+                for plan in &loaded.plans {
+                    sparsifier.shrink(&mut model, None, plan.clone())?;
                 }
-                _ => {
-                    return Err(TrainError::Config(format!(
-                        "checkpoint tensor `{name}` does not fit the replayed model"
-                    )))
-                }
+                model.set_tensors(&loaded.params.tensors)?;
+                (model, sparsifier)
             }
+            checkpoint::Source::Onnx(ir, objective) => {
+                let model = Net::from_onnx((**ir).clone(), *objective, cfg.device)?;
+                let mut sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align);
+                sparsifier.plans = loaded.plans.clone();
+                (model, sparsifier)
+            }
+        };
+        if let Some(dense) = loaded.state.dense_prunable {
+            sparsifier.set_dense_prunable(dense);
         }
-        model.buffers = checkpoint::tensors_with_prefix(&loaded.state_tensors, "buffer.", cfg.device)?;
+        model.set_bf16(cfg.bf16);
         let mut opt = AdamW::new(cfg.adamw.clone(), &model.params);
         opt.m = checkpoint::tensors_with_prefix(&loaded.state_tensors, "m.", cfg.device)?;
         opt.v = checkpoint::tensors_with_prefix(&loaded.state_tensors, "v.", cfg.device)?;
+        for (name, p) in &model.params {
+            let fits = |t: Option<&Tensor>| t.is_some_and(|t| t.size() == p.size());
+            if !fits(opt.m.get(name)) || !fits(opt.v.get(name)) {
+                return Err(TrainError::Config(format!("the checkpoint's moments of `{name}` do not fit the model")));
+            }
+        }
         opt.step = loaded.state.adam_step;
+        if loaded.state.ema.iter().map(Vec::len).ne(sparsifier.coupling().groups.iter().map(|g| g.size)) {
+            return Err(TrainError::Config("the checkpoint's importance does not fit the model's groups".into()));
+        }
         sparsifier.ema = loaded.state.ema;
         let mut cfg = cfg;
         cfg.seed = loaded.state.seed;
@@ -145,17 +156,25 @@ impl Trainer {
     }
 
     /// Loss of one micro-batch of token ids `[B, S]` (`micro`: its global number, seeds MLM masking).
-    pub fn loss(&self, ids: &Tensor, micro: usize) -> Tensor {
+    pub fn loss(&self, ids: &Tensor, micro: usize) -> Result<Tensor, TrainError> {
         // Inputs and targets (-100: not scored): masked tokens for BERT, the next token otherwise.
-        let (input, targets) = match self.model.cfg.arch {
-            Arch::Bert => mlm_mask(ids, self.cfg.mask_id, self.model.cfg.vocab, self.cfg.seed ^ micro as u64),
-            _ => {
-                let s = ids.size()[1];
-                (ids.narrow(1, 0, s - 1), ids.narrow(1, 1, s - 1))
+        let objective = self.model.objective.ok_or_else(|| TrainError::Config("the model has no objective".into()))?;
+        let (input, targets) = match objective {
+            Objective::Masked => {
+                let vocab = self.model.vocab().ok_or_else(|| {
+                    TrainError::Config("masked LM training needs the token embedding gathered by `input_ids`".into())
+                })?;
+                mlm_mask(ids, self.cfg.mask_id, vocab, self.cfg.seed ^ micro as u64)
             }
+            // The whole sequence runs (graphs exported with a fixed length need
+            // it); the last position predicts nothing.
+            Objective::Causal => (ids.shallow_clone(), ids.narrow(1, 1, ids.size()[1] - 1)),
         };
-        let logits = self.model.logits(&self.model.hidden(&input));
-        logits.flatten(0, 1).cross_entropy_loss::<Tensor>(&targets.flatten(0, 1), None, Reduction::Mean, -100, 0.0)
+        let mut logits = self.model.logits(&input)?;
+        if objective == Objective::Causal {
+            logits = logits.narrow(1, 0, logits.size()[1] - 1);
+        }
+        Ok(logits.flatten(0, 1).cross_entropy_loss::<Tensor>(&targets.flatten(0, 1), None, Reduction::Mean, -100, 0.0))
     }
 
     fn ids(&self, data: &Dataset, rows: Vec<i64>, batch: usize) -> Tensor {
@@ -169,7 +188,7 @@ impl Trainer {
         for micro in 0..self.cfg.accum {
             let k = self.step * self.cfg.accum + micro;
             let ids = self.ids(data, data.batch(k, self.cfg.batch, self.cfg.seed), self.cfg.batch);
-            let loss = self.loss(&ids, k) / self.cfg.accum as f64;
+            let loss = self.loss(&ids, k)? / self.cfg.accum as f64;
             loss.backward();
             total += loss.double_value(&[]);
         }
@@ -185,7 +204,7 @@ impl Trainer {
         }
         self.step += 1;
         if self.cfg.schedule.shrinks_at(self.step) {
-            if let Some(plan) = self.sparsifier.plan(&self.model, self.cfg.schedule.density(self.step)) {
+            if let Some(plan) = self.sparsifier.plan(&mut self.model, self.cfg.schedule.density(self.step))? {
                 self.sparsifier.shrink(&mut self.model, Some(&mut self.opt), plan)?;
             }
         }
@@ -197,7 +216,7 @@ impl Trainer {
             grad_norm,
             tokens_per_s: tokens / t0.elapsed().as_secs_f64(),
             params: self.model.num_params(),
-            density: self.sparsifier.density(),
+            density: self.sparsifier.density(&self.model),
             state_bytes,
             peak_rss: peak_rss(),
             val_loss: None,
@@ -211,7 +230,7 @@ impl Trainer {
     }
 
     /// Mean validation loss over the first `eval_sequences` validation sequences.
-    pub fn evaluate(&self, data: &Dataset) -> f64 {
+    pub fn evaluate(&self, data: &Dataset) -> Result<f64, TrainError> {
         let n = if self.cfg.eval_sequences == 0 { data.val.len() } else { self.cfg.eval_sequences.min(data.val.len()) };
         let _guard = tch::no_grad_guard();
         let mut sum = 0.0;
@@ -219,29 +238,23 @@ impl Trainer {
         for (i, chunk) in data.val[..n].chunks(self.cfg.batch.max(1)).enumerate() {
             let rows: Vec<i64> = chunk.iter().flatten().copied().collect();
             let ids = self.ids(data, rows, chunk.len());
-            sum += self.loss(&ids, usize::MAX - i).double_value(&[]) * chunk.len() as f64;
+            sum += self.loss(&ids, usize::MAX - i)?.double_value(&[]) * chunk.len() as f64;
             count += chunk.len();
         }
-        sum / count.max(1) as f64
+        Ok(sum / count.max(1) as f64)
     }
 
     /// Writes a checkpoint folder.
-    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+    pub fn save(&mut self, dir: &Path) -> Result<(), TrainError> {
         let state = TrainerState {
             step: self.step,
             adam_step: self.opt.step,
             ema: self.sparsifier.ema.clone(),
             seed: self.cfg.seed,
+            dense_prunable: Some(self.sparsifier.dense_prunable()),
+            objective: self.model.objective,
         };
-        checkpoint::save(
-            dir,
-            &self.model.params,
-            &self.model.buffers,
-            &self.opt,
-            &self.sparsifier,
-            &self.model.cfg.json,
-            &state,
-        )
+        checkpoint::save(dir, &mut self.model, &self.opt, &self.sparsifier, &state)
     }
 
     /// Trains to `cfg.steps`, logging to `out/log.jsonl`, checkpointing, and
@@ -267,7 +280,7 @@ impl Trainer {
         while self.step < self.cfg.steps {
             let mut line = self.train_step(data)?;
             if line.step % self.cfg.eval_every.max(1) == 0 || line.step == self.cfg.steps {
-                line.val_loss = Some(self.evaluate(data));
+                line.val_loss = Some(self.evaluate(data)?);
             }
             let json = serde_json::to_string(&line).map_err(|e| TrainError::Config(e.to_string()))?;
             writeln!(log, "{json}").map_err(|e| TrainError::Io(log_path.clone(), e))?;
@@ -299,8 +312,8 @@ impl Trainer {
 
     /// Writes the trained (shrunk) model as ONNX through the backends.
     pub fn export_onnx(&mut self, path: &Path) -> Result<(), TrainError> {
-        self.sparsifier.refresh_weights(&self.model);
-        let ir = &self.sparsifier.ir;
+        self.model.sync()?;
+        let ir = &self.model.ir;
         let proof = ecospac_ir::verify(&ir.graph)
             .map_err(|e| TrainError::Config(format!("the trained graph does not verify: {e}")))?;
         ecospac_backends::export_onnx(ir, proof, path, &Default::default())?;

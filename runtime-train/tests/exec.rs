@@ -286,3 +286,48 @@ fn gradients_match_finite_differences() {
     }
     assert_eq!(checked, 16 + 4 + 4 + 4);
 }
+
+/// Mixed precision: with bfloat16 matrix products the outputs move (the flag
+/// does something) but stay within bfloat16's rounding of float32 ones.
+#[test]
+fn bfloat16_matrix_products_stay_close_to_float32() {
+    tch::set_num_threads(1);
+    let model =
+        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/llama-torchscript.onnx")).expect("import");
+    let feeds = ecospac_passes::synthetic::synthetic_inputs(&model, 2, &HashMap::new(), 3).expect("inputs");
+    let feeds: Vec<(String, Tensor)> =
+        feeds.iter().map(|(n, t)| (n.clone(), to_tch(t, Device::Cpu).expect("feed"))).collect();
+    let mut program = Program::new(&model, Device::Cpu).expect("program");
+    let run = |p: &Program| tch::no_grad(|| p.forward(&feeds).expect("forward")).remove(0);
+    let full = run(&program);
+    program.set_bf16(true);
+    let mixed = run(&program);
+    assert_eq!(mixed.kind(), Kind::Float, "results stay float32");
+    let scale = full.abs().max().double_value(&[]);
+    let d = (&full - &mixed).abs().max().double_value(&[]) / scale;
+    assert!(d > 1e-6, "bfloat16 changed nothing ({d:.1e})");
+    assert!(d < 5e-2, "bfloat16 products differ by {d:.2e} of the output's scale");
+}
+
+/// GELUs and SiLUs written out as op chains (by exporters, and by the hf
+/// frontend for opset 17) are found, one per layer, and run as one kernel;
+/// the outputs still match ONNX Runtime (the fixture comparison above).
+#[test]
+fn activation_chains_run_as_one_kernel() {
+    let onnx = |name: &str| {
+        ecospac_frontends::onnx::import_file(&root().join(format!("tests/fixtures/{name}.onnx"))).expect("import")
+    };
+    let checkpoint = |name: &str| {
+        ecospac_frontends::import_checkpoint(&root().join(format!("tests/fixtures/hf/{name}"))).expect("import").model
+    };
+    for (name, model, layers) in [
+        ("gpt2-torchscript", onnx("gpt2-torchscript"), 2),
+        ("bert-torchscript", onnx("bert-torchscript"), 2),
+        ("llama-torchscript", onnx("llama-torchscript"), 2),
+        ("hf gpt2", checkpoint("gpt2"), 2),
+        ("hf llama", checkpoint("llama"), 2),
+    ] {
+        let program = Program::new(&model, Device::Cpu).expect("program");
+        assert_eq!(program.fused_activations(), layers, "{name}");
+    }
+}

@@ -17,6 +17,8 @@ pub type SizeKeys = BTreeMap<(String, usize), String>;
 pub struct Builder<'w> {
     g: Graph,
     weights: &'w Weights,
+    /// Set when building a freshly initialised model instead of a checkpoint's.
+    fresh: Option<Fresh<'w>>,
     /// Prefix of node and value names (the layer being built).
     pub scope: String,
     counter: usize,
@@ -24,6 +26,17 @@ pub struct Builder<'w> {
     read: HashMap<String, ValueId>,
     size_keys: SizeKeys,
     key_sizes: BTreeMap<String, usize>,
+}
+
+/// Makes a fresh model's tensor from its name and shape (or says why it cannot).
+pub type InitFn<'f> = Box<dyn FnMut(&str, &[i64]) -> Result<Tensor, String> + 'f>;
+
+/// What a builder of a fresh model needs.
+struct Fresh<'f> {
+    model_type: String,
+    json: serde_json::Value,
+    init: InitFn<'f>,
+    made: Weights,
 }
 
 /// Activation functions of `hidden_act` / `activation_function`.
@@ -68,12 +81,27 @@ impl<'w> Builder<'w> {
         Builder {
             g: Graph::new(name),
             weights,
+            fresh: None,
             scope: String::new(),
             counter: 0,
             read: HashMap::new(),
             size_keys: BTreeMap::new(),
             key_sizes: BTreeMap::new(),
         }
+    }
+
+    /// A builder whose tensors come from `init` (name, shape) instead of a
+    /// checkpoint, with the tensors a fresh `transformers` model of this
+    /// config has ([`super::init::fresh_has`]).
+    pub fn new_fresh(weights: &'w Weights, name: &str, json: serde_json::Value, init: InitFn<'w>) -> Builder<'w> {
+        let mut b = Builder::new(weights, name);
+        b.fresh = Some(Fresh { model_type: name.to_string(), json, init, made: Weights::default() });
+        b
+    }
+
+    /// The tensors a fresh builder made, in the order it made them.
+    pub fn take_made(&mut self) -> Weights {
+        self.fresh.as_mut().map(|f| std::mem::take(&mut f.made)).unwrap_or_default()
     }
 
     /// The finished model, the recorded size keys and the size each key stands for.
@@ -108,9 +136,13 @@ impl<'w> Builder<'w> {
         self.g.outputs.push(v);
     }
 
-    /// True when the checkpoint stores `name`.
+    /// True when the checkpoint stores `name` (for a fresh model: when a
+    /// fresh `transformers` model of the config has it).
     pub fn has(&self, name: &str) -> bool {
-        self.weights.tensors.contains_key(name)
+        match &self.fresh {
+            Some(f) => super::init::fresh_has(&f.model_type, &f.json, name),
+            None => self.weights.tensors.contains_key(name),
+        }
     }
 
     /// A checkpoint tensor as float32, checked against the shape the config implies.
@@ -118,10 +150,18 @@ impl<'w> Builder<'w> {
         if let Some(&v) = self.read.get(name) {
             return Ok(v);
         }
-        let t = self
-            .weights
-            .tensors
-            .get(name)
+        if let Some(f) = self.fresh.as_mut().filter(|f| !f.made.tensors.contains_key(name)) {
+            let t = (f.init)(name, expected).map_err(|reason| HfError::Init {
+                name: name.into(),
+                shape: expected.to_vec(),
+                reason,
+            })?;
+            f.made.order.push(name.to_string());
+            f.made.tensors.insert(name.to_string(), t);
+        }
+        let made = self.fresh.as_ref().and_then(|f| f.made.tensors.get(name));
+        let t = made
+            .or_else(|| self.weights.tensors.get(name))
             .ok_or_else(|| HfError::MissingTensor { name: name.into(), expected: expected.to_vec() })?;
         if t.dims != expected {
             return Err(HfError::ShapeMismatch {

@@ -10,11 +10,14 @@ mod build;
 mod config;
 mod decoder;
 mod encoder;
+mod init;
 mod keys;
 mod rope;
 pub mod safetensors;
 
+pub use build::InitFn;
 pub use config::{Config, MAX_SIZE};
+pub use init::{fresh_has, init_graph};
 pub use safetensors::Weights;
 
 use ecospac_ir::Model;
@@ -76,6 +79,16 @@ pub enum HfError {
         expected: Vec<i64>,
         /// The stored shape.
         actual: Vec<i64>,
+    },
+    /// A fresh model's tensor could not be made.
+    #[error("cannot make tensor `{name}` of shape {shape:?}: {reason}")]
+    Init {
+        /// Its name.
+        name: String,
+        /// The shape the config implies.
+        shape: Vec<i64>,
+        /// Why.
+        reason: String,
     },
     /// A tensor has a type the graph cannot compute with.
     #[error("tensor `{name}` is {dtype}; ecospac reads float32, float16 and bfloat16 weights")]
@@ -141,6 +154,17 @@ pub fn import_checkpoint(dir: &Path) -> Result<HfModel, HfError> {
     build_graph(dir, json, weights)
 }
 
+/// Builds the graph of the family `model_type` into `b`.
+fn build_family(b: &mut build::Builder, config: &Config, model_type: &str) -> Result<(), HfError> {
+    match model_type {
+        "bert" => encoder::bert(b, config),
+        "vit" => encoder::vit(b, config),
+        "gpt2" => decoder::gpt2(b, config),
+        "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => decoder::llama(b, config, model_type),
+        other => Err(HfError::UnknownModelType(other.to_string())),
+    }
+}
+
 /// Builds the graph of a config and its tensors (for checkpoints assembled in
 /// memory, such as a training runtime's); `dir` is recorded as the checkpoint's
 /// folder (its side files are what a compact checkpoint copies).
@@ -148,13 +172,7 @@ pub fn build_graph(dir: &Path, json: serde_json::Value, weights: Weights) -> Res
     let config = Config::new(json.clone());
     let model_type = config.str("model_type")?;
     let mut b = build::Builder::new(&weights, &model_type);
-    match model_type.as_str() {
-        "bert" => encoder::bert(&mut b, &config)?,
-        "vit" => encoder::vit(&mut b, &config)?,
-        "gpt2" => decoder::gpt2(&mut b, &config)?,
-        "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => decoder::llama(&mut b, &config, &model_type)?,
-        other => return Err(HfError::UnknownModelType(other.to_string())),
-    }
+    build_family(&mut b, &config, &model_type)?;
     let unknown_keys = keys::check_unread(&config, &model_type)?;
     let (model, size_keys, key_sizes) = b.finish();
     Ok(HfModel {

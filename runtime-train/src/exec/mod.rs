@@ -13,6 +13,7 @@
 //! refitting can run on libtorch as on ONNX Runtime.
 
 mod contrib;
+mod fuse;
 mod ops;
 
 use ecospac_ir::exec::{Batch, ExecError, Executor, Session};
@@ -24,8 +25,11 @@ use tch::{Device, Kind, TchError, Tensor};
 pub(crate) struct Fail(pub String);
 
 impl From<TchError> for Fail {
+    /// The error's first line (libtorch appends a C++ backtrace).
     fn from(e: TchError) -> Fail {
-        Fail(e.to_string())
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        Fail(first.strip_prefix("Internal torch error: ").unwrap_or(first).to_string())
     }
 }
 
@@ -100,6 +104,20 @@ pub fn to_ir(t: &Tensor) -> Result<IrTensor, ExecError> {
     Ok(IrTensor::from_bytes(dtype, dims, bytes))
 }
 
+/// The float initializers of `g` read as the data of a `Gather` (embedding tables).
+pub fn embedding_tables(g: &Graph) -> Vec<&str> {
+    let mut names: Vec<&str> = g
+        .nodes()
+        .filter(|(_, n)| matches!(n.op, Op::Gather { .. }))
+        .filter_map(|(_, n)| n.inputs.first().copied().flatten())
+        .filter(|&v| g.initializers.contains(&v) && g.value(v).constant.as_ref().is_some_and(|t| t.dtype.is_float()))
+        .map(|v| g.value(v).name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// A model ready to run on libtorch.
 pub struct Program {
     graph: Graph,
@@ -108,6 +126,10 @@ pub struct Program {
     consts: Vec<Option<Tensor>>,
     /// Producer of each value.
     producers: Vec<Option<NodeId>>,
+    /// Float32 matrix products in bfloat16.
+    bf16: bool,
+    /// Per node: the activation function it ends, run as one kernel.
+    fused: Vec<Option<fuse::Fused>>,
 }
 
 impl Program {
@@ -130,7 +152,19 @@ impl Program {
                 consts[out.index()] = Some(t);
             }
         }
-        Ok(Program { graph: g.clone(), device, consts, producers: g.producers() })
+        Ok(Program { graph: g.clone(), device, consts, producers: g.producers(), bf16: false, fused: fuse::find(g) })
+    }
+
+    /// Runs float32 matrix products (`MatMul`, `Gemm`) in bfloat16, the
+    /// results kept in float32: mixed precision as on CUDA.
+    pub fn set_bf16(&mut self, on: bool) {
+        self.bf16 = on;
+    }
+
+    /// How many activation functions written out as op chains run as one
+    /// kernel (tanh and erf GELU, SiLU).
+    pub fn fused_activations(&self) -> usize {
+        self.fused.iter().flatten().count()
     }
 
     /// The graph it runs.
@@ -162,23 +196,23 @@ impl Program {
 
     /// The float initializers read as the data of a `Gather` (embedding tables).
     pub fn embedding_tables(&self) -> Vec<&str> {
-        let g = &self.graph;
-        let mut names: Vec<&str> = g
-            .nodes()
-            .filter(|(_, n)| matches!(n.op, Op::Gather { .. }))
-            .filter_map(|(_, n)| n.inputs.first().copied().flatten())
-            .filter(|&v| self.consts[v.index()].is_some() && g.initializers.contains(&v))
-            .map(|v| g.value(v).name.as_str())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+        embedding_tables(&self.graph)
     }
 
     /// `model` (the model this program was made from) with the float
     /// initializers' current values, in their own types.
     pub fn write_back(&self, model: &Model) -> Result<Model, ExecError> {
         let mut out = model.clone();
+        self.write_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Puts the float initializers' current values into `model` (the model
+    /// this program was made from), in their own types.
+    pub fn write_into(&self, out: &mut Model) -> Result<(), ExecError> {
+        if out.graph.num_values() != self.graph.num_values() {
+            return Err(ExecError("the model is not the one this program was made from".into()));
+        }
         for v in self.float_initializers().collect::<Vec<_>>() {
             let Some(t) = &self.consts[v.index()] else { continue };
             let value = out.graph.value_mut(v);
@@ -188,7 +222,7 @@ impl Program {
                 _ => return Err(ExecError(format!("initializer `{}` does not belong to this model", value.name))),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn float_initializers(&self) -> impl Iterator<Item = ValueId> + '_ {
@@ -229,6 +263,15 @@ impl Program {
             if matches!(node.op, Op::Constant { .. }) {
                 continue;
             }
+            if let (Some(f), [Some(out)]) = (self.fused(n), node.outputs.as_slice()) {
+                let x = env[f.input.index()]
+                    .as_ref()
+                    .or(self.consts[f.input.index()].as_ref())
+                    .ok_or_else(|| ExecError(format!("node `{}`: its input has no value", node.name)))?;
+                let y = f.apply(x).map_err(|Fail(e)| ExecError(format!("node `{}` (fused): {e}", node.name)))?;
+                env[out.index()] = Some(y);
+                continue;
+            }
             let outs = {
                 let inputs: Vec<Option<&Tensor>> = node
                     .inputs
@@ -239,7 +282,7 @@ impl Program {
                     return Err(ExecError(format!("node `{}`: input {pos} has no value", node.name)));
                 }
                 let wants: Vec<bool> = node.outputs.iter().map(Option::is_some).collect();
-                let cx = ops::Cx { device: self.device, wants: &wants };
+                let cx = ops::Cx { device: self.device, wants: &wants, bf16: self.bf16 };
                 ops::run(&node.op, &inputs, &cx)
                     .map_err(|Fail(e)| ExecError(format!("node `{}` ({}): {e}", node.name, node.op.op_type())))?
             };
@@ -283,9 +326,16 @@ impl Program {
                     node.op.op_type()
                 )));
             }
-            stack.extend(node.inputs.iter().flatten().copied());
+            match self.fused(n) {
+                Some(f) => stack.push(f.input),
+                None => stack.extend(node.inputs.iter().flatten().copied()),
+            }
         }
         Ok(needed)
+    }
+
+    fn fused(&self, n: NodeId) -> Option<fuse::Fused> {
+        self.fused.get(n.index()).copied().flatten()
     }
 }
 

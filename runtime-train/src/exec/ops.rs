@@ -14,6 +14,8 @@ pub(crate) struct Cx<'a> {
     pub device: Device,
     /// Which outputs are read.
     pub wants: &'a [bool],
+    /// Float32 matrix products run in bfloat16 (mixed precision).
+    pub bf16: bool,
 }
 
 pub(crate) type Outs = Vec<Option<Tensor>>;
@@ -94,8 +96,8 @@ fn is_int(k: Kind) -> bool {
 /// Runs one op.
 pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
     match op {
-        Op::MatMul => one(need(x, 0)?.f_matmul(need(x, 1)?)?),
-        Op::Gemm(g) => gemm(g, x),
+        Op::MatMul => one(matmul(need(x, 0)?, need(x, 1)?, cx.bf16)?),
+        Op::Gemm(g) => gemm(g, x, cx.bf16),
         Op::Conv(c) => conv(c, x),
         Op::Unary(u) => one(unary(*u, need(x, 0)?)?),
         Op::Binary(b) => one(binary(*b, need(x, 0)?, need(x, 1)?)?),
@@ -203,12 +205,21 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
     }
 }
 
-fn gemm(g: &Gemm, x: &[Option<&Tensor>]) -> R<Outs> {
+/// `a @ b`; float32 operands multiply in bfloat16 when `bf16` (the result stays float32).
+fn matmul(a: &Tensor, b: &Tensor, bf16: bool) -> R<Tensor> {
+    if bf16 && a.kind() == Kind::Float && b.kind() == Kind::Float {
+        let (a, b) = (a.f_to_kind(Kind::BFloat16)?, b.f_to_kind(Kind::BFloat16)?);
+        return Ok(a.f_matmul(&b)?.f_to_kind(Kind::Float)?);
+    }
+    Ok(a.f_matmul(b)?)
+}
+
+fn gemm(g: &Gemm, x: &[Option<&Tensor>], bf16: bool) -> R<Outs> {
     let a = need(x, 0)?;
     let b = need(x, 1)?;
     let a = if g.trans_a { a.f_tr()? } else { a.shallow_clone() };
     let b = if g.trans_b { b.f_tr()? } else { b.shallow_clone() };
-    let mut y = a.f_matmul(&b)?;
+    let mut y = matmul(&a, &b, bf16)?;
     if g.alpha != 1.0 {
         y = y.f_mul_scalar(f64::from(g.alpha))?;
     }
