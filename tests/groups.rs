@@ -25,7 +25,7 @@ fn groups_of_exported_fixtures() {
 
 #[test]
 fn groups_of_checkpoint_fixtures() {
-    for name in ["gpt2", "llama", "llama-rope-llama3", "qwen2", "qwen3", "phi3", "mistral", "vit"] {
+    for name in ["gpt2", "llama", "llama-rope-llama3", "qwen2", "qwen3", "phi3", "mistral", "gemma2", "gemma3", "vit"] {
         insta::assert_snapshot!(format!("groups-hf-{name}"), groups_text(&fixture("hf").join(name)));
     }
 }

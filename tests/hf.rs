@@ -23,6 +23,8 @@ const FAMILIES: &[&str] = &[
     "qwen3",
     "phi3",
     "mistral",
+    "gemma2",
+    "gemma3",
     "vit",
     "llama-tf5",
     "qwen2-tf5",
@@ -356,7 +358,7 @@ fn compact_minilm_checkpoint_loads_in_transformers() {
 
 #[test]
 fn compact_decoder_checkpoints_load_in_transformers() {
-    for name in ["gpt2", "phi3", "qwen2", "qwen3"] {
+    for name in ["gpt2", "phi3", "qwen2", "qwen3", "gemma2", "gemma3"] {
         compact_checkpoint_loads_in_transformers(&hf_fixture(name), &hf_fixture(name).join("reference.safetensors"));
     }
 }

@@ -150,7 +150,7 @@ fn exact_on(name: &str) {
 /// Graphs built from Hugging Face checkpoints obey the same invariant.
 #[test]
 fn exact_on_checkpoint_graphs() {
-    for name in ["gpt2", "llama", "llama-rope-llama3", "qwen2", "qwen3", "phi3", "mistral", "vit"] {
+    for name in ["gpt2", "llama", "llama-rope-llama3", "qwen2", "qwen3", "phi3", "mistral", "gemma2", "gemma3", "vit"] {
         let dir = fixture("hf").join(name);
         let mut model = ecospac_frontends::import_checkpoint(&dir).unwrap_or_else(|e| panic!("{name}: {e}")).model;
         ecospac_passes::prepare(&mut model).expect("prepare");

@@ -93,7 +93,7 @@ fn initial(name: &str, shape: &[i64]) -> Result<IrTensor, String> {
 fn objective_of(json: &serde_json::Value) -> Result<Objective, TrainError> {
     match json.get("model_type").and_then(serde_json::Value::as_str).unwrap_or_default() {
         "bert" => Ok(Objective::Masked),
-        "gpt2" | "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => Ok(Objective::Causal),
+        "gpt2" | "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "gemma2" | "gemma3_text" => Ok(Objective::Causal),
         "vit" => Err(TrainError::Config("a ViT reads images; the trainer trains on text".into())),
         other => Err(TrainError::Config(format!("model_type `{other}`: no language-model objective is known for it"))),
     }

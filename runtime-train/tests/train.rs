@@ -3,8 +3,9 @@
 //! equal to the masked model's, optimizer state follows the parameters,
 //! resume reproduces an uninterrupted run, and the exported ONNX matches the
 //! trained model in ONNX Runtime; families that only the graph builders know
-//! (Qwen2 with YaRN RoPE, Phi-3 with LongRoPE and fused projections) and an
-//! exporter-made ONNX file with no checkpoint behind it train the same way.
+//! (Qwen2 with YaRN RoPE, Phi-3 with LongRoPE and fused projections, Gemma 2
+//! and 3) and an exporter-made ONNX file with no checkpoint behind it train
+//! the same way.
 #![cfg(feature = "torch")]
 
 mod common;
@@ -21,7 +22,7 @@ use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
 fn config(arch: &str, vocab: i64) -> serde_json::Value {
-    if let "qwen2" | "phi3" = arch {
+    if let "qwen2" | "phi3" | "gemma2" | "gemma3" = arch {
         // The configs transformers wrote for the checkpoint fixtures.
         let path = root().join(format!("tests/fixtures/hf/{arch}/config.json"));
         let text = std::fs::read_to_string(&path).expect("fixture config");
@@ -86,7 +87,7 @@ fn ids(vocab: i64) -> Tensor {
 #[test]
 fn one_shrink_step_equals_the_masked_model() {
     tch::set_num_threads(1);
-    for arch in ["llama", "gpt2", "bert", "qwen2", "phi3"] {
+    for arch in ["llama", "gpt2", "bert", "qwen2", "phi3", "gemma2", "gemma3"] {
         let mut m = model(arch, 97, 1);
         let mut sp = Sparsifier::new(&m, TrainCriterion::Magnitude, Allocation::Uniform, 1);
         assert!(sp.coupling().groups.len() >= 4, "{arch}: {} groups", sp.coupling().groups.len());
@@ -224,7 +225,7 @@ fn ort_env() -> &'static ort::environment::Environment {
 fn exported_onnx_matches_the_tch_model() {
     tch::set_num_threads(1);
     let (data, vocab) = dataset();
-    for arch in ["llama", "gpt2", "bert", "qwen2", "phi3"] {
+    for arch in ["llama", "gpt2", "bert", "qwen2", "phi3", "gemma2", "gemma3"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut t = Trainer::new(train_config(dir.path(), 8, 0.5, TrainCriterion::Coupled), model(arch, *vocab, 4))
             .expect("trainer");

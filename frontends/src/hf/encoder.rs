@@ -32,6 +32,8 @@ impl Layer<'_> {
             divide: true,
             rope: None,
             qk_norm: None,
+            plus_one: false,
+            softcap: None,
         };
         let ctx = attn.apply(b, q, k, v, bias, d)?;
         b.linear(ctx, &format!("{l}.attention.output.dense"), hd, hd)

@@ -32,7 +32,7 @@ pub fn fresh_has(model_type: &str, json: &Value, name: &str) -> bool {
     // A model class with a task head nests the base model under a prefix.
     let decoder_lm = arch.is_empty() || headed(&["LMHeadModel", "ForCausalLM"]);
     if name == "lm_head.weight" {
-        let tied_by_default = model_type == "gpt2";
+        let tied_by_default = matches!(model_type, "gpt2" | "gemma2" | "gemma3_text");
         return decoder_lm && !flag(json, "tie_word_embeddings", tied_by_default);
     }
     if name == "transformer.wte.weight" || name == "model.embed_tokens.weight" {

@@ -63,6 +63,11 @@ const HARMLESS: &[&str] = &[
     "attention_bias",
     "mlp_bias",
     "qkv_bias",
+    // Generation settings (Gemma 2).
+    "cache_implementation",
+    // Used only without `layer_types`, which decides when present (Gemma 3).
+    "sliding_window_pattern",
+    "_sliding_window_pattern",
     // Heads ecospac does not build (the graph ends before them).
     "encoder_stride",
     "tie_word_embeddings",

@@ -50,7 +50,10 @@ pub enum HfError {
         dir: PathBuf,
     },
     /// A `model_type` with no graph builder.
-    #[error("config.json has model_type `{0}`; ecospac builds bert, gpt2, llama, mistral, qwen2, qwen3, phi3 and vit")]
+    #[error(
+        "config.json has model_type `{0}`; ecospac builds bert, gpt2, llama, mistral, qwen2, qwen3, phi3, gemma2, \
+         gemma3_text and vit"
+    )]
     UnknownModelType(String),
     /// A config key is missing or has the wrong type.
     #[error("config.json: `{key}` {problem}")]
@@ -160,7 +163,9 @@ fn build_family(b: &mut build::Builder, config: &Config, model_type: &str) -> Re
         "bert" => encoder::bert(b, config),
         "vit" => encoder::vit(b, config),
         "gpt2" => decoder::gpt2(b, config),
-        "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => decoder::llama(b, config, model_type),
+        "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "gemma2" | "gemma3_text" => {
+            decoder::llama(b, config, model_type)
+        }
         other => Err(HfError::UnknownModelType(other.to_string())),
     }
 }

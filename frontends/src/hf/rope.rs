@@ -32,6 +32,19 @@ pub struct Rope {
     pub rotary_dim: usize,
 }
 
+/// Plain RoPE over all `head_dim` dims with base `theta` (the table of
+/// Gemma 3's sliding-window layers: `rope_local_base_freq`).
+pub fn plain(theta: f64, head_dim: usize) -> Result<Rope, HfError> {
+    if !(theta.is_finite() && theta > 1.0) || head_dim == 0 || head_dim % 2 == 1 {
+        return Err(HfError::Config {
+            key: "rope_local_base_freq".into(),
+            problem: format!("is {theta} with head_dim {head_dim}; it must be above 1, with an even head_dim"),
+        });
+    }
+    let freqs = (0..head_dim / 2).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+    Ok(Rope { freqs: Frequencies::Fixed(freqs), attention_scaling: 1.0, rotary_dim: head_dim })
+}
+
 /// Reads the RoPE settings of a LLaMA-style config with head size `head_dim`:
 /// transformers 5 keeps them all in `rope_parameters` (theta, type, the type's
 /// keys, `partial_rotary_factor`); 4.x has `rope_theta` and `rope_scaling` at
