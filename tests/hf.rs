@@ -30,6 +30,8 @@ const FAMILIES: &[&str] = &[
     "qwen2-tf5",
     "phi3-tf5",
     "qwen3-tf5",
+    "gemma2-tf5",
+    "gemma3-tf5",
 ];
 
 fn hf_fixture(name: &str) -> PathBuf {
@@ -253,7 +255,11 @@ fn bad_checkpoints_fail_with_the_key_and_shape() {
             c["rope_parameters"] = serde_json::json!({"full_attention": p, "sliding_attention": p});
         })
     });
-    assert!(err(t.path()).contains("one table per layer type"), "{}", err(t.path()));
+    assert!(
+        err(t.path()).contains("one table per layer type, which ecospac builds for Gemma 3 only"),
+        "{}",
+        err(t.path())
+    );
     let t = broken("llama-tf5", |d| edit_config(d, |c| c["rope_parameters"]["rope_type"] = "dynamic".into()));
     assert!(err(t.path()).contains("`rope_parameters.rope_type` is `dynamic`"), "{}", err(t.path()));
     // Unknown keys are named, once, as a warning.

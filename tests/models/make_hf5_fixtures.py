@@ -10,12 +10,15 @@ frontend that ignores the key builds a visibly different model:
   llama-tf5   theta 500000, llama3 scaling (Llama 3 style)
   qwen2-tf5   theta 1000000, yarn scaling
   phi3-tf5    theta 250000, partial_rotary_factor 0.5 (only half of each head rotates)
-  qwen3-tf5   theta 1000000, per-head q_norm/k_norm, head_dim 32 (made last, so the others stay unchanged)
+  qwen3-tf5   theta 1000000, per-head q_norm/k_norm, head_dim 32 (made after the above, which stay unchanged)
+  gemma2-tf5  theta 50000, soft-capped scores and logits, sliding and global layers
+  gemma3-tf5  one RoPE table per layer type: global layers theta 1000000 with linear scaling,
+              sliding ones theta 10000 (made last; `gemma` makes only these two)
 
 Each folder has `reference.safetensors` as make_hf_fixtures.py writes it: the
 inputs and the outputs transformers 5 computes.
 
-    PYTHONPATH=<transformers 5 install> python tests/models/make_hf5_fixtures.py tests/fixtures/hf
+    PYTHONPATH=<transformers 5 install> python tests/models/make_hf5_fixtures.py tests/fixtures/hf [gemma]
 """
 import sys
 
@@ -23,16 +26,36 @@ import torch
 import transformers as tf
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from make_hf_fixtures import save  # noqa: E402
+from make_hf_fixtures import noisy_norms, save, save_lm  # noqa: E402
 
 assert tf.__version__ == "5.24.0", tf.__version__
 
 
-def main(out):
+def gemma(out, ids, mask):
+    small = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=24, sliding_window=4,
+                 max_position_embeddings=64, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                 attn_implementation="eager")
+    torch.manual_seed(7)
+    gemma2 = tf.Gemma2ForCausalLM(tf.Gemma2Config(
+        attn_logit_softcapping=1.0, final_logit_softcapping=2.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, **small))
+    torch.manual_seed(8)
+    gemma3 = tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(rope_parameters={
+        "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 2.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}, **small))
+    for name, model in [("gemma2-tf5", gemma2), ("gemma3-tf5", gemma3)]:
+        noisy_norms(model)
+        save_lm(out, name, model, ids, mask)
+
+
+def main(out, only=None):
     torch.manual_seed(5)
     ids = torch.randint(0, 128, (2, 12))
     mask = torch.ones(2, 12, dtype=torch.int64)
     mask[1, 9:] = 0
+    if only == "gemma":
+        return gemma(out, ids, mask)
     small = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                  attn_implementation="eager")
@@ -64,7 +87,8 @@ def main(out):
         o = qwen3(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     save(out, "qwen3-tf5", qwen3, {"input_ids": ids, "attention_mask": mask},
          {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
+    gemma(out, ids, mask)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/hf")
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/hf", sys.argv[2] if len(sys.argv) > 2 else None)

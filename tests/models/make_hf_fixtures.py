@@ -79,11 +79,16 @@ def gemma(out, ids, mask):
         rope_scaling={"rope_type": "linear", "factor": 2.0}, **small))
     for name, model in [("gemma2", gemma2), ("gemma3", gemma3)]:
         noisy_norms(model)
-        model.eval()
-        with torch.no_grad():
-            o = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        save(out, name, model, {"input_ids": ids, "attention_mask": mask},
-             {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
+        save_lm(out, name, model, ids, mask)
+
+
+def save_lm(out, name, model, ids, mask):
+    """Saves a language model with its inputs, last hidden state and logits as the reference."""
+    model.eval()
+    with torch.no_grad():
+        o = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    save(out, name, model, {"input_ids": ids, "attention_mask": mask},
+         {"last_hidden_state": o.hidden_states[-1], "logits": o.logits})
 
 
 def main(out, only=None):

@@ -7,7 +7,7 @@
 
 use super::build::{Act, Builder};
 use super::config::Config;
-use super::rope::{rope, Frequencies, Rope};
+use super::rope::{per_layer_type, rope, rope_of, Frequencies, Rope};
 use super::HfError;
 use ecospac_ir::op::{BinaryOp, UnaryOp};
 use ecospac_ir::{DType, Op, ValueId};
@@ -317,11 +317,18 @@ pub fn llama(b: &mut Builder, cfg: &Config, model_type: &str) -> Result<(), HfEr
         false => (None, None),
     };
     let (sliding, window) = sliding_layers(cfg, model_type, layers)?;
-    let rope = rope(cfg, d as usize)?;
-    // Gemma 3's sliding-window layers rotate by a table of their own.
-    let local_rope = match model_type {
-        "gemma3_text" => Some(super::rope::plain(cfg.f64_or("rope_local_base_freq", 10_000.0)?, d as usize)?),
-        _ => None,
+    // Gemma 3's sliding-window layers rotate by a table of their own: in
+    // `rope_parameters.sliding_attention` (transformers 5) or from `rope_local_base_freq`.
+    let (rope, local_rope) = match model_type {
+        "gemma3_text" if per_layer_type(cfg) => (
+            rope_of(cfg, d as usize, Some("full_attention"))?,
+            Some(rope_of(cfg, d as usize, Some("sliding_attention"))?),
+        ),
+        "gemma3_text" => (
+            rope(cfg, d as usize)?,
+            Some(super::rope::plain(cfg.f64_or("rope_local_base_freq", 10_000.0)?, d as usize)?),
+        ),
+        _ => (rope(cfg, d as usize)?, None),
     };
     let p = if b.has("model.embed_tokens.weight") { "model." } else { "" };
 

@@ -50,32 +50,57 @@ pub fn plain(theta: f64, head_dim: usize) -> Result<Rope, HfError> {
 /// keys, `partial_rotary_factor`); 4.x has `rope_theta` and `rope_scaling` at
 /// the top level. A config with both forms must agree on theta.
 pub fn rope(cfg: &Config, head_dim: usize) -> Result<Rope, HfError> {
-    let params = cfg.object("rope_parameters")?;
-    if let Some(p) = &params {
-        // Per-layer-type tables (`{"full_attention": {...}, "sliding_attention": {...}}`).
-        if p.json.as_object().is_some_and(|o| !o.is_empty() && o.values().all(|v| v.is_object())) {
-            return Err(HfError::Config {
-                key: "rope_parameters".into(),
-                problem: "has one table per layer type, which ecospac does not build yet".into(),
-            });
-        }
-        if cfg.has("rope_scaling") {
-            return Err(HfError::Config {
-                key: "rope_scaling".into(),
-                problem: "is set together with `rope_parameters` (transformers 5 keeps the scaling there); \
-                          remove one of them"
-                    .into(),
-            });
-        }
+    rope_of(cfg, head_dim, None)
+}
+
+/// Whether `rope_parameters` holds one table per layer type
+/// (`{"full_attention": {...}, "sliding_attention": {...}}`, transformers 5).
+pub fn per_layer_type(cfg: &Config) -> bool {
+    cfg.json
+        .get("rope_parameters")
+        .and_then(|p| p.as_object())
+        .is_some_and(|o| !o.is_empty() && o.values().all(|v| v.is_object()))
+}
+
+/// [`rope`] for the layers of `layer_type` when `rope_parameters` has one
+/// table per layer type (an error without a layer type, or without its table).
+pub fn rope_of(cfg: &Config, head_dim: usize, layer_type: Option<&str>) -> Result<Rope, HfError> {
+    let mut params = cfg.object("rope_parameters")?;
+    if let Some(p) = params.take() {
+        params = match (per_layer_type(cfg), layer_type) {
+            (false, _) => Some(p),
+            (true, Some(t)) => Some(p.object(t)?.ok_or_else(|| HfError::Config {
+                key: p.path(t),
+                problem: "is missing: `rope_parameters` has one table per layer type".into(),
+            })?),
+            (true, None) => {
+                return Err(HfError::Config {
+                    key: "rope_parameters".into(),
+                    problem: "has one table per layer type, which ecospac builds for Gemma 3 only".into(),
+                })
+            }
+        };
     }
-    let top_theta = cfg.f64_or("rope_theta", f64::NAN)?;
+    if params.is_some() && cfg.has("rope_scaling") {
+        return Err(HfError::Config {
+            key: "rope_scaling".into(),
+            problem: "is set together with `rope_parameters` (transformers 5 keeps the scaling there); \
+                      remove one of them"
+                .into(),
+        });
+    }
+    // A per-layer-type table has its own theta; the top-level one is the global layers'.
+    let top_theta = match per_layer_type(cfg) {
+        true => f64::NAN,
+        false => cfg.f64_or("rope_theta", f64::NAN)?,
+    };
     let base = match &params {
         Some(p) => {
             let t = p.f64_or("rope_theta", f64::NAN)?;
             if !t.is_nan() && !top_theta.is_nan() && t != top_theta {
                 return Err(HfError::Config {
                     key: "rope_theta".into(),
-                    problem: format!("is {top_theta}, but `rope_parameters.rope_theta` is {t}"),
+                    problem: format!("is {top_theta}, but `{}` is {t}", p.path("rope_theta")),
                 });
             }
             if t.is_nan() {
