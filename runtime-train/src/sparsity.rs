@@ -3,15 +3,17 @@
 //!
 //! The groups come from the compiler's coupling analysis on the graph the
 //! model runs as ([`Net::ir`]); a shrink slices that graph, its weights
-//! included, with the compiler's slicer, and the program is rebuilt from it,
-//! so the model trained is the model exported.
+//! included, with the compiler's `slice` pass run by its pipeline (as a
+//! compile runs it, verified after), and the program is rebuilt from it, so
+//! the model trained is the model exported.
 
 use crate::net::Net;
 use crate::optim::AdamW;
 use crate::TrainError;
 use ecospac_ir::Model as IrModel;
 use ecospac_passes::coupling::{analyze_with, AnalysisOptions, Coupling, Role};
-use ecospac_passes::prune::{apply_plan, plan_with_scores, scores, Allocation, Criterion, PlanOptions, SlicePlan};
+use ecospac_passes::pipeline::{Compilation, Env, Facts, Pipeline, Recipe};
+use ecospac_passes::prune::{plan_with_scores, scores, Allocation, Criterion, PlanOptions, SlicePlan};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tch::{Kind, Tensor};
 
@@ -255,8 +257,7 @@ impl Sparsifier {
             None => None,
         };
         let before: BTreeSet<String> = model.params.keys().cloned().collect();
-        apply_plan(&mut model.ir, &mut self.coupling, &plan)?;
-        ecospac_passes::run_passes(&mut model.ir, &["infer-shapes", "eliminate-dead-nodes"])?;
+        model.ir = self.slice(std::mem::take(&mut model.ir), &plan)?;
         // A weight whose uses were sliced differently is now one copy per use, each trainable.
         model.adopt_copies(&before);
         model.rebuild()?;
@@ -278,6 +279,26 @@ impl Sparsifier {
         Ok(())
     }
 
+    /// `model` sliced by `plan` with the compiler's `slice` pass, run by the
+    /// pipeline as a compile runs it (the graph verified after it). The
+    /// analysis stays this sparsifier's: it describes the graph before slicing.
+    fn slice(&mut self, model: IrModel, plan: &SlicePlan) -> Result<IrModel, TrainError> {
+        let facts = Facts::PREPARED.with(Facts::COUPLING).with(Facts::PLAN);
+        let env = Env::default();
+        let mut pipeline = Pipeline::starting_from(&Recipe::of(&["slice"]), &env, facts)?.verify_each(true);
+        let mut cx = Compilation::new(model);
+        cx.facts = facts;
+        cx.plan = Some(plan.clone());
+        // The analysis lends itself to the compilation (an empty one stands in meanwhile).
+        cx.coupling = Some(std::mem::replace(&mut self.coupling, analyze_with(&IrModel::default(), &TRAIN_ANALYSIS)));
+        let result = pipeline.run(&mut cx, &env);
+        if let Some(c) = cx.coupling.take() {
+            self.coupling = c;
+        }
+        result?;
+        Ok(cx.model)
+    }
+
     /// `tensors` (one per parameter, by name) sliced by `plan` as the
     /// parameters are: a copy of the graph holding them in the parameters'
     /// places goes through the slicer.
@@ -295,7 +316,7 @@ impl Sparsifier {
                 value.constant = Some(crate::exec::to_ir(t)?);
             }
         }
-        apply_plan(&mut copy, &mut self.coupling, plan)?;
+        let copy = self.slice(copy, plan)?;
         let g = &copy.graph;
         let mut out = BTreeMap::new();
         for &v in &g.initializers {
