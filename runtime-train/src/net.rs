@@ -126,8 +126,7 @@ impl Net {
         Net::new(hf.model, names, Some(json.clone()), Some(objective), device)
     }
 
-    /// An ONNX model as it is: every float initializer with more than one
-    /// element is trained (so are constant tables such as RoPE caches).
+    /// An ONNX model as it is: its [`weights`] are trained.
     pub fn from_onnx(model: IrModel, objective: Objective, device: Device) -> Result<Net, TrainError> {
         let names = weights(&model);
         Net::new(model, names, None, Some(objective), device)
@@ -372,14 +371,40 @@ fn output_named(program: &Program, name: &str) -> Result<ValueId, TrainError> {
         .ok_or_else(|| TrainError::Config(format!("the model has no output `{name}`")))
 }
 
-/// The float initializers of `model` with more than one element (its weights).
+/// The weights of `model`: its float initializers with more than one element
+/// that reach a graph output other than through a `Cos` or `Sin` (what feeds
+/// only those is a RoPE frequency table, not a weight; a cos/sin table
+/// computed before export is indistinguishable from a learned one, and is
+/// trained).
 pub fn weights(model: &IrModel) -> BTreeSet<String> {
     let g = &model.graph;
+    let consumers = g.consumers();
+    let outputs: BTreeSet<ValueId> = g.outputs.iter().copied().collect();
+    let reaches_output = |start: ValueId| {
+        let mut stack = vec![start];
+        let mut seen = BTreeSet::new();
+        while let Some(v) = stack.pop() {
+            if outputs.contains(&v) {
+                return true;
+            }
+            if !seen.insert(v) {
+                continue;
+            }
+            for &n in consumers.get(v.index()).into_iter().flatten() {
+                let node = g.node(n);
+                if !matches!(node.op, Op::Unary(UnaryOp::Cos | UnaryOp::Sin)) {
+                    stack.extend(node.outputs.iter().flatten().copied());
+                }
+            }
+        }
+        false
+    };
     g.initializers
         .iter()
-        .map(|&v| g.value(v))
-        .filter(|v| v.constant.as_ref().is_some_and(|t| t.dtype.is_float() && t.numel() > 1))
-        .map(|v| v.name.clone())
+        .copied()
+        .filter(|&v| g.value(v).constant.as_ref().is_some_and(|t| t.dtype.is_float() && t.numel() > 1))
+        .filter(|&v| reaches_output(v))
+        .map(|v| g.value(v).name.clone())
         .collect()
 }
 

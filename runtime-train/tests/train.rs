@@ -301,3 +301,22 @@ fn dense_checkpoints_round_trip_through_the_checkpoint_frontend() {
     let diff = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-4, "checkpoint graph vs tch: {diff}");
 }
+
+/// What an ONNX file trains: its weights, not the RoPE frequency table the
+/// dynamo exporter stores as an initializer (it feeds only `Cos` and `Sin`).
+#[test]
+fn rope_frequencies_of_an_onnx_file_are_not_weights() {
+    let ir = ecospac_frontends::import_file(&root().join("tests/fixtures/llama-dynamo.onnx")).expect("import");
+    let weights = ecospac_runtime_train::net::weights(&ir);
+    let g = &ir.graph;
+    let float: Vec<&str> = g
+        .initializers
+        .iter()
+        .map(|&v| g.value(v))
+        .filter(|v| v.constant.as_ref().is_some_and(|t| t.dtype.is_float() && t.numel() > 1))
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(float.contains(&"expand_2"), "the fixture's frequency table: {float:?}");
+    assert!(!weights.contains("expand_2"), "the frequency table is trained");
+    assert_eq!(weights.len(), float.len() - 1, "every other float initializer is a weight: {weights:?}");
+}
