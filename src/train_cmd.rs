@@ -111,6 +111,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 50)]
     pub(crate) every: usize,
     /// Importance: coupled (EcoSpa Taylor over the whole coupled slice), magnitude, uncoupled.
+    /// Until any importance is collected (with --teacher, while the student still equals the
+    /// teacher there is no gradient), the coupled weight magnitude decides.
     #[arg(long, default_value = "coupled", value_parser = parse_criterion)]
     pub(crate) criterion: TrainCriterion,
     /// Budget allocation: uniform or global.

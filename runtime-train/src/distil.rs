@@ -101,7 +101,8 @@ pub struct DistilConfig {
     pub device: Device,
     /// Shrink the student while it learns, on this schedule.
     pub schedule: Option<Schedule>,
-    /// Importance for shrinking.
+    /// Importance for shrinking (until any is collected, the weights decide:
+    /// while the student still equals the teacher there is no gradient).
     pub criterion: TrainCriterion,
     /// Spreading the removals over groups.
     pub allocation: Allocation,
@@ -139,6 +140,9 @@ pub struct Distiller {
     step: usize,
     sparsifier: Option<Sparsifier>,
 }
+
+/// A loss at or below this means the student matches the teacher.
+const NOTHING_TO_LEARN: f64 = 1e-6;
 
 /// One value of the student matched with the teacher's.
 struct Pair {
@@ -286,18 +290,24 @@ impl Distiller {
         if !value.is_finite() {
             return Err(TrainError::Config(format!("the distillation loss is {value} at step {}", self.step)));
         }
-        loss.backward();
         let schedule = self.cfg.schedule.clone();
-        if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), &schedule) {
-            if sc.collects_at(self.step + 1) {
-                sp.collect(&self.student);
+        // Where the student matches the teacher (as it does before its first
+        // shrink when it starts as the teacher) the gradients are rounding
+        // noise, which AdamW would scale up into steps of the full learning
+        // rate: nothing is learnt, and nothing is collected.
+        if value > NOTHING_TO_LEARN {
+            loss.backward();
+            if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), &schedule) {
+                if sc.collects_at(self.step + 1) {
+                    sp.collect(&self.student);
+                }
             }
+            if self.cfg.clip > 0.0 {
+                clip_grad_norm(&self.student.params, self.cfg.clip);
+            }
+            let lr = lr_at(self.step, self.cfg.adamw.lr, self.cfg.warmup, self.cfg.steps, 0.1);
+            self.adamw.update(&mut self.student.params, lr);
         }
-        if self.cfg.clip > 0.0 {
-            clip_grad_norm(&self.student.params, self.cfg.clip);
-        }
-        let lr = lr_at(self.step, self.cfg.adamw.lr, self.cfg.warmup, self.cfg.steps, 0.1);
-        self.adamw.update(&mut self.student.params, lr);
         self.step += 1;
         if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), &schedule) {
             if sc.shrinks_at(self.step) {

@@ -209,12 +209,13 @@ impl Sparsifier {
         if density >= current - 1e-9 {
             return Ok(None);
         }
-        let linear: Vec<Vec<f64>> = match self.criterion {
-            TrainCriterion::Magnitude => {
-                model.sync()?;
-                scores(&model.ir, &self.coupling, Criterion::Coupled, None, 0)?
-            }
-            _ => self.ema.iter().map(|s| s.iter().map(|x| x + 1e-30).collect()).collect(),
+        // With no importance collected yet (every gradient so far was zero), the weights decide.
+        let collected = self.ema.iter().flatten().any(|&x| x > 0.0);
+        let linear: Vec<Vec<f64>> = if self.criterion == TrainCriterion::Magnitude || !collected {
+            model.sync()?;
+            scores(&model.ir, &self.coupling, Criterion::Coupled, None, 0)?
+        } else {
+            self.ema.iter().map(|s| s.iter().map(|x| x + 1e-30).collect()).collect()
         };
         let opts = PlanOptions {
             budget: density / current,
