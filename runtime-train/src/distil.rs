@@ -290,14 +290,13 @@ impl Distiller {
         if !value.is_finite() {
             return Err(TrainError::Config(format!("the distillation loss is {value} at step {}", self.step)));
         }
-        let schedule = self.cfg.schedule.clone();
         // Where the student matches the teacher (as it does before its first
         // shrink when it starts as the teacher) the gradients are rounding
         // noise, which AdamW would scale up into steps of the full learning
         // rate: nothing is learnt, and nothing is collected.
         if value > NOTHING_TO_LEARN {
             loss.backward();
-            if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), &schedule) {
+            if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), self.cfg.schedule.as_ref()) {
                 if sc.collects_at(self.step + 1) {
                     sp.collect(&self.student);
                 }
@@ -309,7 +308,7 @@ impl Distiller {
             self.adamw.update(&mut self.student.params, lr);
         }
         self.step += 1;
-        if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), &schedule) {
+        if let (Some(sp), Some(sc)) = (self.sparsifier.as_mut(), self.cfg.schedule.as_ref()) {
             if sc.shrinks_at(self.step) {
                 if let Some(plan) = sp.plan(&mut self.student, sc.density(self.step))? {
                     sp.shrink(&mut self.student, Some(&mut self.adamw), plan)?;

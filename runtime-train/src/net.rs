@@ -192,11 +192,6 @@ impl Net {
         &self.program
     }
 
-    /// Where it runs.
-    pub fn device(&self) -> Device {
-        self.device
-    }
-
     /// Puts the parameters' current values into the graph's initializers.
     pub fn sync(&mut self) -> Result<(), TrainError> {
         self.program.write_into(&mut self.ir)?;
@@ -305,11 +300,7 @@ impl Net {
                 let w = self.params.get(table).or_else(|| self.constant(table)).ok_or_else(|| {
                     TrainError::Config(format!("the tied output projection `{table}` is not in the model"))
                 })?;
-                if self.bf16 {
-                    h.to_kind(Kind::BFloat16).matmul(&w.to_kind(Kind::BFloat16).tr()).to_kind(Kind::Float)
-                } else {
-                    h.matmul(&w.tr())
-                }
+                crate::exec::matmul(&h, &w.tr(), self.bf16)?
             }
         })
     }
@@ -348,11 +339,6 @@ impl Net {
     /// Trainable parameters counted.
     pub fn num_params(&self) -> i64 {
         self.params.values().map(|t| t.numel() as i64).sum()
-    }
-
-    /// A parameter's current value as an IR tensor.
-    pub fn tensor(&self, name: &str) -> Option<IrTensor> {
-        crate::exec::to_ir(self.params.get(name)?).ok()
     }
 
     /// A checkpoint tensor on this model's device.

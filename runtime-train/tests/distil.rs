@@ -44,6 +44,11 @@ fn compact(model: &Model) -> Model {
     cx.model
 }
 
+/// The exporter-made BERT fixture.
+fn bert() -> Model {
+    ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import")
+}
+
 fn batches(model: &Model, n: usize, seed: u64) -> Vec<Batch> {
     let all = ecospac_passes::synthetic::synthetic_inputs(model, n, &HashMap::from([("*".into(), 16)]), seed)
         .expect("inputs");
@@ -54,8 +59,7 @@ fn batches(model: &Model, n: usize, seed: u64) -> Vec<Batch> {
 fn distillation_recovers_fidelity_and_the_written_model_matches() {
     tch::set_num_threads(1);
     tch::manual_seed(0);
-    let teacher =
-        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import");
+    let teacher = bert();
     let student = compact(&teacher);
     let train = batches(&teacher, 32, 1);
     let held_out = batches(&teacher, 16, 2);
@@ -110,8 +114,7 @@ fn distillation_recovers_fidelity_and_the_written_model_matches() {
 
 #[test]
 fn a_student_without_shared_outputs_is_refused() {
-    let teacher =
-        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import");
+    let teacher = bert();
     let mut student = teacher.clone();
     let out = student.graph.outputs[0];
     student.graph.value_mut(out).name = "renamed".into();
@@ -121,8 +124,7 @@ fn a_student_without_shared_outputs_is_refused() {
 
 #[test]
 fn layer_outputs_are_matched_by_name_and_width() {
-    let teacher =
-        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import");
+    let teacher = bert();
     let student = compact(&teacher);
     let cfg = DistilConfig { match_layers: true, ..DistilConfig::default() };
     let mut d = Distiller::new(&student, &teacher, cfg).expect("distiller");
@@ -161,8 +163,7 @@ fn each_loss_is_zero_on_equal_outputs_and_grows_with_the_difference() {
 fn shrinking_while_distilling_from_the_teacher_itself() {
     tch::set_num_threads(1);
     tch::manual_seed(0);
-    let teacher =
-        ecospac_frontends::onnx::import_file(&root().join("tests/fixtures/bert-torchscript.onnx")).expect("import");
+    let teacher = bert();
     let train = batches(&teacher, 32, 1);
     let held_out = batches(&teacher, 8, 2);
     let schedule = ecospac_runtime_train::sparsity::Schedule { target: 0.5, start: 4, end: 12, every: 4 };

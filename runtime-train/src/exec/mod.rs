@@ -118,6 +118,12 @@ pub fn embedding_tables(g: &Graph) -> Vec<&str> {
     names
 }
 
+/// `a @ b` as the executor's `MatMul` computes it (in bfloat16 when `bf16`,
+/// the result in float32).
+pub(crate) fn matmul(a: &Tensor, b: &Tensor, bf16: bool) -> Result<Tensor, ExecError> {
+    ops::matmul(a, b, bf16).map_err(|Fail(e)| ExecError(format!("matrix product: {e}")))
+}
+
 /// A model ready to run on libtorch.
 pub struct Program {
     graph: Graph,
@@ -192,11 +198,6 @@ impl Program {
             }
         }
         Ok(())
-    }
-
-    /// The float initializers read as the data of a `Gather` (embedding tables).
-    pub fn embedding_tables(&self) -> Vec<&str> {
-        embedding_tables(&self.graph)
     }
 
     /// `model` (the model this program was made from) with the float

@@ -206,7 +206,7 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
 }
 
 /// `a @ b`; float32 operands multiply in bfloat16 when `bf16` (the result stays float32).
-fn matmul(a: &Tensor, b: &Tensor, bf16: bool) -> R<Tensor> {
+pub(crate) fn matmul(a: &Tensor, b: &Tensor, bf16: bool) -> R<Tensor> {
     if bf16 && a.kind() == Kind::Float && b.kind() == Kind::Float {
         let (a, b) = (a.f_to_kind(Kind::BFloat16)?, b.f_to_kind(Kind::BFloat16)?);
         return Ok(a.f_matmul(&b)?.f_to_kind(Kind::Float)?);
