@@ -222,7 +222,8 @@ fn exact_albert_dynamo() {
 }
 
 /// Graphs after ONNX Runtime's transformer optimizer (`make_ort_fixtures.py`):
-/// SkipLayerNormalization, BiasGelu and FastGelu are ops of the closed set, so
+/// SkipLayerNormalization, SimplifiedLayerNormalization (and its Skip form),
+/// BiasGelu and FastGelu are ops of the closed set, so
 /// the groups of the plain export survive. A fused Attention is sliced by whole
 /// heads (its packed Q/K/V weight and bias, `num_heads` rewritten; dims inside
 /// a head stay); EmbedLayerNormalization keeps its shapes and pins its weights,
@@ -232,6 +233,8 @@ fn ort_optimised_graphs_keep_their_groups() {
     let count = |name: &str| analyze(&prepared(name)).groups.len();
     assert_eq!(count("bert-ortopt-skipln.onnx"), count("bert-torchscript.onnx"));
     assert_eq!(count("gpt2-ortopt.onnx"), count("gpt2-torchscript.onnx"));
+    // RMS norms as `SimplifiedLayerNormalization` and its Skip form.
+    assert_eq!(count("llama-ortopt.onnx"), count("llama-torchscript.onnx"));
     // The fused graph: the FFN channels and the heads of both layers.
     let fused = analyze(&prepared("bert-ortopt.onnx"));
     assert_eq!(fused.groups.len(), 4);
@@ -293,6 +296,11 @@ fn exact_bert_ortopt() {
 #[test]
 fn exact_gpt2_ortopt() {
     exact_on("gpt2-ortopt.onnx");
+}
+
+#[test]
+fn exact_llama_ortopt() {
+    exact_on("llama-ortopt.onnx");
 }
 
 /// An op outside the closed set pins the groups it touches; the rest still compile.
@@ -560,14 +568,18 @@ fn plans_meet_the_budget_within_one_step() {
 
 /// Quantised graphs keep every group of the float graph: static QDQ
 /// (`quantize_static`, int8 with per-channel or per-tensor scales; scales and
-/// zero points are sliced with the weights) and int4 `MatMulNBits`, whose
-/// channels along K go in whole blocks.
+/// zero points are sliced with the weights), dynamic quantisation
+/// (`quantize_dynamic`: the channels cut where a `DynamicQuantizeLinear`
+/// measures its range are zero in the masked model) and int4 `MatMulNBits`,
+/// whose channels along K go in whole blocks.
 #[test]
 fn quantised_graphs_keep_their_groups() {
     let count = |name: &str| analyze(&prepared(name)).groups.len();
     assert_eq!(count("bert-qdq.onnx"), count("bert-torchscript.onnx"));
     assert_eq!(count("gpt2-qdq.onnx"), count("gpt2-torchscript.onnx"));
     assert_eq!(count("llama-qdq-pt.onnx"), count("llama-torchscript.onnx"));
+    assert_eq!(count("bert-dynq.onnx"), count("bert-torchscript.onnx"));
+    assert_eq!(count("llama-dynq-pc.onnx"), count("llama-torchscript.onnx"));
     let int4 = analyze(&prepared("llama-int4.onnx"));
     assert_eq!(int4.groups.len(), count("llama-torchscript.onnx"));
     // The FFN channels of each layer: 128 channels in 8 blocks of 16 (channels
@@ -604,12 +616,71 @@ fn exact_llama_qdq_per_tensor() {
     exact_on("llama-qdq-pt.onnx");
 }
 
-/// Dynamic quantisation (`DynamicQuantizeLinear` + `MatMulInteger`) is not
-/// sliced yet: the compile refuses it, naming the ops and how many weight
-/// parameters they hold, and writes nothing.
+/// Dynamic quantisation (`quantize_dynamic`: `DynamicQuantizeLinear` +
+/// `MatMulInteger`, per-tensor and per-column weights): codes, zero points and
+/// scales are cut together, and the result is exact, the dynamic ranges
+/// included.
+#[test]
+fn exact_bert_dynq() {
+    exact_on("bert-dynq.onnx");
+}
+
+#[test]
+fn exact_llama_dynq_per_channel() {
+    exact_on("llama-dynq-pc.onnx");
+}
+
+/// A dynamic quantisation range covers its whole input, so a channel may be cut
+/// there only where the analysis shows it is zero in the masked model: behind
+/// `Relu` (0 ↦ 0) the FFN channels stay a group; behind `Sigmoid` (0 ↦ ½) they
+/// are pinned, and only that layer's FFN group goes.
+#[test]
+fn dynamic_ranges_pin_channels_not_shown_to_be_zero() {
+    use ecospac_ir::op::UnaryOp;
+    use ecospac_ir::{Node, Op, Value};
+    let with = |f: UnaryOp| {
+        let mut m = prepared("bert-dynq.onnx");
+        let producers = m.graph.producers();
+        // The first layer's FFN: the range of the GELU output (a Mul) before the down projection.
+        let (id, x) = m
+            .graph
+            .nodes()
+            .find_map(|(id, n)| {
+                let x = n.inputs.first().copied().flatten()?;
+                let p = m.graph.node(producers[x.index()]?);
+                (matches!(n.op, Op::DynamicQuantize) && matches!(p.op, Op::Binary(ecospac_ir::op::BinaryOp::Mul)))
+                    .then_some((id, x))
+            })
+            .expect("a DynamicQuantizeLinear of the FFN activation");
+        let y = m.graph.add_value(Value::named("inserted"));
+        let node = Node {
+            name: "inserted".into(),
+            op: Op::Unary(f),
+            inputs: vec![Some(x)],
+            outputs: vec![Some(y)],
+            origin: None,
+            captures: Vec::new(),
+        };
+        m.graph.insert_node_before(node, id);
+        m.graph.node_mut(id).inputs[0] = Some(y);
+        ecospac_passes::run_passes(&mut m, &["infer-shapes"]).expect("infer");
+        m
+    };
+    let base = analyze(&prepared("bert-dynq.onnx")).groups.len();
+    let relu = with(UnaryOp::Relu);
+    assert_eq!(analyze(&relu).groups.len(), base, "0 ↦ 0: the channels are zero where cut");
+    check("bert-dynq + Relu", &relu, &budget_plan(0.5, Allocation::Uniform));
+    let sigmoid = analyze(&with(UnaryOp::Sigmoid));
+    assert_eq!(sigmoid.groups.len(), base - 1, "0 ↦ ½: that layer's FFN channels are pinned");
+    assert!(sigmoid.pinned.iter().any(|p| p.reasons.contains(&ecospac_ir::axes::PinReason::DynamicRange)));
+}
+
+/// Quantised graphs in the operator format (`QLinearMatMul` and friends) are
+/// not sliced yet: the compile refuses them, naming the ops and how many
+/// weight parameters they hold, and writes nothing.
 #[test]
 fn unsliced_quantised_graphs_are_refused_with_the_ops_named() {
-    let (name, ops) = ("bert-dynq.onnx", "DynamicQuantizeLinear ×8, MatMulInteger ×12");
+    let (name, ops) = ("bert-qop.onnx", "QLinearMatMul ×16");
     let out = tempfile::tempdir().expect("tempdir");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
         .args(["compile", &fixture(name).display().to_string(), "--budget", "0.5", "--calibration-length", "16"])

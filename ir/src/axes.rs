@@ -74,6 +74,9 @@ pub enum PinReason {
     /// The size of one head inside a fused attention op, which derives it from
     /// the hidden size and the head count (whole heads may go).
     HeadSize,
+    /// Read by a dynamic quantisation, whose range covers the whole tensor,
+    /// where the analysis cannot show that the removed elements are zero.
+    DynamicRange,
 }
 
 impl PinReason {
@@ -94,6 +97,7 @@ impl PinReason {
             PinReason::TooFragmented => "split into more pieces than the analysis follows",
             PinReason::Packed => "packed with its neighbours (within a quantisation block)",
             PinReason::HeadSize => "a head's size inside a fused attention op (whole heads only)",
+            PinReason::DynamicRange => "in a dynamic quantisation range, and not shown to be zero where cut",
         }
     }
 }
@@ -292,6 +296,15 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                 }
             }
         }
+        // Elementwise codes; the scale and zero point are of the whole tensor.
+        // Removing elements that are zero leaves its range (which always holds
+        // zero) as it was; the analysis pins the axes where it cannot show that
+        // the removed elements are zero.
+        Op::DynamicQuantize => {
+            for k in 0..o0.len() {
+                r.push(same(0, k, 0, k));
+            }
+        }
         Op::Softmax(s) => {
             let Ok(a) = norm_axis(s.axis, o0.len()) else { return pin_all(ins, outs, PinReason::UnknownShape) };
             for k in 0..o0.len() {
@@ -477,7 +490,7 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                 }
             }
         }
-        Op::MatMul | Op::Gemm(_) => {
+        Op::MatMul | Op::Gemm(_) | Op::MatMulInteger => {
             let (Some(a), Some(b)) = (in_shape(0), in_shape(1)) else {
                 return pin_all(ins, outs, PinReason::UnknownShape);
             };
@@ -496,8 +509,22 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             r.push(same(0, a_m, 0, ro - 2));
             r.push(same(1, b_n, 0, ro - 1));
             r.push(AxisRel::Contract(Slot { port: Port::In(0), axis: a_k }, Slot { port: Port::In(1), axis: b_k }));
-            if let Some(c) = in_shape(2) {
-                broadcast_rels(2, c, 0, o0, &mut r);
+            match op {
+                // Zero points: one per row of A, one per column of B, or one for all.
+                Op::MatMulInteger => {
+                    for (i, axis) in [(2, ro - 2), (3, ro - 1)] {
+                        match in_shape(i) {
+                            Some([n]) if n.as_known() != Some(1) => r.push(same(i, 0, 0, axis)),
+                            Some([] | [_]) | None => {}
+                            Some(_) => return pin_all(ins, outs, PinReason::UnknownShape),
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(c) = in_shape(2) {
+                        broadcast_rels(2, c, 0, o0, &mut r);
+                    }
+                }
             }
         }
         Op::Conv(c) => {

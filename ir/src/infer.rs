@@ -209,6 +209,46 @@ pub fn infer(
             };
             one(ty(dtype, cx.shape(0).map(<[Dim]>::to_vec)), None)
         }
+        Op::DynamicQuantize => {
+            if let Some(d) = cx.dtype(0).filter(|&d| d != DType::F32) {
+                return err(format!("DynamicQuantizeLinear of {d}: the operator takes float32"));
+            }
+            Ok(vec![
+                Fact::of_ty(ty(Some(DType::U8), cx.shape(0).map(<[Dim]>::to_vec))),
+                Fact::of_ty(ty(Some(DType::F32), Some(vec![]))),
+                Fact::of_ty(ty(Some(DType::U8), Some(vec![]))),
+            ])
+        }
+        Op::MatMulInteger => {
+            for i in 0..inputs.len().min(4) {
+                if let Some(d) = cx.dtype(i).filter(|&d| !matches!(d, DType::U8 | DType::I8)) {
+                    return err(format!("MatMulInteger: input {i} is {d}, not int8 or uint8"));
+                }
+            }
+            let shape = match (cx.shape(0), cx.shape(1)) {
+                (Some(a), Some(b)) if a.len() >= 2 && b.len() >= 2 => Some(matmul_shape(a, b)?),
+                (Some(a), Some(b)) => {
+                    return err(format!("MatMulInteger of ranks {} and {} (1-D is not modelled)", a.len(), b.len()))
+                }
+                _ => None,
+            };
+            // Zero points: one, or one per row of A / column of B.
+            for (i, of, axis) in [(2, 0, 2), (3, 1, 1)] {
+                let per = cx.shape(of).and_then(|s| s.len().checked_sub(axis)).and_then(|a| cx.shape(of)?.get(a));
+                match cx.shape(i) {
+                    None | Some([]) => {}
+                    Some([n]) if n.as_known() == Some(1) => {}
+                    Some([n]) if per.is_none_or(|p| p.as_known().is_none() || p == n) => {}
+                    Some(z) => {
+                        return err(format!(
+                            "MatMulInteger: zero point {i} of shape {z:?} for an input of {:?}",
+                            cx.shape(of)
+                        ))
+                    }
+                }
+            }
+            one(ty(Some(DType::I32), shape), None)
+        }
         Op::MatMulNBits(m) => {
             let known = |i: usize| cx.shape(i).map(|s| s.iter().map(Dim::as_known).collect::<Vec<_>>());
             let want_b = [Some(m.n), Some(m.k_blocks()), Some(m.blob_size())];

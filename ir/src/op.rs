@@ -10,7 +10,9 @@ use crate::tensor::Tensor;
 use crate::ty::DType;
 
 mod contrib;
+mod facts;
 pub use contrib::{ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, Quant, SkipLayerNorm};
+pub use facts::ZeroLaw;
 
 /// Elementwise ops with one input.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -158,6 +160,10 @@ pub struct LayerNorm {
     pub epsilon: f32,
     /// Type of the statistics.
     pub stash_type: i64,
+    /// RMS norm without a mean or bias: ONNX Runtime's
+    /// `SimplifiedLayerNormalization` (inputs X and scale; outputs Y and the
+    /// inverse RMS).
+    pub simplified: bool,
 }
 
 /// `ReduceMean`.
@@ -255,6 +261,12 @@ pub enum Op {
     Quantize(Quant),
     /// `DequantizeLinear`.
     Dequantize(Quant),
+    /// `DynamicQuantizeLinear`: uint8 codes, scale and zero point of a range
+    /// (min and max over the whole input, widened to hold 0) that it measures
+    /// at run time.
+    DynamicQuantize,
+    /// `MatMulInteger`: integer codes less their zero points, multiplied to int32.
+    MatMulInteger,
     /// `Gelu`.
     Gelu(Gelu),
     /// `com.microsoft` `SkipLayerNormalization` / `SkipSimplifiedLayerNormalization`.
@@ -544,10 +556,11 @@ impl Op {
                 axis: r.int("axis")?.unwrap_or(if opset >= 13 { -1 } else { 1 }),
                 coerce_2d: opset < 13,
             }),
-            "LayerNormalization" => Op::LayerNorm(LayerNorm {
+            "LayerNormalization" | "SimplifiedLayerNormalization" => Op::LayerNorm(LayerNorm {
                 axis: r.int("axis")?.unwrap_or(-1),
                 epsilon: r.float("epsilon")?.unwrap_or(1e-5),
                 stash_type: r.int("stash_type")?.unwrap_or(1),
+                simplified: op_type == "SimplifiedLayerNormalization",
             }),
             "ReduceMean" => Op::ReduceMean(ReduceMean {
                 axes: r.ints("axes")?,
@@ -570,6 +583,8 @@ impl Op {
                     Op::Dequantize(q)
                 }
             }
+            "DynamicQuantizeLinear" if opset >= 11 => Op::DynamicQuantize,
+            "MatMulInteger" if opset >= 10 => Op::MatMulInteger,
             "Gelu" => {
                 let approx = r.string("approximate")?.unwrap_or(b"none");
                 match approx {
@@ -648,10 +663,13 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Where => "Where",
             Op::Softmax(_) => "Softmax",
+            Op::LayerNorm(l) if l.simplified => "SimplifiedLayerNormalization",
             Op::LayerNorm(_) => "LayerNormalization",
             Op::ReduceMean(_) => "ReduceMean",
             Op::Quantize(_) => "QuantizeLinear",
             Op::Dequantize(_) => "DequantizeLinear",
+            Op::DynamicQuantize => "DynamicQuantizeLinear",
+            Op::MatMulInteger => "MatMulInteger",
             Op::Gelu(_) => "Gelu",
             Op::SkipLayerNorm(l) if l.simplified => "SkipSimplifiedLayerNormalization",
             Op::SkipLayerNorm(_) => "SkipLayerNormalization",
@@ -864,151 +882,16 @@ impl Op {
                 }
             }
             Op::Opaque(o) => return o.attrs.clone(),
-            Op::MatMul | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Slice | Op::Expand | Op::Range => {}
-        }
-        a
-    }
-
-    /// How the op treats sizes held in integer tensors, for the passes that
-    /// rewrite the sizes a slice changes. Declared for every op of the closed
-    /// set (no default): a new op must say whether sizes flow through it and
-    /// which of its inputs are sizes.
-    pub fn size_facts(&self) -> SizeFacts {
-        use UnaryOp::Identity;
-        let (flows, uses) = match self {
-            Op::Concat { .. } => (Some(SizeFlow::Concat), None),
-            Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Cast(_) | Op::Unary(Identity) => {
-                (Some(SizeFlow::Same), None)
-            }
-            Op::Reshape { .. } => (Some(SizeFlow::Same), Some(SizeUse::Shape(1))),
-            Op::Where => (Some(SizeFlow::Select), None),
-            Op::Expand => (None, Some(SizeUse::Shape(1))),
-            Op::ConstantOfShape { .. } => (None, Some(SizeUse::Shape(0))),
-            Op::Slice => (None, Some(SizeUse::Bounds)),
-            Op::Split(_) => (None, Some(SizeUse::SplitSizes)),
-            // Elementwise arithmetic, products, normalisation and the rest compute
-            // values, not sizes; ops whose output size depends on an input's
-            // values (Range) have their axes pinned by the axis relations.
             Op::MatMul
-            | Op::Gemm(_)
-            | Op::Conv(_)
-            | Op::Unary(_)
-            | Op::Binary(_)
-            | Op::Softmax(_)
-            | Op::LayerNorm(_)
-            | Op::SkipLayerNorm(_)
-            | Op::ReduceMean(_)
-            | Op::Quantize(_)
-            | Op::Dequantize(_)
-            | Op::Gelu(_)
-            | Op::ContribGelu(_)
-            | Op::EmbedLayerNorm(_)
-            | Op::Flatten { .. }
-            | Op::Transpose { .. }
-            | Op::Gather { .. }
-            | Op::Shape { .. }
-            | Op::Constant { .. }
-            | Op::Range
-            | Op::Opaque(_) => (None, None),
-            // K and N, and the head count, are attributes: the slicer sets them
-            // from the sliced weights ([`MatMulNBits::resized`], [`FusedAttention::resized`]).
-            Op::MatMulNBits(_) | Op::FusedAttention(_) => (None, Some(SizeUse::Attributes)),
-        };
-        SizeFacts { flows, uses }
-    }
-
-    /// The inputs that hold weights stored as integers (quantised data and
-    /// their zero points): constants there are parameters, sliced with the
-    /// float weights, where other integer constants are sizes or indices.
-    pub fn quantised_inputs(&self) -> &'static [usize] {
-        match self {
-            Op::Dequantize(_) => &[0, 2],
-            Op::Quantize(_) => &[2],
-            Op::MatMulNBits(_) => &[1, 3],
-            Op::MatMul
-            | Op::Gemm(_)
-            | Op::Conv(_)
             | Op::Unary(_)
             | Op::Binary(_)
             | Op::Where
-            | Op::Softmax(_)
-            | Op::LayerNorm(_)
-            | Op::ReduceMean(_)
-            | Op::Gelu(_)
-            | Op::SkipLayerNorm(_)
-            | Op::ContribGelu(_)
-            | Op::FusedAttention(_)
-            | Op::EmbedLayerNorm(_)
-            | Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Transpose { .. }
-            | Op::Split(_)
             | Op::Slice
-            | Op::Concat { .. }
-            | Op::Gather { .. }
-            | Op::Shape { .. }
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
             | Op::Expand
-            | Op::Cast(_)
-            | Op::Constant { .. }
-            | Op::ConstantOfShape { .. }
-            | Op::Range => &[],
-            // Quantised products outside the closed set: their weights still
-            // count as parameters (and are reported as pinned by them).
-            Op::Opaque(o) => match (o.domain.as_str(), o.op_type.as_str()) {
-                ("" | "ai.onnx", "MatMulInteger" | "ConvInteger") => &[1, 3],
-                ("" | "ai.onnx", "QLinearMatMul" | "QLinearConv") => &[3, 5],
-                ("" | "ai.onnx", "DequantizeLinear") => &[0, 2],
-                ("com.microsoft", "DequantizeLinear") => &[0, 2],
-                _ => &[],
-            },
+            | Op::Range
+            | Op::DynamicQuantize
+            | Op::MatMulInteger => {}
         }
-    }
-
-    /// How many quantised codes one stored element of input `input` holds
-    /// (low-bit codes packed into bytes), for counting parameters.
-    pub fn codes_per_element(&self, input: usize, dtype: DType) -> u32 {
-        match self {
-            Op::MatMulNBits(m) if input == 1 || (input == 3 && dtype == DType::U8) => 8 / m.bits.clamp(1, 8) as u32,
-            _ => 1,
-        }
-    }
-
-    /// Inputs and outputs the op accepts: `(min_in, max_in, min_out, max_out)`.
-    pub fn arity(&self) -> (usize, usize, usize, usize) {
-        const ANY: usize = usize::MAX;
-        match self {
-            Op::MatMul => (2, 2, 1, 1),
-            Op::Gemm(_) | Op::Conv(_) => (2, 3, 1, 1),
-            Op::Unary(_)
-            | Op::Softmax(_)
-            | Op::Gelu(_)
-            | Op::Transpose { .. }
-            | Op::Flatten { .. }
-            | Op::Shape { .. }
-            | Op::Cast(_) => (1, 1, 1, 1),
-            Op::Binary(_) | Op::Gather { .. } | Op::Expand => (2, 2, 1, 1),
-            Op::Where => (3, 3, 1, 1),
-            Op::Quantize(_) | Op::Dequantize(_) => (2, 3, 1, 1),
-            Op::LayerNorm(_) => (2, 3, 1, 3),
-            Op::SkipLayerNorm(l) => (3, if l.simplified { 4 } else { 5 }, 1, 4),
-            Op::ContribGelu(ContribGelu::BiasGelu) => (2, 2, 1, 1),
-            Op::ContribGelu(ContribGelu::FastGelu) => (1, 2, 1, 1),
-            Op::ContribGelu(_) => (1, 1, 1, 1),
-            Op::FusedAttention(_) => (2, 7, 1, 2),
-            Op::EmbedLayerNorm(_) => (7, 9, 2, 3),
-            Op::MatMulNBits(_) => (3, 6, 1, 1),
-            Op::ReduceMean(r) => (1, if r.axes.is_some() { 1 } else { 2 }, 1, 1),
-            Op::Reshape { .. } => (2, 2, 1, 1),
-            Op::Split(s) => (1, if s.split.is_some() { 1 } else { 2 }, 1, ANY),
-            Op::Slice => (3, 5, 1, 1),
-            Op::Concat { .. } => (1, ANY, 1, 1),
-            Op::Squeeze { axes } | Op::Unsqueeze { axes } => (1, if axes.is_some() { 1 } else { 2 }, 1, 1),
-            Op::Constant { .. } => (0, 0, 1, 1),
-            Op::ConstantOfShape { .. } => (1, 1, 1, 1),
-            Op::Range => (3, 3, 1, 1),
-            Op::Opaque(_) => (0, ANY, 0, ANY),
-        }
+        a
     }
 }

@@ -172,23 +172,29 @@ pub fn verify(g: &Graph) -> Result<Verified<'_>, VerifierErrors> {
     if structural_ok {
         let (_, issues) = facts(g);
         for issue in issues {
-            match issue {
-                PropagationIssue::Node(id, e) => push(Location::Node(id), format!("{}: {e}", describe_node(g, id))),
-                PropagationIssue::Conflict { value, inferred, declared } => push(
-                    Location::Value(value),
-                    format!(
-                        "{}: inferred {} but declared {}",
-                        describe_value(g, value),
-                        crate::text::ty_string(g, &inferred),
-                        crate::text::ty_string(g, &declared)
-                    ),
-                ),
-            }
+            let at = match issue {
+                PropagationIssue::Node(id, _) => Location::Node(id),
+                PropagationIssue::Conflict { value, .. } => Location::Value(value),
+            };
+            push(at, describe_issue(g, &issue));
         }
     }
     if errs.is_empty() {
         Ok(Verified(g))
     } else {
         Err(VerifierErrors(errs))
+    }
+}
+
+/// A type inference issue in words, naming the node or value.
+pub fn describe_issue(g: &Graph, issue: &PropagationIssue) -> String {
+    match issue {
+        PropagationIssue::Node(id, e) => format!("{}: {e}", describe_node(g, *id)),
+        PropagationIssue::Conflict { value, inferred, declared } => format!(
+            "{}: inferred {} but declared {}",
+            describe_value(g, *value),
+            crate::text::ty_string(g, inferred),
+            crate::text::ty_string(g, declared)
+        ),
     }
 }

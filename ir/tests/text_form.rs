@@ -82,7 +82,8 @@ fn any_op() -> impl Strategy<Value = Op> {
         (1e-12f32..1.0).prop_map(|epsilon| Op::LayerNorm(ecospac_ir::op::LayerNorm {
             axis: -1,
             epsilon,
-            stash_type: 1
+            stash_type: 1,
+            simplified: false,
         })),
         Just(Op::Unary(ecospac_ir::op::UnaryOp::Erf)),
         Just(Op::Binary(ecospac_ir::op::BinaryOp::Pow)),

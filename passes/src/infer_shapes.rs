@@ -26,7 +26,7 @@ pub fn infer_shapes(model: &mut Model) -> Result<Changed, String> {
         let mut pending = Pending { next: g.symbols().count(), count: 0 };
         let (facts, issues) = propagate(g, &mut pending);
         if let Some(issue) = issues.first() {
-            return Err(format!("{issue:?}"));
+            return Err(ecospac_ir::verify::describe_issue(g, issue));
         }
         for _ in 0..pending.count {
             g.fresh_symbol("unk");

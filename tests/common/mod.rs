@@ -37,18 +37,21 @@ pub const FIXTURES: &[&str] = &[
     "bert-ortopt-skipln.onnx",
     "bert-ortopt.onnx",
     "gpt2-ortopt.onnx",
+    "llama-ortopt.onnx",
     "if-reads-weight.onnx",
     "bert-qdq.onnx",
     "gpt2-qdq.onnx",
     "llama-qdq-pt.onnx",
     "bert-dynq.onnx",
+    "llama-dynq-pc.onnx",
+    "bert-qop.onnx",
     "llama-int4.onnx",
     "gpt2-fp16.onnx",
 ];
 
 /// Fixtures that ecospac reads but cannot slice yet (their compile is refused
-/// with the ops named): dynamic quantisation.
-pub const UNSLICED: &[&str] = &["bert-dynq.onnx"];
+/// with the ops named): static quantisation in the operator format.
+pub const UNSLICED: &[&str] = &["bert-qop.onnx"];
 
 /// The fixtures whose compile slices something.
 pub fn sliced_fixtures() -> impl Iterator<Item = &'static str> {

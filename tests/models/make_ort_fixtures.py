@@ -10,6 +10,10 @@ the exporter-made fixtures (`make_fixtures.py`), the way deployment guides do:
                            Attention, BiasGelu, SkipLayerNormalization
   gpt2-ortopt.onnx         GPT-2 with the default fusions for gpt2 (SkipLayerNormalization,
                            FastGelu/BiasGelu where matched)
+  llama-ortopt.onnx        LLaMA with the gpt2 fusions but RotaryEmbedding: RMS norms as
+                           SimplifiedLayerNormalization and SkipSimplifiedLayerNormalization
+                           (ORT's fused RotaryEmbedding graph takes position_ids of batch 1 only,
+                           so ONNX Runtime itself cannot run it on a batch)
 
 (`onnxruntime.transformers.optimizer` imports torch, hence the dependency.)
 
@@ -29,10 +33,13 @@ def main(out):
     for k in ("enable_attention", "enable_bias_gelu", "enable_gelu", "enable_embed_layer_norm",
               "enable_bias_skip_layer_norm", "enable_gelu_approximation"):
         setattr(only_skip, k, False)
+    no_rotary = FusionOptions("gpt2")
+    no_rotary.enable_rotary_embeddings = False
     jobs = [
         ("bert-ortopt-skipln.onnx", "bert-torchscript.onnx", "bert", only_skip),
         ("bert-ortopt.onnx", "bert-torchscript.onnx", "bert", None),
         ("gpt2-ortopt.onnx", "gpt2-torchscript.onnx", "gpt2", None),
+        ("llama-ortopt.onnx", "llama-torchscript.onnx", "gpt2", no_rotary),
     ]
     for name, base, kind, opts in jobs:
         m = optimizer.optimize_model(src(base), model_type=kind, num_heads=4, hidden_size=64,

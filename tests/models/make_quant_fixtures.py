@@ -11,6 +11,10 @@ the way ONNX Runtime's quantisation guide does it:
   gpt2-qdq.onnx      GPT-2, the same
   llama-qdq-pt.onnx  LLaMA, static QDQ with per-tensor weights
   bert-dynq.onnx     BERT, `quantize_dynamic` (DynamicQuantizeLinear + MatMulInteger)
+  llama-dynq-pc.onnx LLaMA, `quantize_dynamic` with per-channel weights (a scale
+                     and zero point per column)
+  bert-qop.onnx      BERT, static int8 in the operator format (`QuantFormat.QOperator`:
+                     QLinearMatMul and friends, which ecospac does not slice)
   llama-int4.onnx    LLaMA, int4 weight-only `MatMulNBits` (block 16, symmetric)
   gpt2-fp16.onnx     GPT-2 in float16 (`onnxruntime.transformers.float16`,
                      float32 inputs and outputs kept), as GPU deployment does
@@ -66,12 +70,12 @@ def trained_like(src, dst):
     onnx.save(m, dst)
 
 
-def static(src, dst, per_channel):
+def static(src, dst, per_channel, quant_format=QuantFormat.QDQ):
     with tempfile.TemporaryDirectory() as tmp:
         pre, noisy = os.path.join(tmp, "pre.onnx"), os.path.join(tmp, "noisy.onnx")
         trained_like(src, noisy)
         quant_pre_process(noisy, pre, skip_symbolic_shape=True)
-        quantize_static(pre, dst, Tokens(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+        quantize_static(pre, dst, Tokens(), quant_format=quant_format, per_channel=per_channel,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
 
 
@@ -88,15 +92,19 @@ def main(out):
     static(p("bert-torchscript.onnx"), p("bert-qdq.onnx"), True)
     static(p("gpt2-torchscript.onnx"), p("gpt2-qdq.onnx"), True)
     static(p("llama-torchscript.onnx"), p("llama-qdq-pt.onnx"), False)
+    static(p("bert-torchscript.onnx"), p("bert-qop.onnx"), True, QuantFormat.QOperator)
+    dynamic = lambda s, d: quantize_dynamic(s, d, weight_type=QuantType.QInt8)  # noqa: E731
+    dynamic_pc = lambda s, d: quantize_dynamic(s, d, weight_type=QuantType.QInt8, per_channel=True)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
-        for base, dst, quant in (("bert", "bert-dynq.onnx", lambda s, d: quantize_dynamic(s, d, weight_type=QuantType.QInt8)),
+        for base, dst, quant in (("bert", "bert-dynq.onnx", dynamic), ("llama", "llama-dynq-pc.onnx", dynamic_pc),
                                  ("llama", "llama-int4.onnx", int4)):
             noisy = os.path.join(tmp, base + ".onnx")
             trained_like(p(base + "-torchscript.onnx"), noisy)
             quant(noisy, p(dst))
     from onnxruntime.transformers.float16 import convert_float_to_float16
     onnx.save(convert_float_to_float16(onnx.load(p("gpt2-torchscript.onnx")), keep_io_types=True), p("gpt2-fp16.onnx"))
-    for n in ("bert-qdq.onnx", "gpt2-qdq.onnx", "llama-qdq-pt.onnx", "bert-dynq.onnx", "llama-int4.onnx", "gpt2-fp16.onnx"):
+    for n in ("bert-qdq.onnx", "gpt2-qdq.onnx", "llama-qdq-pt.onnx", "bert-qop.onnx", "bert-dynq.onnx",
+              "llama-dynq-pc.onnx", "llama-int4.onnx", "gpt2-fp16.onnx"):
         m = onnx.load(p(n))
         ops = collections.Counter(f"{x.domain}.{x.op_type}" if x.domain else x.op_type for x in m.graph.node)
         print(n, os.path.getsize(p(n)), dict(sorted(ops.items())))

@@ -331,7 +331,7 @@ impl<'w> Builder<'w> {
     pub fn layer_norm(&mut self, x: ValueId, prefix: &str, d: i64, eps: f64) -> Result<ValueId, HfError> {
         let w = self.weight(&format!("{prefix}.weight"), &[d])?;
         let b = self.weight(&format!("{prefix}.bias"), &[d])?;
-        let op = Op::LayerNorm(LayerNorm { axis: -1, epsilon: eps as f32, stash_type: 1 });
+        let op = Op::LayerNorm(LayerNorm { axis: -1, epsilon: eps as f32, stash_type: 1, simplified: false });
         Ok(self.node(op, &[x, w, b]))
     }
 

@@ -10,6 +10,7 @@
 //! repeated heads and RoPE's half rotation fall out of the op rules.
 
 mod atoms;
+mod zeros;
 
 use atoms::{AtomId, Atoms, Refine};
 use ecospac_ir::axes::{axis_relations, AxisRel, Part, PinReason, Port, Slot};
@@ -494,6 +495,20 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
                     if let Some(a) = an.slot(&facts, v, axis, r) {
                         an.atoms.pin(a, PinReason::Subgraph);
                     }
+                }
+            }
+        }
+    }
+    // A dynamic quantisation range reads its whole input: an axis may go
+    // only where the removed elements are zero in the masked model.
+    let mut zeros = zeros::Zeros::new(g, &facts);
+    for (_, node) in g.nodes() {
+        let (Op::DynamicQuantize, Some(Some(x))) = (&node.op, node.inputs.first()) else { continue };
+        let rank = facts[x.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
+        for axis in 0..rank {
+            if !zeros.where_cut(*x, axis) {
+                if let Some(a) = an.slot(&facts, *x, axis, None) {
+                    an.atoms.pin(a, PinReason::DynamicRange);
                 }
             }
         }

@@ -26,7 +26,7 @@ pub use slice::{apply_plan, mask_plan, masked, SliceError};
 pub use stats::{collect, member_activation, probe_model, run_probes, ActivationStats, CalibrationStats};
 
 use crate::coupling::Coupling;
-use ecospac_ir::Model;
+use ecospac_ir::{EntityId, Model};
 
 /// Settings of a plan chosen without running the model.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -66,6 +66,32 @@ pub fn plan_with_scores(
     Ok(keep_strongest(model, coupling, &scores, &per_block))
 }
 
+/// The weight's scale of an integer product as ONNX Runtime's dynamic
+/// quantiser writes it: `Cast(MatMulInteger) * (input scale * weight scale)`,
+/// with the weight's scale a constant.
+fn integer_scale(g: &ecospac_ir::Graph, node: &ecospac_ir::Node) -> Option<Vec<f64>> {
+    use ecospac_ir::op::BinaryOp::Mul;
+    use ecospac_ir::Op;
+    let consumers = g.consumers();
+    let producers = g.producers();
+    let only = |v: ecospac_ir::ValueId| match consumers[v.index()].as_slice() {
+        [n] => Some(g.node(*n)),
+        _ => None,
+    };
+    let cast = only(node.outputs.first().copied().flatten()?)?;
+    let mul = only(cast.outputs.first().copied().flatten()?).filter(|m| matches!(m.op, Op::Binary(Mul)))?;
+    let cast_out = cast.outputs.first().copied().flatten()?;
+    let factor = mul.inputs.iter().flatten().copied().find(|&v| v != cast_out)?;
+    let constant = |v: ecospac_ir::ValueId| g.value(v).constant.as_ref().and_then(|t| t.to_f64s());
+    constant(factor).or_else(|| {
+        let p = g.node(producers[factor.index()]?);
+        if !matches!(p.op, Op::Binary(Mul)) {
+            return None;
+        }
+        p.inputs.iter().flatten().find_map(|&v| constant(v))
+    })
+}
+
 /// The values of a member's weight as the model computes with them, with
 /// their dims: its elements, or, for quantised data, `(q - zero_point) ·
 /// scale`: per tensor or per axis where a `DequantizeLinear` reads it, per
@@ -102,6 +128,18 @@ pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<(Vec<
                 })
                 .collect();
             Some((dims, values))
+        }
+        ecospac_ir::Op::MatMulInteger if input == 1 && dims.len() == 2 => {
+            // (q - zero point) times the weight's scale, one per column or one
+            // for all; without a scale that can be found, the codes less their
+            // zero points (the same ranking within the weight).
+            let q = t.to_f64s()?;
+            let n = dims[1].max(1);
+            let per_column = |v: Vec<f64>| (v.len() == 1 || v.len() == n).then_some(v);
+            let zero = param(3).map_or_else(|| Some(vec![0.0]), |z| per_column(z.to_f64s()?))?;
+            let scale = integer_scale(g, node).and_then(per_column).unwrap_or_else(|| vec![1.0]);
+            let at = |v: &[f64], c: usize| v[if v.len() == 1 { 0 } else { c }];
+            Some((dims, q.iter().enumerate().map(|(e, &x)| (x - at(&zero, e % n)) * at(&scale, e % n)).collect()))
         }
         ecospac_ir::Op::MatMulNBits(mm) if input == 1 => {
             let (bits, bs) = (usize::try_from(mm.bits).ok()?, usize::try_from(mm.block_size).ok()?);

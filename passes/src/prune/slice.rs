@@ -78,14 +78,19 @@ struct ZeroPoint {
     axis: Option<usize>,
 }
 
-/// The zero point that `reader` applies to `value` (a `DequantizeLinear`'s data).
+/// The zero point that `reader` applies to `value` (a `DequantizeLinear`'s
+/// data, or either side of a `MatMulInteger`: one per row of A, per column of B).
 fn zero_point(model: &Model, value: ValueId, reader: Option<(NodeId, usize)>) -> Option<ZeroPoint> {
-    let (node, 0) = reader? else { return None };
+    let (node, input) = reader?;
     let node = model.graph.node(node);
-    let Op::Dequantize(q) = &node.op else { return None };
-    let point = model.graph.value((*node.inputs.get(2)?)?).constant.clone()?;
     let rank = model.graph.value(value).constant.as_ref()?.dims.len();
-    let axis = if point.numel() == 1 { None } else { Some(q.axis(rank).ok()?) };
+    let (at, axis) = match (&node.op, input) {
+        (Op::Dequantize(q), 0) => (2, q.axis(rank).ok()?),
+        (Op::MatMulInteger, 0 | 1) => (input + 2, rank.checked_sub(2 - input)?),
+        _ => return None,
+    };
+    let point = model.graph.value((*node.inputs.get(at)?)?).constant.clone()?;
+    let axis = if point.numel() == 1 { None } else { Some(axis) };
     Some(ZeroPoint { point, axis })
 }
 

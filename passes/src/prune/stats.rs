@@ -127,6 +127,26 @@ pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
             Some((n.outputs.first().copied().flatten()?, Role::Writer))
         }
         (Op::MatMul, Role::Reader) if input == 1 => Some((n.inputs.first().copied().flatten()?, Role::Reader)),
+        // Integer products: the float the codes stand for, after the product
+        // (`Cast` then the scale's `Mul`) and before its dynamic quantisation.
+        (Op::MatMulInteger, Role::Writer) if input == 1 => {
+            let mut out = n.outputs.first().copied().flatten()?;
+            for _ in 0..2 {
+                let consumers = g.consumers();
+                let [next] = consumers[out.index()].as_slice() else { return None };
+                let next = g.node(*next);
+                if !matches!(next.op, Op::Cast(_) | Op::Binary(ecospac_ir::op::BinaryOp::Mul)) {
+                    return None;
+                }
+                out = next.outputs.first().copied().flatten()?;
+            }
+            g.value(out).best_ty().is_some_and(|t| t.dtype.is_float()).then_some((out, Role::Writer))
+        }
+        (Op::MatMulInteger, Role::Reader) if input == 1 => {
+            let codes = n.inputs.first().copied().flatten()?;
+            let q = g.node(g.producers()[codes.index()]?);
+            matches!(q.op, Op::DynamicQuantize).then_some((q.inputs.first().copied().flatten()?, Role::Reader))
+        }
         (Op::Gemm(gm), Role::Reader) if input == 1 && !gm.trans_a => {
             Some((n.inputs.first().copied().flatten()?, Role::Reader))
         }

@@ -1,7 +1,7 @@
 //! ONNX Runtime's `com.microsoft` ops of the closed set, the quantisation
 //! ops, and the few ops outside the set that the executor knows by name
-//! (those exporters and quantizers write: `GatherND`, `ReduceSum`,
-//! `DynamicQuantizeLinear`, `MatMulInteger`), with ONNX Runtime's semantics.
+//! (those exporters write: `GatherND`, `ReduceSum`), with ONNX Runtime's
+//! semantics.
 
 use super::ops::{ints, need, normalise, one, opt, reduce_axes, Cx, Outs};
 use super::{Fail, R};
@@ -270,40 +270,43 @@ pub(crate) fn opaque(o: &Opaque, x: &[Option<&Tensor>]) -> R<Outs> {
             let keep = attr_int(&o.attrs, "keepdims")?.unwrap_or(1) != 0;
             one(t.f_sum_dim_intlist(axes.as_slice(), keep, t.f_kind()?)?)
         }
-        ("" | "ai.onnx", "MatMulInteger") => {
-            only_attrs(o, &[])?;
-            let wide = |i: usize| -> R<Tensor> { Ok(need(x, i)?.f_to_dtype(Kind::Double, false, false)?) };
-            let (mut a, mut b) = (wide(0)?, wide(1)?);
-            if let Some(z) = opt(x, 2) {
-                let z = z.f_to_dtype(Kind::Double, false, false)?;
-                // Per row of A ([M]) or per tensor.
-                let z = if z.numel() > 1 { z.f_reshape([-1, 1])? } else { z.f_reshape([])? };
-                a = a.f_sub(&z)?;
-            }
-            if let Some(z) = opt(x, 3) {
-                b = b.f_sub(&z.f_to_dtype(Kind::Double, false, false)?)?;
-            }
-            one(a.f_matmul(&b)?.f_round()?.f_to_dtype(Kind::Int, false, false)?)
-        }
-        ("" | "ai.onnx", "DynamicQuantizeLinear") => {
-            only_attrs(o, &[])?;
-            let t = need(x, 0)?.f_to_dtype(Kind::Float, false, false)?;
-            let lo = t.f_min()?.f_clamp_max(0.0)?;
-            let hi = t.f_max()?.f_clamp_min(0.0)?;
-            let scale = hi.f_sub(&lo)?.f_div_scalar(255.0)?;
-            let zero = lo.f_neg()?.f_div(&scale)?.f_round()?.f_clamp(0.0, 255.0)?;
-            let y = t.f_div(&scale)?.f_round()?.f_add(&zero)?.f_clamp(0.0, 255.0)?;
-            Ok(vec![
-                Some(y.f_to_dtype(Kind::Uint8, false, false)?),
-                Some(scale),
-                Some(zero.f_to_dtype(Kind::Uint8, false, false)?),
-            ])
-        }
         (d, t) => {
             let name = if d.is_empty() { t.to_string() } else { format!("{d}:{t}") };
             Err(Fail(format!("`{name}` is not run by the libtorch executor (an op outside ecospac's op set)")))
         }
     }
+}
+
+/// ONNX `MatMulInteger`: codes less their zero points (per row of A, per
+/// column of B, or one), multiplied exactly and returned as int32.
+pub(crate) fn matmul_integer(x: &[Option<&Tensor>]) -> R<Outs> {
+    let wide = |i: usize| -> R<Tensor> { Ok(need(x, i)?.f_to_dtype(Kind::Double, false, false)?) };
+    let (mut a, mut b) = (wide(0)?, wide(1)?);
+    if let Some(z) = opt(x, 2) {
+        let z = z.f_to_dtype(Kind::Double, false, false)?;
+        // Per row of A ([M]) or per tensor.
+        let z = if z.numel() > 1 { z.f_reshape([-1, 1])? } else { z.f_reshape([])? };
+        a = a.f_sub(&z)?;
+    }
+    if let Some(z) = opt(x, 3) {
+        b = b.f_sub(&z.f_to_dtype(Kind::Double, false, false)?)?;
+    }
+    one(a.f_matmul(&b)?.f_round()?.f_to_dtype(Kind::Int, false, false)?)
+}
+
+/// ONNX `DynamicQuantizeLinear`: uint8 codes of the range [min(x, 0), max(x, 0)].
+pub(crate) fn dynamic_quantize(x: &[Option<&Tensor>]) -> R<Outs> {
+    let t = need(x, 0)?.f_to_dtype(Kind::Float, false, false)?;
+    let lo = t.f_min()?.f_clamp_max(0.0)?;
+    let hi = t.f_max()?.f_clamp_min(0.0)?;
+    let scale = hi.f_sub(&lo)?.f_div_scalar(255.0)?;
+    let zero = lo.f_neg()?.f_div(&scale)?.f_round()?.f_clamp(0.0, 255.0)?;
+    let y = t.f_div(&scale)?.f_round()?.f_add(&zero)?.f_clamp(0.0, 255.0)?;
+    Ok(vec![
+        Some(y.f_to_dtype(Kind::Uint8, false, false)?),
+        Some(scale),
+        Some(zero.f_to_dtype(Kind::Uint8, false, false)?),
+    ])
 }
 
 /// ONNX `GatherND` with `batch_dims` 0.

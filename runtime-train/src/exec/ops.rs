@@ -108,6 +108,8 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
         Op::Gelu(g) => one(need(x, 0)?.f_gelu(if g.tanh { "tanh" } else { "none" })?),
         Op::Quantize(q) => contrib::quantize(q, x),
         Op::Dequantize(q) => contrib::dequantize(q, x),
+        Op::DynamicQuantize => contrib::dynamic_quantize(x),
+        Op::MatMulInteger => contrib::matmul_integer(x),
         Op::SkipLayerNorm(s) => contrib::skip_layer_norm(s, x, cx),
         Op::ContribGelu(g) => contrib::gelu(g, x),
         Op::FusedAttention(a) => contrib::attention(a, x, cx),
@@ -368,18 +370,21 @@ fn layer_norm(l: &LayerNorm, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
     let dims = t.size();
     // The native kernel when the scale and bias span exactly the normalised axes.
     if !wants_stats
+        && !l.simplified
         && stats == kind
         && scale.size() == dims[axis..]
         && opt(x, 2).is_none_or(|b| b.size() == dims[axis..])
     {
         return one(t.f_layer_norm(&dims[axis..], Some(scale), opt(x, 2), f64::from(l.epsilon), false)?);
     }
-    let (y, mean, inv) = normalise(&t.f_to_dtype(stats, false, false)?, rank - axis, f64::from(l.epsilon), false)?;
+    let stat = t.f_to_dtype(stats, false, false)?;
+    let (y, mean, inv) = normalise(&stat, rank - axis, f64::from(l.epsilon), l.simplified)?;
     let mut y = y.f_to_dtype(kind, false, false)?.f_mul(scale)?;
     if let Some(b) = opt(x, 2) {
         y = y.f_add(b)?;
     }
-    Ok(vec![Some(y), Some(mean), Some(inv)])
+    // The simplified form's second output is the inverse RMS.
+    Ok(if l.simplified { vec![Some(y), Some(inv)] } else { vec![Some(y), Some(mean), Some(inv)] })
 }
 
 fn reduce_mean(r: &ReduceMean, x: &[Option<&Tensor>]) -> R<Tensor> {
