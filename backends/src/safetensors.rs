@@ -116,14 +116,14 @@ pub fn export_checkpoint(
         .filter_map(|&v| g.value(v).constant.as_ref().map(|t| (g.value(v).name.as_str(), t)))
         .collect();
     let original: HashMap<&str, &Tensor> = src.tensors.iter().copied().collect();
-    for name in by_name.keys() {
-        if let Some((base, _)) = name.split_once("::ecospac") {
-            if original.contains_key(base) {
-                return Err(ExportError::Encode {
-                    what: base.to_string(),
-                    message: "its uses were sliced differently, so it is no longer one checkpoint tensor".into(),
-                });
-            }
+    for &v in &g.initializers {
+        let from = g.original(v);
+        let base = g.value(from).name.as_str();
+        if from != v && original.contains_key(base) {
+            return Err(ExportError::Encode {
+                what: base.to_string(),
+                message: "its uses were sliced differently, so it is no longer one checkpoint tensor".into(),
+            });
         }
     }
     let mut tensors: Vec<(String, &Tensor)> = Vec::new();

@@ -18,12 +18,16 @@ pub struct Value {
     pub constant: Option<Tensor>,
     /// The source `ValueInfoProto`, kept while the value's type is unchanged.
     pub origin: Option<Origin>,
+    /// The value this one was copied from by a rewrite that gave one reader
+    /// a copy of its own (the slicer does, for a constant or a shape chain
+    /// that several readers shared); [`Graph::original`] follows the links.
+    pub copy_of: Option<ValueId>,
 }
 
 impl Value {
     /// A value with a name and nothing else.
     pub fn named(name: impl Into<String>) -> Value {
-        Value { name: name.into(), declared: None, ty: None, constant: None, origin: None }
+        Value { name: name.into(), declared: None, ty: None, constant: None, origin: None, copy_of: None }
     }
     /// The best known type: inferred, else declared, else that of the constant.
     pub fn best_ty(&self) -> Option<TensorTy> {
@@ -177,6 +181,20 @@ impl Graph {
     pub fn symbols(&self) -> impl Iterator<Item = (SymId, &String)> {
         self.symbols.iter()
     }
+    /// The value `v` is a copy of, through every [`Value::copy_of`] link
+    /// (`v` itself when it is no copy).
+    pub fn original(&self, v: ValueId) -> ValueId {
+        let mut at = v;
+        // Each link points to an older value, so the walk ends; the bound guards a hand-made cycle.
+        for _ in 0..self.values.len() {
+            match self.value(at).copy_of {
+                Some(from) if self.has_value(from) => at = from,
+                _ => break,
+            }
+        }
+        at
+    }
+
     /// For each value, the node producing it (`None` for inputs and constants).
     pub fn producers(&self) -> Vec<Option<NodeId>> {
         let mut p = vec![None; self.values.len()];

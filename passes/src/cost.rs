@@ -3,7 +3,7 @@
 use ecospac_ir::{Dim, EntityId, Model, Op};
 use std::collections::HashMap;
 
-/// FLOPs (2 × multiply-adds) of every MatMul and Gemm in the
+/// FLOPs (2 × multiply-adds) of every MatMul, MatMulInteger and Gemm in the
 /// model, with symbolic dims bound by name (`batch` → 1, ...; `*` binds every
 /// other symbol). `None` when a product's shape has a dim that is neither known nor bound.
 pub fn matmul_flops(model: &Model, bindings: &HashMap<String, i64>) -> Option<u128> {
@@ -20,7 +20,7 @@ pub fn matmul_flops(model: &Model, bindings: &HashMap<String, i64>) -> Option<u1
     let mut total = 0u128;
     for (_, node) in g.nodes() {
         let k = match &node.op {
-            Op::MatMul => shape(node.inputs[0])?.last().cloned()?,
+            Op::MatMul | Op::MatMulInteger => shape(node.inputs[0])?.last().cloned()?,
             Op::Gemm(gm) => {
                 let a = shape(node.inputs[0])?;
                 if gm.trans_a {

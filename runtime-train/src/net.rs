@@ -173,9 +173,9 @@ impl Net {
     pub(crate) fn adopt_copies(&mut self, before: &BTreeSet<String>) {
         let g = &self.ir.graph;
         let now: BTreeSet<String> = g.initializers.iter().map(|&v| g.value(v).name.clone()).collect();
-        for name in &now {
-            if before.contains(crate::sparsity::sliced_from(name)) {
-                self.trainable.insert(name.clone());
+        for &v in &g.initializers {
+            if before.contains(crate::sparsity::sliced_from(g, v)) {
+                self.trainable.insert(g.value(v).name.clone());
             }
         }
         self.trainable.retain(|n| now.contains(n));

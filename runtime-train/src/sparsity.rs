@@ -323,7 +323,7 @@ impl Sparsifier {
         for &v in &g.initializers {
             let value = g.value(v);
             let Some(t) = &value.constant else { continue };
-            if tensors.contains_key(&value.name) || tensors.contains_key(sliced_from(&value.name)) {
+            if tensors.contains_key(&value.name) || tensors.contains_key(sliced_from(g, v)) {
                 out.insert(value.name.clone(), model.to_device(t)?);
             }
         }
@@ -331,10 +331,10 @@ impl Sparsifier {
     }
 }
 
-/// The weight a sliced per-use copy was made from (the slicer names copies
-/// `name::ecospacN`), or `name` itself.
-pub fn sliced_from(name: &str) -> &str {
-    name.split_once("::ecospac").map_or(name, |(base, _)| base)
+/// The name of the weight that the slicer made `v` from as a per-use copy,
+/// or of `v` itself.
+pub fn sliced_from(g: &ecospac_ir::Graph, v: ecospac_ir::ValueId) -> &str {
+    &g.value(g.original(v)).name
 }
 
 /// Parameters of the prunable groups as they stand.

@@ -156,6 +156,7 @@ fn replace_use(
             let mut t = tensor;
             t.origin = None;
             let new = model.graph.add_initializer(name, t);
+            model.graph.value_mut(new).copy_of = Some(value);
             model.graph.node_mut(node).inputs[i] = Some(new);
         }
         _ => model.graph.value_mut(value).constant = Some(tensor),
@@ -351,6 +352,7 @@ fn rewrite(
     };
     let name = format!("{}::ecospac{}", model.graph.value(constant).name, model.graph.num_values());
     let new_value = model.graph.add_initializer(name, Tensor::from_bytes(t.dtype, t.dims.clone(), bytes));
+    model.graph.value_mut(new_value).copy_of = Some(constant);
     model.graph.node_mut(reader).inputs[input] = Some(new_value);
     true
 }
@@ -399,6 +401,7 @@ fn unshare_inputs(model: &mut Model, id: NodeId, depth: usize) {
             let mut value = model.graph.value(v).clone();
             value.name = format!("{}::ecospac{}", value.name, model.graph.num_values());
             value.origin = None;
+            value.copy_of = Some(v);
             let nv = model.graph.add_value(value);
             let mut clone = pn.clone();
             clone.name = format!("{}::ecospac{}", pn.name, model.graph.num_values());
