@@ -64,10 +64,7 @@ fn tolerance(model: &Model) -> f64 {
 /// something else than the graph as written, so they are compared with an
 /// unoptimised ONNX Runtime.
 fn requantised(model: &Model) -> bool {
-    model.graph.nodes().any(|(_, n)| match &n.op {
-        ecospac_ir::Op::Quantize(_) | ecospac_ir::Op::DynamicQuantize => true,
-        _ => false,
-    })
+    model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::Quantize(_) | ecospac_ir::Op::DynamicQuantize))
 }
 
 fn compare(name: &str, model: &Model, ort: &OrtExecutor) -> f64 {

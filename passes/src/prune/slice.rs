@@ -84,13 +84,18 @@ fn zero_point(model: &Model, value: ValueId, reader: Option<(NodeId, usize)>) ->
     let (node, input) = reader?;
     let node = model.graph.node(node);
     let rank = model.graph.value(value).constant.as_ref()?.dims.len();
-    let (at, axis) = match (&node.op, input) {
-        (Op::Dequantize(q), 0) => (2, q.axis(rank).ok()?),
-        (Op::MatMulInteger, 0 | 1) => (input + 2, rank.checked_sub(2 - input)?),
+    let at = match (&node.op, input) {
+        (Op::Dequantize(_), 0) => 2,
+        (Op::MatMulInteger, 0 | 1) => input + 2,
         _ => return None,
     };
     let point = model.graph.value((*node.inputs.get(at)?)?).constant.clone()?;
-    let axis = if point.numel() == 1 { None } else { Some(axis) };
+    // One zero point for all, or one per index of the axis it follows.
+    let axis = match &node.op {
+        _ if point.numel() == 1 => None,
+        Op::Dequantize(q) => Some(q.axis(rank).ok()?),
+        _ => Some(rank.checked_sub(2 - input)?),
+    };
     Some(ZeroPoint { point, axis })
 }
 
