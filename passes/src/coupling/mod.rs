@@ -668,7 +668,7 @@ pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
 }
 
 /// Whether every element of `t` has the same bytes (a zero bias, a ones scale).
-fn is_splat(t: &ecospac_ir::Tensor) -> bool {
+pub(super) fn is_splat(t: &ecospac_ir::Tensor) -> bool {
     let size = t.dtype.size().unwrap_or(0);
     let b = t.bytes();
     size > 0 && b.len() >= size && b.chunks_exact(size).all(|c| c == &b[..size])

@@ -59,9 +59,7 @@ impl<'a> Zeros<'a> {
         if let Some(t) = &g.value(v).constant {
             // A weight is zeroed where cut; a constant of equal elements (a
             // shared zero bias) gets a copy per use and is only sliced.
-            let splat =
-                t.dtype.size().is_some_and(|s| s > 0 && t.bytes().chunks_exact(s).all(|c| c == &t.bytes()[..s]));
-            return if splat { t.bytes().iter().all(|&b| b == 0) } else { self.is_weight[v.index()] };
+            return if super::is_splat(t) { t.bytes().iter().all(|&b| b == 0) } else { self.is_weight[v.index()] };
         }
         let Some(p) = self.producers[v.index()] else { return false };
         let node = g.node(p);

@@ -66,26 +66,35 @@ pub fn plan_with_scores(
     Ok(keep_strongest(model, coupling, &scores, &per_block))
 }
 
-/// The weight's scale of an integer product as ONNX Runtime's dynamic
-/// quantiser writes it: `Cast(MatMulInteger) * (input scale * weight scale)`,
-/// with the weight's scale a constant.
-fn integer_scale(g: &ecospac_ir::Graph, node: &ecospac_ir::Node) -> Option<Vec<f64>> {
-    use ecospac_ir::op::BinaryOp::Mul;
+/// How ONNX Runtime's dynamic quantiser turns an integer product's int32
+/// output into the float it stands for: `Cast(MatMulInteger) * scale`, each
+/// the only reader of the one before. The `Mul` and the scale it multiplies by
+/// (`input scale * weight scale`); `None` for any other shape.
+pub(crate) fn integer_product_scaling<'g>(
+    g: &'g ecospac_ir::Graph,
+    consumers: &[Vec<ecospac_ir::NodeId>],
+    product: &ecospac_ir::Node,
+) -> Option<(&'g ecospac_ir::Node, ecospac_ir::ValueId)> {
     use ecospac_ir::Op;
-    let consumers = g.consumers();
-    let producers = g.producers();
-    let only = |v: ecospac_ir::ValueId| match consumers[v.index()].as_slice() {
+    let only = |v: ecospac_ir::ValueId| match consumers.get(v.index())?.as_slice() {
         [n] => Some(g.node(*n)),
         _ => None,
     };
-    let cast = only(node.outputs.first().copied().flatten()?)?;
-    let mul = only(cast.outputs.first().copied().flatten()?).filter(|m| matches!(m.op, Op::Binary(Mul)))?;
+    let cast = only(product.outputs.first().copied().flatten()?).filter(|c| matches!(c.op, Op::Cast(_)))?;
     let cast_out = cast.outputs.first().copied().flatten()?;
-    let factor = mul.inputs.iter().flatten().copied().find(|&v| v != cast_out)?;
+    let mul = only(cast_out).filter(|m| matches!(m.op, Op::Binary(ecospac_ir::op::BinaryOp::Mul)))?;
+    let scale = mul.inputs.iter().flatten().copied().find(|&v| v != cast_out)?;
+    Some((mul, scale))
+}
+
+/// The weight's scale of an integer product ([`integer_product_scaling`]):
+/// the constant factor of its scale.
+fn integer_scale(g: &ecospac_ir::Graph, node: &ecospac_ir::Node) -> Option<Vec<f64>> {
+    let (_, factor) = integer_product_scaling(g, &g.consumers(), node)?;
     let constant = |v: ecospac_ir::ValueId| g.value(v).constant.as_ref().and_then(|t| t.to_f64s());
     constant(factor).or_else(|| {
-        let p = g.node(producers[factor.index()]?);
-        if !matches!(p.op, Op::Binary(Mul)) {
+        let p = g.node(g.producers()[factor.index()]?);
+        if !matches!(p.op, ecospac_ir::Op::Binary(ecospac_ir::op::BinaryOp::Mul)) {
             return None;
         }
         p.inputs.iter().flatten().find_map(|&v| constant(v))

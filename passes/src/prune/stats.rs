@@ -130,16 +130,8 @@ pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
         // Integer products: the float the codes stand for, after the product
         // (`Cast` then the scale's `Mul`) and before its dynamic quantisation.
         (Op::MatMulInteger, Role::Writer) if input == 1 => {
-            let mut out = n.outputs.first().copied().flatten()?;
-            for _ in 0..2 {
-                let consumers = g.consumers();
-                let [next] = consumers[out.index()].as_slice() else { return None };
-                let next = g.node(*next);
-                if !matches!(next.op, Op::Cast(_) | Op::Binary(ecospac_ir::op::BinaryOp::Mul)) {
-                    return None;
-                }
-                out = next.outputs.first().copied().flatten()?;
-            }
+            let (mul, _) = super::integer_product_scaling(g, &g.consumers(), n)?;
+            let out = mul.outputs.first().copied().flatten()?;
             g.value(out).best_ty().is_some_and(|t| t.dtype.is_float()).then_some((out, Role::Writer))
         }
         (Op::MatMulInteger, Role::Reader) if input == 1 => {
