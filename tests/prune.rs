@@ -570,8 +570,10 @@ fn plans_meet_the_budget_within_one_step() {
 /// (`quantize_static`, int8 with per-channel or per-tensor scales; scales and
 /// zero points are sliced with the weights), dynamic quantisation
 /// (`quantize_dynamic`: the channels cut where a `DynamicQuantizeLinear`
-/// measures its range are zero in the masked model) and int4 `MatMulNBits`,
-/// whose channels along K go in whole blocks.
+/// measures its range are zero in the masked model), the operator format
+/// (`QLinearMatMul`, `QGemm`, `QLinearAdd`…: codes, per-column scales and zero
+/// points cut together) and int4 `MatMulNBits`, whose channels along K go in
+/// whole blocks.
 #[test]
 fn quantised_graphs_keep_their_groups() {
     let count = |name: &str| analyze(&prepared(name)).groups.len();
@@ -580,6 +582,9 @@ fn quantised_graphs_keep_their_groups() {
     assert_eq!(count("llama-qdq-pt.onnx"), count("llama-torchscript.onnx"));
     assert_eq!(count("bert-dynq.onnx"), count("bert-torchscript.onnx"));
     assert_eq!(count("llama-dynq-pc.onnx"), count("llama-torchscript.onnx"));
+    assert_eq!(count("bert-qop.onnx"), count("bert-torchscript.onnx"));
+    assert_eq!(count("gpt2-qop.onnx"), count("gpt2-torchscript.onnx"));
+    assert_eq!(count("llama-qop.onnx"), count("llama-torchscript.onnx"));
     let int4 = analyze(&prepared("llama-int4.onnx"));
     assert_eq!(int4.groups.len(), count("llama-torchscript.onnx"));
     // The FFN channels of each layer: 128 channels in 8 blocks of 16 (channels
@@ -630,6 +635,27 @@ fn exact_llama_dynq_per_channel() {
     exact_on("llama-dynq-pc.onnx");
 }
 
+/// Static quantisation in the operator format (`QuantFormat.QOperator`, per
+/// channel): each quantised op computes its float op on dequantised codes
+/// with fixed output scales, so cutting codes (set to their zero points in
+/// the masked model) with their per-column scales is exact. BERT:
+/// `QLinearMatMul`, `QLinearAdd`, `QLinearMul`, `QLinearSoftmax`; GPT-2 adds
+/// `QGemm`; LLaMA `QLinearSigmoid` and `QLinearConcat`.
+#[test]
+fn exact_bert_qop() {
+    exact_on("bert-qop.onnx");
+}
+
+#[test]
+fn exact_gpt2_qop() {
+    exact_on("gpt2-qop.onnx");
+}
+
+#[test]
+fn exact_llama_qop() {
+    exact_on("llama-qop.onnx");
+}
+
 /// A dynamic quantisation range covers its whole input, so a channel may be cut
 /// there only where the analysis shows it is zero in the masked model: behind
 /// `Relu` (0 ↦ 0) the FFN channels stay a group; behind `Sigmoid` (0 ↦ ½) they
@@ -675,12 +701,12 @@ fn dynamic_ranges_pin_channels_not_shown_to_be_zero() {
     assert!(sigmoid.pinned.iter().any(|p| p.reasons.contains(&ecospac_ir::axes::PinReason::DynamicRange)));
 }
 
-/// Quantised graphs in the operator format (`QLinearMatMul` and friends) are
-/// not sliced yet: the compile refuses them, naming the ops and how many
-/// weight parameters they hold, and writes nothing.
+/// A quantised CNN in the operator format (`QLinearConv`, not sliced yet):
+/// the compile refuses it, naming the ops and how many weight parameters
+/// they hold, and writes nothing.
 #[test]
 fn unsliced_quantised_graphs_are_refused_with_the_ops_named() {
-    let (name, ops) = ("bert-qop.onnx", "QLinearMatMul ×16");
+    let (name, ops) = ("cnn-qop.onnx", "QLinearConv ×2");
     let out = tempfile::tempdir().expect("tempdir");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
         .args(["compile", &fixture(name).display().to_string(), "--budget", "0.5", "--calibration-length", "16"])

@@ -684,7 +684,54 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
         // Ops that make new data: their outputs relate to no input axis. Sizes they
         // take from inputs (Shape's input, targets) are checked by the slicer.
         Op::Shape { .. } | Op::Constant { .. } | Op::ConstantOfShape { .. } | Op::Range => {}
+        Op::QLinear(q) => return qlinear_relations(q, ins, outs),
         Op::Opaque(_) => return pin_all(ins, outs, PinReason::Opaque),
+    }
+    r
+}
+
+/// A quantised op relates its data inputs as its float op does; B's scale
+/// and zero point, when one per column, follow the output's last axis.
+fn qlinear_relations(q: &crate::op::QLinear, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> Vec<AxisRel> {
+    let data = q.data_inputs(ins.len());
+    let float: Vec<Option<Fact>> = data.iter().map(|&i| ins.get(i).cloned().flatten()).collect();
+    let port = |p: Port| match p {
+        Port::In(k) => Port::In(data.get(k).copied().unwrap_or(usize::MAX)),
+        other => other,
+    };
+    let slot = |s: Slot| Slot { port: port(s.port), axis: s.axis };
+    let part = |p: Part| match p {
+        Part::Slot(s) => Part::Slot(slot(s)),
+        gap => gap,
+    };
+    let mut r: Vec<AxisRel> = axis_relations(&q.float_op(), &float, outs)
+        .into_iter()
+        .map(|rel| match rel {
+            AxisRel::Same(a, b) => AxisRel::Same(slot(a), slot(b)),
+            AxisRel::Contract(a, b) => AxisRel::Contract(slot(a), slot(b)),
+            AxisRel::Product(a, b) => {
+                AxisRel::Product(a.into_iter().map(slot).collect(), b.into_iter().map(slot).collect())
+            }
+            AxisRel::Concat { whole, parts } => {
+                AxisRel::Concat { whole: slot(whole), parts: parts.into_iter().map(part).collect() }
+            }
+            AxisRel::Blocks { whole, blocks, block } => {
+                AxisRel::Blocks { whole: slot(whole), blocks: slot(blocks), block }
+            }
+            AxisRel::Pin(s, why) => AxisRel::Pin(slot(s), why),
+            inner @ AxisRel::Inner { .. } => inner,
+        })
+        .collect();
+    let out_rank = shape(outs.first().and_then(Option::as_ref)).map_or(0, <[Dim]>::len);
+    let b_rank = shape(ins.get(3).and_then(Option::as_ref)).map_or(0, <[Dim]>::len);
+    for (i, f) in ins.iter().enumerate() {
+        match shape(f.as_ref()) {
+            Some([n]) if n.as_known() != Some(1) && !data.contains(&i) => match q.column_axis(i, b_rank) {
+                Some(_) if out_rank > 0 => r.push(same(i, 0, 0, out_rank - 1)),
+                _ => return pin_all(ins, outs, PinReason::UnknownShape),
+            },
+            _ => {}
+        }
     }
     r
 }

@@ -219,14 +219,14 @@ impl Graph {
     }
     /// For each value: a constant that holds weights, i.e. a float constant or
     /// one that some node reads at a quantised-data input
-    /// ([`Op::quantised_inputs`](crate::Op::quantised_inputs)); other integer
+    /// ([`Op::is_quantised_input`](crate::Op::is_quantised_input)); other integer
     /// constants are sizes and indices.
     pub fn weights(&self) -> Vec<bool> {
         let mut w: Vec<bool> =
             self.values.iter().map(|(_, v)| v.constant.as_ref().is_some_and(|t| t.dtype.is_float())).collect();
         for (_, node) in self.nodes() {
-            for &i in node.op.quantised_inputs() {
-                if let Some(Some(v)) = node.inputs.get(i) {
+            for (i, v) in node.inputs.iter().enumerate() {
+                if let (true, Some(v)) = (node.op.is_quantised_input(i), v) {
                     if self.value(*v).constant.is_some() {
                         if let Some(slot) = w.get_mut(v.index()) {
                             *slot = true;

@@ -8,6 +8,8 @@ use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::tensor::Tensor;
 use crate::ty::{DType, Dim, TensorTy};
 
+mod qlinear;
+
 /// What is known of a value: its type and, for small integer tensors, its elements.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Fact {
@@ -249,6 +251,7 @@ pub fn infer(
             }
             one(ty(Some(DType::I32), shape), None)
         }
+        Op::QLinear(q) => qlinear::qlinear(q, inputs, cx.syms),
         Op::MatMulNBits(m) => {
             let known = |i: usize| cx.shape(i).map(|s| s.iter().map(Dim::as_known).collect::<Vec<_>>());
             let want_b = [Some(m.n), Some(m.k_blocks()), Some(m.blob_size())];

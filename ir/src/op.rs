@@ -11,7 +11,7 @@ use crate::ty::DType;
 
 mod contrib;
 mod facts;
-pub use contrib::{ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, Quant, SkipLayerNorm};
+pub use contrib::{ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, QLinear, Quant, SkipLayerNorm};
 pub use facts::ZeroLaw;
 
 /// Elementwise ops with one input.
@@ -279,6 +279,8 @@ pub enum Op {
     EmbedLayerNorm(EmbedLayerNorm),
     /// `com.microsoft` `MatMulNBits`.
     MatMulNBits(MatMulNBits),
+    /// The quantised operator format: `QLinearMatMul`, `QGemm`, `QLinearAdd`…
+    QLinear(QLinear),
     /// `Reshape`.
     Reshape {
         /// A 0 in the target is a real 0, not "copy the input dim".
@@ -523,6 +525,22 @@ impl Op {
                     }
                     Op::MatMulNBits(MatMulNBits { k, n, bits, block_size, accuracy_level: r.int("accuracy_level")? })
                 }
+                "QGemm" => Op::QLinear(QLinear::Gemm {
+                    alpha: r.float("alpha")?,
+                    trans_a: r.bool("transA", false)?,
+                    trans_b: r.bool("transB", false)?,
+                }),
+                "QLinearAdd" => Op::QLinear(QLinear::Add),
+                "QLinearMul" => Op::QLinear(QLinear::Mul),
+                "QLinearSigmoid" => Op::QLinear(QLinear::Sigmoid),
+                "QLinearSoftmax" => match r.int("opset")? {
+                    Some(opset) => Op::QLinear(QLinear::Softmax { axis: r.int("axis")?, opset }),
+                    None => return Err(r.err("opset", "required".into())),
+                },
+                "QLinearConcat" => match r.int("axis")? {
+                    Some(axis) => Op::QLinear(QLinear::Concat { axis }),
+                    None => return Err(r.err("axis", "required".into())),
+                },
                 "EmbedLayerNormalization" => Op::EmbedLayerNorm(EmbedLayerNorm {
                     epsilon: r.float("epsilon")?,
                     mask_index_type: r.int("mask_index_type")?,
@@ -585,6 +603,7 @@ impl Op {
             }
             "DynamicQuantizeLinear" if opset >= 11 => Op::DynamicQuantize,
             "MatMulInteger" if opset >= 10 => Op::MatMulInteger,
+            "QLinearMatMul" if opset >= 10 => Op::QLinear(QLinear::MatMul),
             "Gelu" => {
                 let approx = r.string("approximate")?.unwrap_or(b"none");
                 match approx {
@@ -680,6 +699,7 @@ impl Op {
             Op::FusedAttention(_) => "Attention",
             Op::EmbedLayerNorm(_) => "EmbedLayerNormalization",
             Op::MatMulNBits(_) => "MatMulNBits",
+            Op::QLinear(q) => q.op_type(),
             Op::Reshape { .. } => "Reshape",
             Op::Transpose { .. } => "Transpose",
             Op::Flatten { .. } => "Flatten",
@@ -708,6 +728,8 @@ impl Op {
             | Op::FusedAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::MatMulNBits(_) => "com.microsoft",
+            Op::QLinear(QLinear::MatMul) => "",
+            Op::QLinear(_) => "com.microsoft",
             _ => "",
         }
     }
@@ -752,6 +774,27 @@ impl Op {
                 }
             }
             Op::Softmax(s) => put("axis", Attr::Int(s.axis)),
+            Op::QLinear(q) => match q {
+                QLinear::Gemm { alpha, trans_a, trans_b } => {
+                    if let Some(alpha) = alpha {
+                        put("alpha", Attr::Float(*alpha));
+                    }
+                    if *trans_a {
+                        put("transA", Attr::Int(1));
+                    }
+                    if *trans_b {
+                        put("transB", Attr::Int(1));
+                    }
+                }
+                QLinear::Softmax { axis, opset } => {
+                    if let Some(axis) = axis {
+                        put("axis", Attr::Int(*axis));
+                    }
+                    put("opset", Attr::Int(*opset));
+                }
+                QLinear::Concat { axis } => put("axis", Attr::Int(*axis)),
+                QLinear::MatMul | QLinear::Add | QLinear::Mul | QLinear::Sigmoid => {}
+            },
             Op::LayerNorm(l) => {
                 put("axis", Attr::Int(l.axis));
                 put("epsilon", Attr::Float(l.epsilon));

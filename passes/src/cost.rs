@@ -1,9 +1,11 @@
 //! Cost model: multiply-accumulate work of the matrix products, for reports.
 
+use ecospac_ir::op::{Gemm, QLinear};
 use ecospac_ir::{Dim, EntityId, Model, Op};
 use std::collections::HashMap;
 
-/// FLOPs (2 × multiply-adds) of every MatMul, MatMulInteger and Gemm in the
+/// FLOPs (2 × multiply-adds) of every MatMul, MatMulInteger and Gemm (and
+/// their quantised operators) in the
 /// model, with symbolic dims bound by name (`batch` → 1, ...; `*` binds every
 /// other symbol). `None` when a product's shape has a dim that is neither known nor bound.
 pub fn matmul_flops(model: &Model, bindings: &HashMap<String, i64>) -> Option<u128> {
@@ -20,10 +22,10 @@ pub fn matmul_flops(model: &Model, bindings: &HashMap<String, i64>) -> Option<u1
     let mut total = 0u128;
     for (_, node) in g.nodes() {
         let k = match &node.op {
-            Op::MatMul | Op::MatMulInteger => shape(node.inputs[0])?.last().cloned()?,
-            Op::Gemm(gm) => {
+            Op::MatMul | Op::MatMulInteger | Op::QLinear(QLinear::MatMul) => shape(node.inputs[0])?.last().cloned()?,
+            Op::Gemm(Gemm { trans_a, .. }) | Op::QLinear(QLinear::Gemm { trans_a, .. }) => {
                 let a = shape(node.inputs[0])?;
-                if gm.trans_a {
+                if *trans_a {
                     a.first().cloned()?
                 } else {
                     a.last().cloned()?

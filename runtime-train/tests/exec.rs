@@ -21,8 +21,13 @@ fn ort() -> OrtExecutor {
 }
 
 /// Graphs the executor refuses, with the reason it must give.
-const REFUSED: &[(&str, &str)] =
-    &[("if-reads-weight.onnx", "subgraphs"), ("bert-qop.onnx", "is not run by the libtorch executor")];
+const REFUSED: &[(&str, &str)] = &[
+    ("if-reads-weight.onnx", "subgraphs"),
+    ("bert-qop.onnx", "is not run by the libtorch executor"),
+    ("gpt2-qop.onnx", "is not run by the libtorch executor"),
+    ("llama-qop.onnx", "is not run by the libtorch executor"),
+    ("cnn-qop.onnx", "is not run by the libtorch executor"),
+];
 
 /// The largest difference between two runs' outputs, relative to the
 /// reference's scale (at least 1); integer outputs must be equal.

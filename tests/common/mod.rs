@@ -45,13 +45,16 @@ pub const FIXTURES: &[&str] = &[
     "bert-dynq.onnx",
     "llama-dynq-pc.onnx",
     "bert-qop.onnx",
+    "gpt2-qop.onnx",
+    "llama-qop.onnx",
+    "cnn-qop.onnx",
     "llama-int4.onnx",
     "gpt2-fp16.onnx",
 ];
 
 /// Fixtures that ecospac reads but cannot slice yet (their compile is refused
-/// with the ops named): static quantisation in the operator format.
-pub const UNSLICED: &[&str] = &["bert-qop.onnx"];
+/// with the ops named): a CNN quantised in the operator format (`QLinearConv`).
+pub const UNSLICED: &[&str] = &["cnn-qop.onnx"];
 
 /// The fixtures whose compile slices something.
 pub fn sliced_fixtures() -> impl Iterator<Item = &'static str> {

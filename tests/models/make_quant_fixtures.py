@@ -1,6 +1,6 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["onnxruntime==1.31.1", "onnx==1.20.1", "numpy"]
+# dependencies = ["onnxruntime==1.31.1", "onnx==1.20.1", "onnx-ir==1.1.0", "numpy"]
 # ///
 """Quantised graphs made from the exporter-made fixtures (`make_fixtures.py`)
 the way ONNX Runtime's quantisation guide does it:
@@ -14,7 +14,12 @@ the way ONNX Runtime's quantisation guide does it:
   llama-dynq-pc.onnx LLaMA, `quantize_dynamic` with per-channel weights (a scale
                      and zero point per column)
   bert-qop.onnx      BERT, static int8 in the operator format (`QuantFormat.QOperator`:
-                     QLinearMatMul and friends, which ecospac does not slice)
+                     QLinearMatMul, QLinearAdd, QLinearMul, QLinearSoftmax)
+  gpt2-qop.onnx      GPT-2, the same (its Conv1D projections as QGemm)
+  llama-qop.onnx     LLaMA, the same (QLinearSigmoid, QLinearConcat besides)
+  cnn-qop.onnx       a small CNN (Conv, Relu, Conv) in the operator format: QLinearConv,
+                     which ecospac does not slice (the float CNN is built here with
+                     onnx.helper, seeded; the quantiser is what users run)
   llama-int4.onnx    LLaMA, int4 weight-only `MatMulNBits` (block 16, symmetric)
   gpt2-fp16.onnx     GPT-2 in float16 (`onnxruntime.transformers.float16`,
                      float32 inputs and outputs kept), as GPU deployment does
@@ -47,6 +52,30 @@ class Tokens(CalibrationDataReader):
 
     def get_next(self):
         return next(self.items, None)
+
+
+class Images(CalibrationDataReader):
+    def __init__(self, batches=4):
+        rng = np.random.default_rng(0)
+        self.items = iter([{"image": rng.standard_normal((2, 3, 16, 16), dtype=np.float32)} for _ in range(batches)])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def small_cnn():
+    """Conv 3→8 (3×3), Relu, Conv 8→8 (3×3): seeded weights and biases."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(2)
+    w = lambda name, *shape: numpy_helper.from_array(  # noqa: E731
+        (rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+    nodes = [helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["features"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8, 16, 16])],
+                              [w("w1", 8, 3, 3, 3), w("b1", 8), w("w2", 8, 8, 3, 3), w("b2", 8)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def trained_like(src, dst):
@@ -93,6 +122,13 @@ def main(out):
     static(p("gpt2-torchscript.onnx"), p("gpt2-qdq.onnx"), True)
     static(p("llama-torchscript.onnx"), p("llama-qdq-pt.onnx"), False)
     static(p("bert-torchscript.onnx"), p("bert-qop.onnx"), True, QuantFormat.QOperator)
+    static(p("gpt2-torchscript.onnx"), p("gpt2-qop.onnx"), True, QuantFormat.QOperator)
+    static(p("llama-torchscript.onnx"), p("llama-qop.onnx"), True, QuantFormat.QOperator)
+    with tempfile.TemporaryDirectory() as tmp:
+        cnn = os.path.join(tmp, "cnn.onnx")
+        onnx.save(small_cnn(), cnn)
+        quantize_static(cnn, p("cnn-qop.onnx"), Images(), quant_format=QuantFormat.QOperator, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
     dynamic = lambda s, d: quantize_dynamic(s, d, weight_type=QuantType.QInt8)  # noqa: E731
     dynamic_pc = lambda s, d: quantize_dynamic(s, d, weight_type=QuantType.QInt8, per_channel=True)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +139,8 @@ def main(out):
             quant(noisy, p(dst))
     from onnxruntime.transformers.float16 import convert_float_to_float16
     onnx.save(convert_float_to_float16(onnx.load(p("gpt2-torchscript.onnx")), keep_io_types=True), p("gpt2-fp16.onnx"))
-    for n in ("bert-qdq.onnx", "gpt2-qdq.onnx", "llama-qdq-pt.onnx", "bert-qop.onnx", "bert-dynq.onnx",
+    for n in ("bert-qdq.onnx", "gpt2-qdq.onnx", "llama-qdq-pt.onnx", "bert-qop.onnx", "gpt2-qop.onnx",
+              "llama-qop.onnx", "cnn-qop.onnx", "bert-dynq.onnx",
               "llama-dynq-pc.onnx", "llama-int4.onnx", "gpt2-fp16.onnx"):
         m = onnx.load(p(n))
         ops = collections.Counter(f"{x.domain}.{x.op_type}" if x.domain else x.op_type for x in m.graph.node)

@@ -132,3 +132,130 @@ impl MatMulNBits {
         MatMulNBits { k, n, ..self.clone() }
     }
 }
+
+/// Ops of the quantised operator format (`QuantFormat.QOperator`): each
+/// computes its float counterpart ([`QLinear::float_op`]) on dequantised data
+/// inputs and quantises the result, with per-tensor scales and zero points
+/// (or per column of B, for the products). Inputs: each
+/// data input followed by its scale and zero point, then the output's scale
+/// and zero point ([`QLinear::data_inputs`]); `QLinearConcat` puts the
+/// output's first.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QLinear {
+    /// `QLinearMatMul` (ONNX): `a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp`.
+    MatMul,
+    /// `com.microsoft` `QGemm`: `A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale,
+    /// y_zp`, with C an int32 bias of scale `a_scale · b_scale`; without
+    /// `y_scale` the output is float.
+    Gemm {
+        /// Scales the product.
+        alpha: Option<f32>,
+        /// A is transposed.
+        trans_a: bool,
+        /// B is transposed.
+        trans_b: bool,
+    },
+    /// `com.microsoft` `QLinearAdd`: `A, A_scale, A_zp, B, B_scale, B_zp, C_scale, C_zp`.
+    Add,
+    /// `com.microsoft` `QLinearMul`, laid out as `QLinearAdd`.
+    Mul,
+    /// `com.microsoft` `QLinearSigmoid`: `X, X_scale, X_zp, Y_scale, Y_zp`.
+    Sigmoid,
+    /// `com.microsoft` `QLinearSoftmax`, laid out as `QLinearSigmoid`.
+    Softmax {
+        /// The normalised axis as written (default -1).
+        axis: Option<i64>,
+        /// The opset of the `Softmax` it stands for (below 13: over the
+        /// flattened trailing axes).
+        opset: i64,
+    },
+    /// `com.microsoft` `QLinearConcat`: `Y_scale, Y_zp`, then `X, X_scale, X_zp` per part.
+    Concat {
+        /// The joined axis.
+        axis: i64,
+    },
+}
+
+impl QLinear {
+    /// The op type as ONNX spells it.
+    pub fn op_type(&self) -> &'static str {
+        match self {
+            QLinear::MatMul => "QLinearMatMul",
+            QLinear::Gemm { .. } => "QGemm",
+            QLinear::Add => "QLinearAdd",
+            QLinear::Mul => "QLinearMul",
+            QLinear::Sigmoid => "QLinearSigmoid",
+            QLinear::Softmax { .. } => "QLinearSoftmax",
+            QLinear::Concat { .. } => "QLinearConcat",
+        }
+    }
+
+    /// The float op it computes on the dequantised data inputs.
+    pub fn float_op(&self) -> super::Op {
+        use super::{BinaryOp, Gemm, Op, Softmax, UnaryOp};
+        match self {
+            QLinear::MatMul => Op::MatMul,
+            QLinear::Gemm { alpha, trans_a, trans_b } => {
+                Op::Gemm(Gemm { alpha: alpha.unwrap_or(1.0), beta: 1.0, trans_a: *trans_a, trans_b: *trans_b })
+            }
+            QLinear::Add => Op::Binary(BinaryOp::Add),
+            QLinear::Mul => Op::Binary(BinaryOp::Mul),
+            QLinear::Sigmoid => Op::Unary(UnaryOp::Sigmoid),
+            QLinear::Softmax { axis, opset } => {
+                Op::Softmax(Softmax { axis: axis.unwrap_or(-1), coerce_2d: *opset < 13 })
+            }
+            QLinear::Concat { axis } => Op::Concat { axis: *axis },
+        }
+    }
+
+    /// The positions of the data inputs among `num_inputs` (each followed by
+    /// its scale and zero point, except QGemm's int32 bias C at 6).
+    pub fn data_inputs(&self, num_inputs: usize) -> Vec<usize> {
+        match self {
+            QLinear::MatMul | QLinear::Add | QLinear::Mul => vec![0, 3],
+            QLinear::Gemm { .. } => [0, 3, 6].into_iter().filter(|&i| i < num_inputs).collect(),
+            QLinear::Sigmoid | QLinear::Softmax { .. } => vec![0],
+            QLinear::Concat { .. } => (2..num_inputs).step_by(3).collect(),
+        }
+    }
+
+    /// The scale and zero point of data input `input`, when it is one that has them.
+    pub fn params_of(&self, input: usize) -> Option<(usize, usize)> {
+        let quantised = match self {
+            QLinear::MatMul | QLinear::Gemm { .. } | QLinear::Add | QLinear::Mul => matches!(input, 0 | 3),
+            QLinear::Sigmoid | QLinear::Softmax { .. } => input == 0,
+            QLinear::Concat { .. } => input >= 2 && (input - 2).is_multiple_of(3),
+        };
+        quantised.then_some((input + 1, input + 2))
+    }
+
+    /// For B's scale and zero point (inputs 4 and 5 of the products), which
+    /// may hold one element per column of B: B's column axis, for B of rank `rank`.
+    pub fn column_axis(&self, input: usize, rank: usize) -> Option<usize> {
+        match (self, input) {
+            (QLinear::MatMul, 4 | 5) => rank.checked_sub(1),
+            (QLinear::Gemm { trans_b, .. }, 4 | 5) => Some(if *trans_b { 0 } else { 1 }),
+            _ => None,
+        }
+    }
+
+    /// The output's scale and zero point.
+    pub fn output_params(&self) -> (usize, usize) {
+        match self {
+            QLinear::MatMul | QLinear::Add | QLinear::Mul => (6, 7),
+            QLinear::Gemm { .. } => (7, 8),
+            QLinear::Sigmoid | QLinear::Softmax { .. } => (3, 4),
+            QLinear::Concat { .. } => (0, 1),
+        }
+    }
+
+    /// True when input `i` holds quantised data or a zero point (so that a
+    /// constant there is a parameter, not a size), or is QGemm's int32 bias.
+    pub fn is_quantised_input(&self, i: usize) -> bool {
+        let data = |d: usize| self.params_of(d).is_some();
+        i == self.output_params().1
+            || matches!(self, QLinear::Gemm { .. } if i == 6)
+            || data(i)
+            || i.checked_sub(2).is_some_and(data)
+    }
+}

@@ -3,7 +3,7 @@
 //! zero input reaches its output. Declared for every op of the closed set, with
 //! no default: a new op must fill in each fact here.
 
-use super::{BinaryOp, ContribGelu, Op, SizeFacts, SizeFlow, SizeUse, UnaryOp};
+use super::{BinaryOp, ContribGelu, Op, QLinear, SizeFacts, SizeFlow, SizeUse, UnaryOp};
 use crate::ty::DType;
 
 /// How zeros in an op's inputs reach its output, index by index along the
@@ -64,6 +64,7 @@ impl Op {
             | Op::Dequantize(_)
             | Op::DynamicQuantize
             | Op::MatMulInteger
+            | Op::QLinear(_)
             | Op::Gelu(_)
             | Op::ContribGelu(_)
             | Op::EmbedLayerNorm(_)
@@ -81,11 +82,12 @@ impl Op {
         SizeFacts { flows, uses }
     }
 
-    /// The inputs that hold weights stored as integers (quantised data and
-    /// their zero points): constants there are parameters, sliced with the
-    /// float weights, where other integer constants are sizes or indices.
-    pub fn quantised_inputs(&self) -> &'static [usize] {
-        match self {
+    /// True when input `input` holds weights stored as integers (quantised
+    /// data and their zero points): constants there are parameters, sliced
+    /// with the float weights, where other integer constants are sizes or indices.
+    pub fn is_quantised_input(&self, input: usize) -> bool {
+        let inputs: &[usize] = match self {
+            Op::QLinear(q) => return q.is_quantised_input(input),
             Op::Dequantize(_) => &[0, 2],
             Op::Quantize(_) => &[2],
             Op::MatMulNBits(_) => &[1, 3],
@@ -125,12 +127,13 @@ impl Op {
             // count as parameters (and are reported as pinned by them).
             Op::Opaque(o) => match (o.domain.as_str(), o.op_type.as_str()) {
                 ("" | "ai.onnx", "ConvInteger") => &[1, 3],
-                ("" | "ai.onnx", "QLinearMatMul" | "QLinearConv") => &[3, 5],
+                ("" | "ai.onnx", "QLinearConv") => &[3, 5],
                 ("" | "ai.onnx", "DequantizeLinear") => &[0, 2],
                 ("com.microsoft", "DequantizeLinear") => &[0, 2],
                 _ => &[],
             },
-        }
+        };
+        inputs.contains(&input)
     }
 
     /// How many quantised codes one stored element of input `input` holds
@@ -169,6 +172,13 @@ impl Op {
             Op::FusedAttention(_) => (2, 7, 1, 2),
             Op::EmbedLayerNorm(_) => (7, 9, 2, 3),
             Op::MatMulNBits(_) => (3, 6, 1, 1),
+            Op::QLinear(q) => match q {
+                QLinear::MatMul => (8, 8, 1, 1),
+                QLinear::Gemm { .. } => (6, 9, 1, 1),
+                QLinear::Add | QLinear::Mul => (7, 8, 1, 1),
+                QLinear::Sigmoid | QLinear::Softmax { .. } => (4, 5, 1, 1),
+                QLinear::Concat { .. } => (5, ANY, 1, 1),
+            },
             Op::ReduceMean(r) => (1, if r.axes.is_some() { 1 } else { 2 }, 1, 1),
             Op::Reshape { .. } => (2, 2, 1, 1),
             Op::Split(s) => (1, if s.split.is_some() { 1 } else { 2 }, 1, ANY),
@@ -191,6 +201,14 @@ impl Op {
             // A product plus a bias (C, or MatMulNBits' input 5).
             Op::Gemm(_) | Op::Conv(_) => Keeps { any: &[0, 1], all: &[2] },
             Op::MatMulNBits(_) => Keeps { any: &[0, 1], all: &[5] },
+            // Zero codes (at their zero points) requantise to the output's zero point.
+            Op::QLinear(q) => match q {
+                QLinear::MatMul | QLinear::Mul => Keeps { any: &[0, 3], all: &[] },
+                QLinear::Gemm { .. } => Keeps { any: &[0, 3], all: &[6] },
+                QLinear::Add => Keeps { any: &[], all: &[0, 3] },
+                // σ(0) = ½ and normalisation; a concatenation is left unproven.
+                QLinear::Sigmoid | QLinear::Softmax { .. } | QLinear::Concat { .. } => Unknown,
+            },
             Op::Unary(u) => match u {
                 UnaryOp::Identity
                 | UnaryOp::Neg

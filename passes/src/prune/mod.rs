@@ -101,9 +101,35 @@ fn integer_scale(g: &ecospac_ir::Graph, node: &ecospac_ir::Node) -> Option<Vec<f
     })
 }
 
+/// `(q - zero) · scale` of the codes `q` of `dims`: one scale and zero point
+/// for all, or one per index of `axis`; `None` when they do not fit.
+fn dequantised(
+    dims: &[usize],
+    q: &ecospac_ir::Tensor,
+    scale: &ecospac_ir::Tensor,
+    zero: Option<&ecospac_ir::Tensor>,
+    axis: Option<usize>,
+) -> Option<Vec<f64>> {
+    let (q, scale) = (q.to_f64s()?, scale.to_f64s()?);
+    let zero = zero.map_or_else(|| Some(vec![0.0; scale.len()]), |z| z.to_f64s())?;
+    if zero.len() != scale.len() || scale.is_empty() {
+        return None;
+    }
+    let index = if scale.len() == 1 {
+        None
+    } else {
+        let a = axis?;
+        (dims.get(a) == Some(&scale.len())).then_some(())?;
+        Some((a, dims[a + 1..].iter().product::<usize>().max(1)))
+    };
+    let at = |e: usize| index.map_or(0, |(a, inner)| (e / inner) % dims[a]);
+    Some(q.iter().enumerate().map(|(e, &x)| (x - zero[at(e)]) * scale[at(e)]).collect())
+}
+
 /// The values of a member's weight as the model computes with them, with
 /// their dims: its elements, or, for quantised data, `(q - zero_point) ·
-/// scale`: per tensor or per axis where a `DequantizeLinear` reads it, per
+/// scale`: per tensor or per axis where a `DequantizeLinear` or a quantised
+/// operator (`QLinearMatMul`…) reads it, per
 /// block where a `MatMulNBits` does (dims `[N, k_blocks, block_size]`, the
 /// member's axis unchanged).
 pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<(Vec<usize>, Vec<f64>)> {
@@ -115,28 +141,13 @@ pub fn weight_values(model: &Model, m: &crate::coupling::Member) -> Option<(Vec<
     let param = |i: usize| g.value((*node.inputs.get(i)?)?).constant.as_ref();
     match &node.op {
         ecospac_ir::Op::Dequantize(quant) if input == 0 => {
-            let q = t.to_f64s()?;
-            let scale = param(1)?.to_f64s()?;
-            let zero = param(2).map_or_else(|| Some(vec![0.0; scale.len()]), |z| z.to_f64s())?;
-            if zero.len() != scale.len() || scale.is_empty() {
-                return None;
-            }
-            let index = if scale.len() == 1 {
-                None
-            } else {
-                let a = quant.axis(dims.len()).ok()?;
-                (dims.get(a) == Some(&scale.len())).then_some(())?;
-                Some((a, dims[a + 1..].iter().product::<usize>().max(1)))
-            };
-            let values = q
-                .iter()
-                .enumerate()
-                .map(|(e, &x)| {
-                    let k = index.map_or(0, |(a, inner)| (e / inner) % dims[a]);
-                    (x - zero[k]) * scale[k]
-                })
-                .collect();
-            Some((dims, values))
+            let axis = quant.axis(dims.len()).ok();
+            Some((dims.clone(), dequantised(&dims, t, param(1)?, param(2), axis)?))
+        }
+        ecospac_ir::Op::QLinear(q) => {
+            let Some((scale, zero)) = q.params_of(input) else { return Some((dims, t.to_f64s()?)) };
+            let axis = q.column_axis(scale, dims.len());
+            Some((dims.clone(), dequantised(&dims, t, param(scale)?, param(zero), axis)?))
         }
         ecospac_ir::Op::MatMulInteger if input == 1 && dims.len() == 2 => {
             // (q - zero point) times the weight's scale, one per column or one

@@ -79,14 +79,23 @@ struct ZeroPoint {
 }
 
 /// The zero point that `reader` applies to `value` (a `DequantizeLinear`'s
-/// data, or either side of a `MatMulInteger`: one per row of A, per column of B).
+/// data, either side of a `MatMulInteger`: one per row of A, per column of B,
+/// or a quantised operator's data input: per tensor, or per column of B).
+/// A tensor sliced in place (`reader` None) has the zero point of its first
+/// use that applies one (all its uses read the same codes).
 fn zero_point(model: &Model, value: ValueId, reader: Option<(NodeId, usize)>) -> Option<ZeroPoint> {
-    let (node, input) = reader?;
+    let Some((node, input)) = reader else {
+        return model.graph.nodes().find_map(|(id, n)| {
+            let i = n.inputs.iter().position(|v| *v == Some(value))?;
+            zero_point(model, value, Some((id, i)))
+        });
+    };
     let node = model.graph.node(node);
     let rank = model.graph.value(value).constant.as_ref()?.dims.len();
     let at = match (&node.op, input) {
         (Op::Dequantize(_), 0) => 2,
         (Op::MatMulInteger, 0 | 1) => input + 2,
+        (Op::QLinear(q), _) => q.params_of(input)?.1,
         _ => return None,
     };
     let point = model.graph.value((*node.inputs.get(at)?)?).constant.clone()?;
@@ -94,6 +103,7 @@ fn zero_point(model: &Model, value: ValueId, reader: Option<(NodeId, usize)>) ->
     let axis = match &node.op {
         _ if point.numel() == 1 => None,
         Op::Dequantize(q) => Some(q.axis(rank).ok()?),
+        Op::QLinear(q) => Some(q.column_axis(at, rank)?),
         _ => Some(rank.checked_sub(2 - input)?),
     };
     Some(ZeroPoint { point, axis })

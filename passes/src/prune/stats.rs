@@ -6,6 +6,7 @@
 
 use crate::coupling::{Coupling, Member, Role};
 use ecospac_ir::exec::{Array, Batch, ExecError, Executor};
+use ecospac_ir::op::QLinear;
 use ecospac_ir::{DType, EntityId, Model, Node, Op, Value, ValueId};
 use faer::{Mat, MatRef};
 use std::collections::{BTreeMap, HashMap};
@@ -120,6 +121,8 @@ pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
         node = *next;
     }
     let n = g.node(node);
+    // Float, or codes that can be dequantised.
+    let probed = |v: ValueId| g.value(v).best_ty().is_some_and(|t| t.dtype == DType::F32) || code_scale(g, v).is_some();
     match (&n.op, m.role) {
         // A MatMulNBits reads its input in blocks, not in the positions of its
         // weight's block axis: only its output is a member's activation.
@@ -142,20 +145,68 @@ pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
         (Op::Gemm(gm), Role::Reader) if input == 1 && !gm.trans_a => {
             Some((n.inputs.first().copied().flatten()?, Role::Reader))
         }
+        // The quantised operator format: codes, which the probe dequantises.
+        (Op::QLinear(QLinear::MatMul | QLinear::Gemm { .. }), Role::Writer) if input == 3 => {
+            let out = n.outputs.first().copied().flatten()?;
+            probed(out).then_some((out, Role::Writer))
+        }
+        (Op::QLinear(QLinear::MatMul | QLinear::Gemm { trans_a: false, .. }), Role::Reader) if input == 3 => {
+            let codes = n.inputs.first().copied().flatten()?;
+            probed(codes).then_some((codes, Role::Reader))
+        }
         _ => None,
     }
 }
 
+/// How the codes `v` decode to the floats they stand for: the per-tensor
+/// scale and zero point with which the quantised operator that makes them
+/// writes them, or with which one that reads them (or a `DequantizeLinear`)
+/// reads them.
+fn code_scale(g: &ecospac_ir::Graph, v: ValueId) -> Option<(ValueId, Option<ValueId>)> {
+    let one = |s: ValueId| g.value(s).best_ty().and_then(|t| t.numel()) == Some(1);
+    if let Some(Op::QLinear(q)) = g.producers()[v.index()].map(|p| &g.node(p).op) {
+        let n = g.node(g.producers()[v.index()]?);
+        let (scale, zero) = q.output_params();
+        return (*n.inputs.get(scale)?).filter(|&s| one(s)).map(|s| (s, n.inputs.get(zero).copied().flatten()));
+    }
+    g.consumers()[v.index()].iter().find_map(|&c| {
+        let n = g.node(c);
+        let input = n.inputs.iter().position(|x| *x == Some(v))?;
+        let (scale, zero) = match &n.op {
+            Op::QLinear(q) => q.params_of(input)?,
+            Op::Dequantize(_) if input == 0 => (1, 2),
+            _ => return None,
+        };
+        let scale = (*n.inputs.get(scale)?).filter(|&s| one(s))?;
+        Some((scale, n.inputs.get(zero).copied().flatten()))
+    })
+}
+
 /// `model` with `values` as its only outputs (cast to float32 where they are
-/// not), and everything they do not need removed.
+/// not, dequantised where they are codes), and everything they do not need removed.
 pub fn probe_model(model: &Model, values: &[ValueId]) -> Result<Model, ExecError> {
     let mut m = model.clone();
     let mut outputs = Vec::with_capacity(values.len());
     for &v in values {
         let dtype = m.graph.value(v).best_ty().map(|t| t.dtype);
-        match dtype {
-            Some(DType::F32) => outputs.push(v),
-            Some(d) if d.is_float() => {
+        let codes = matches!(dtype, Some(DType::U8 | DType::I8)).then(|| code_scale(&m.graph, v)).flatten();
+        match (dtype, codes) {
+            (Some(DType::F32), _) => outputs.push(v),
+            (_, Some((scale, zero))) => {
+                let name = format!("{}::ecospac_f32", m.graph.value(v).name);
+                let out = m.graph.add_value(Value::named(name.clone()));
+                let quant = ecospac_ir::op::Quant { axis: None, saturate: None, output_dtype: None, block_size: None };
+                m.graph.add_node(Node {
+                    name,
+                    op: Op::Dequantize(quant),
+                    inputs: vec![Some(v), Some(scale), zero],
+                    outputs: vec![Some(out)],
+                    origin: None,
+                    captures: Vec::new(),
+                });
+                outputs.push(out);
+            }
+            (Some(d), None) if d.is_float() => {
                 let name = format!("{}::ecospac_f32", m.graph.value(v).name);
                 let out = m.graph.add_value(Value::named(name.clone()));
                 m.graph.add_node(Node {
@@ -168,7 +219,7 @@ pub fn probe_model(model: &Model, values: &[ValueId]) -> Result<Model, ExecError
                 });
                 outputs.push(out);
             }
-            other => {
+            (other, None) => {
                 return Err(ExecError(format!(
                     "activation `{}` is {other:?}, not a float tensor",
                     m.graph.value(v).name

@@ -115,6 +115,12 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
         Op::FusedAttention(a) => contrib::attention(a, x, cx),
         Op::EmbedLayerNorm(e) => contrib::embed_layer_norm(e, x, cx),
         Op::MatMulNBits(m) => contrib::matmul_nbits(m, x),
+        // Requantised integer products round as ONNX Runtime's kernels do;
+        // that is not reproduced here yet.
+        Op::QLinear(q) => Err(Fail(format!(
+            "`{}` (the quantised operator format) is not run by the libtorch executor yet",
+            q.op_type()
+        ))),
         Op::Reshape { allowzero } => one(reshape(need(x, 0)?, &ints(need(x, 1)?)?, *allowzero)?),
         Op::Flatten { axis } => {
             let t = need(x, 0)?;
