@@ -465,7 +465,7 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
             }
             r.push(pin(1, 2, PinReason::Packed));
         }
-        Op::ReduceMean(red) => {
+        Op::ReduceMean(red) | Op::ReduceSum(red) => {
             let Some(s) = in_shape(0) else { return pin_all(ins, outs, PinReason::UnknownShape) };
             let axes = match &red.axes {
                 Some(a) => Some(a.clone()),

@@ -444,7 +444,7 @@ pub fn infer(
             }
             Ok(outs)
         }
-        Op::ReduceMean(r) => {
+        Op::ReduceMean(r) | Op::ReduceSum(r) => {
             let axes = match &r.axes {
                 Some(a) => Some(a.clone()),
                 None if cx.input(1).is_none() => Some(vec![]),
@@ -544,12 +544,25 @@ pub fn infer(
                     return err(format!("Split sizes sum to {parts}, axis has {total}"));
                 }
             }
+            // A shape vector split into pieces (ORT's Gather-Slice-to-Split fusion):
+            // each piece holds its run of the elements.
+            let mut start = Some(0usize);
             Ok(sizes
                 .into_iter()
                 .map(|d| {
+                    let ints = match (cx.ints(0), start, d.as_known().and_then(|n| usize::try_from(n).ok())) {
+                        (Some(v), Some(b), Some(n)) if s.len() == 1 => {
+                            start = b.checked_add(n);
+                            v.get(b..b + n).map(<[Dim]>::to_vec)
+                        }
+                        _ => {
+                            start = None;
+                            None
+                        }
+                    };
                     let mut o = s.clone();
                     o[a] = d;
-                    Fact::of_ty(ty(cx.dtype(0), Some(o)))
+                    Fact { ty: ty(cx.dtype(0), Some(o)), ints }
                 })
                 .collect())
         }

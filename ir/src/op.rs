@@ -166,10 +166,11 @@ pub struct LayerNorm {
     pub simplified: bool,
 }
 
-/// `ReduceMean`.
+/// `ReduceMean` and `ReduceSum`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ReduceMean {
-    /// Axes as an attribute (opset < 18); later opsets take them as an input.
+pub struct Reduce {
+    /// Axes as an attribute (ReduceMean: opset < 18, ReduceSum: < 13); later
+    /// opsets take them as an input.
     pub axes: Option<Vec<i64>>,
     /// Keep reduced axes with size 1.
     pub keepdims: bool,
@@ -256,7 +257,9 @@ pub enum Op {
     /// `LayerNormalization`.
     LayerNorm(LayerNorm),
     /// `ReduceMean`.
-    ReduceMean(ReduceMean),
+    ReduceMean(Reduce),
+    /// `ReduceSum`.
+    ReduceSum(Reduce),
     /// `QuantizeLinear`.
     Quantize(Quant),
     /// `DequantizeLinear`.
@@ -580,11 +583,18 @@ impl Op {
                 stash_type: r.int("stash_type")?.unwrap_or(1),
                 simplified: op_type == "SimplifiedLayerNormalization",
             }),
-            "ReduceMean" => Op::ReduceMean(ReduceMean {
-                axes: r.ints("axes")?,
-                keepdims: r.bool("keepdims", true)?,
-                noop_with_empty_axes: r.bool("noop_with_empty_axes", false)?,
-            }),
+            "ReduceMean" | "ReduceSum" => {
+                let reduce = Reduce {
+                    axes: r.ints("axes")?,
+                    keepdims: r.bool("keepdims", true)?,
+                    noop_with_empty_axes: r.bool("noop_with_empty_axes", false)?,
+                };
+                if op_type == "ReduceSum" {
+                    Op::ReduceSum(reduce)
+                } else {
+                    Op::ReduceMean(reduce)
+                }
+            }
             "QuantizeLinear" | "DequantizeLinear" if opset >= 10 => {
                 let q = Quant {
                     axis: r.int("axis")?,
@@ -685,6 +695,7 @@ impl Op {
             Op::LayerNorm(l) if l.simplified => "SimplifiedLayerNormalization",
             Op::LayerNorm(_) => "LayerNormalization",
             Op::ReduceMean(_) => "ReduceMean",
+            Op::ReduceSum(_) => "ReduceSum",
             Op::Quantize(_) => "QuantizeLinear",
             Op::Dequantize(_) => "DequantizeLinear",
             Op::DynamicQuantize => "DynamicQuantizeLinear",
@@ -802,7 +813,7 @@ impl Op {
                     put("stash_type", Attr::Int(l.stash_type));
                 }
             }
-            Op::ReduceMean(r) => {
+            Op::ReduceMean(r) | Op::ReduceSum(r) => {
                 if let Some(axes) = &r.axes {
                     put("axes", Attr::Ints(axes.clone()));
                 }

@@ -38,6 +38,11 @@ pub const FIXTURES: &[&str] = &[
     "bert-ortopt.onnx",
     "gpt2-ortopt.onnx",
     "llama-ortopt.onnx",
+    "bert-optimum-o2.onnx",
+    "bert-optimum-o3.onnx",
+    "gpt2-optimum-o2.onnx",
+    "llama-optimum-o1.onnx",
+    "llama-optimum-o2.onnx",
     "if-reads-weight.onnx",
     "bert-qdq.onnx",
     "gpt2-qdq.onnx",
@@ -115,7 +120,8 @@ pub enum Input {
 }
 
 /// Deterministic inputs for the model's graph inputs: symbolic dims are 2
-/// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..100, masks of ones, floats in [-1, 1).
+/// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..100, masks of ones,
+/// token types of zeros, floats in [-1, 1).
 pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
     let g = &model.graph;
     use rand::{Rng, SeedableRng};
@@ -136,6 +142,7 @@ pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
             let n: i64 = dims.iter().product();
             let input = match ty.dtype {
                 DType::I64 if value.name.contains("mask") => Input::I64(dims, vec![1; n as usize]),
+                DType::I64 if value.name.contains("token_type") => Input::I64(dims, vec![0; n as usize]),
                 DType::I64 => Input::I64(dims, (0..n).map(|_| (next() % 100) as i64).collect()),
                 DType::F32 => Input::F32(dims, (0..n).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect()),
                 other => panic!("no input generator for {other}"),

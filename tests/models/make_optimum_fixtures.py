@@ -33,6 +33,9 @@ level), from small random-initialised checkpoints saved with `save_pretrained`
                          Split + Squeeze; attention and RoPE are not fused
   llama-optimum-o3.onnx  LLaMA, O3 (the same graph as O2)
 
+Committed in tests/fixtures: bert O2 and O3, gpt2 O2, llama O1 and O2 (the O1 graphs of
+BERT and GPT-2 are close to the plain exports of `make_fixtures.py`).
+
 The norms' weights and all biases get seeded noise so they are not all ones and zeros (the
 exporter merges identical all-zero biases into one initializer shared by all layers). Each
 file holds its weights (no external data). Runs `optimum-cli` from the same environment

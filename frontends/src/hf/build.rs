@@ -3,7 +3,7 @@
 
 use super::safetensors::Weights;
 use super::HfError;
-use ecospac_ir::op::{BinaryOp, Cast, LayerNorm, ReduceMean, Softmax, Split, UnaryOp};
+use ecospac_ir::op::{BinaryOp, Cast, LayerNorm, Reduce, Softmax, Split, UnaryOp};
 use ecospac_ir::{DType, Dim, Graph, Model, Node, Op, OpsetImport, Tensor, TensorTy, Value, ValueId};
 use std::collections::{BTreeMap, HashMap};
 
@@ -355,7 +355,7 @@ impl<'w> Builder<'w> {
             w = self.add(w, one);
         }
         let sq = self.mul(x, x);
-        let op = Op::ReduceMean(ReduceMean { axes: Some(vec![-1]), keepdims: true, noop_with_empty_axes: false });
+        let op = Op::ReduceMean(Reduce { axes: Some(vec![-1]), keepdims: true, noop_with_empty_axes: false });
         let mean = self.node(op, &[sq]);
         let e = self.scalar(eps as f32);
         let var = self.add(mean, e);

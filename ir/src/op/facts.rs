@@ -60,6 +60,7 @@ impl Op {
             | Op::LayerNorm(_)
             | Op::SkipLayerNorm(_)
             | Op::ReduceMean(_)
+            | Op::ReduceSum(_)
             | Op::Quantize(_)
             | Op::Dequantize(_)
             | Op::DynamicQuantize
@@ -102,6 +103,7 @@ impl Op {
             | Op::Softmax(_)
             | Op::LayerNorm(_)
             | Op::ReduceMean(_)
+            | Op::ReduceSum(_)
             | Op::Gelu(_)
             | Op::SkipLayerNorm(_)
             | Op::ContribGelu(_)
@@ -179,7 +181,7 @@ impl Op {
                 QLinear::Sigmoid | QLinear::Softmax { .. } => (4, 5, 1, 1),
                 QLinear::Concat { .. } => (5, ANY, 1, 1),
             },
-            Op::ReduceMean(r) => (1, if r.axes.is_some() { 1 } else { 2 }, 1, 1),
+            Op::ReduceMean(r) | Op::ReduceSum(r) => (1, if r.axes.is_some() { 1 } else { 2 }, 1, 1),
             Op::Reshape { .. } => (2, 2, 1, 1),
             Op::Split(s) => (1, if s.split.is_some() { 1 } else { 2 }, 1, ANY),
             Op::Slice => (3, 5, 1, 1),
@@ -264,6 +266,7 @@ impl Op {
             | Op::LayerNorm(_)
             | Op::SkipLayerNorm(_)
             | Op::ReduceMean(_)
+            | Op::ReduceSum(_)
             | Op::FusedAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::Shape { .. }

@@ -3,7 +3,7 @@
 //! (those exporters write: `GatherND`, `ReduceSum`), with ONNX Runtime's
 //! semantics.
 
-use super::ops::{ints, need, normalise, one, opt, reduce_axes, Cx, Outs};
+use super::ops::{need, normalise, one, opt, Cx, Outs};
 use super::{Fail, R};
 use ecospac_ir::attr::{Attr, Attrs};
 use ecospac_ir::op::{ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, Opaque, Quant, SkipLayerNorm};
@@ -260,15 +260,6 @@ pub(crate) fn opaque(o: &Opaque, x: &[Option<&Tensor>]) -> R<Outs> {
                 return Err(Fail("batch_dims ≠ 0 is not supported".into()));
             }
             one(gather_nd(need(x, 0)?, need(x, 1)?)?)
-        }
-        ("" | "ai.onnx", "ReduceSum") => {
-            only_attrs(o, &["keepdims", "noop_with_empty_axes"])?;
-            let t = need(x, 0)?;
-            let axes = opt(x, 1).map(ints).transpose()?.unwrap_or_default();
-            let noop = attr_int(&o.attrs, "noop_with_empty_axes")?.unwrap_or(0) != 0;
-            let Some(axes) = reduce_axes(t, axes, noop)? else { return one(t.shallow_clone()) };
-            let keep = attr_int(&o.attrs, "keepdims")?.unwrap_or(1) != 0;
-            one(t.f_sum_dim_intlist(axes.as_slice(), keep, t.f_kind()?)?)
         }
         (d, t) => {
             let name = if d.is_empty() { t.to_string() } else { format!("{d}:{t}") };

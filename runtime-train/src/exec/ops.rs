@@ -4,7 +4,7 @@
 //! ops are in [`super::contrib`].
 
 use super::{contrib, Fail, R};
-use ecospac_ir::op::{BinaryOp, Conv, Gemm, LayerNorm, ReduceMean, Softmax, Split, UnaryOp};
+use ecospac_ir::op::{BinaryOp, Conv, Gemm, LayerNorm, Reduce, Softmax, Split, UnaryOp};
 use ecospac_ir::Op;
 use tch::{Device, Kind, Tensor};
 
@@ -104,7 +104,8 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
         Op::Where => one(need(x, 1)?.f_where_self(need(x, 0)?, need(x, 2)?)?),
         Op::Softmax(s) => one(softmax(s, need(x, 0)?)?),
         Op::LayerNorm(l) => layer_norm(l, x, cx),
-        Op::ReduceMean(r) => one(reduce_mean(r, x)?),
+        Op::ReduceMean(r) => one(reduce(r, x, false)?),
+        Op::ReduceSum(r) => one(reduce(r, x, true)?),
         Op::Gelu(g) => one(need(x, 0)?.f_gelu(if g.tanh { "tanh" } else { "none" })?),
         Op::Quantize(q) => contrib::quantize(q, x),
         Op::Dequantize(q) => contrib::dequantize(q, x),
@@ -393,7 +394,8 @@ fn layer_norm(l: &LayerNorm, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
     Ok(if l.simplified { vec![Some(y), Some(inv)] } else { vec![Some(y), Some(mean), Some(inv)] })
 }
 
-fn reduce_mean(r: &ReduceMean, x: &[Option<&Tensor>]) -> R<Tensor> {
+/// `ReduceMean`, or `ReduceSum` when `sum`.
+fn reduce(r: &Reduce, x: &[Option<&Tensor>], sum: bool) -> R<Tensor> {
     let t = need(x, 0)?;
     let axes = match (&r.axes, opt(x, 1)) {
         (Some(a), _) => a.clone(),
@@ -402,6 +404,9 @@ fn reduce_mean(r: &ReduceMean, x: &[Option<&Tensor>]) -> R<Tensor> {
     };
     let Some(axes) = reduce_axes(t, axes, r.noop_with_empty_axes)? else { return Ok(t.shallow_clone()) };
     let kind = t.f_kind()?;
+    if sum {
+        return Ok(t.f_sum_dim_intlist(axes.as_slice(), r.keepdims, kind)?);
+    }
     let y = t.f_mean_dim(axes.as_slice(), r.keepdims, if is_int(kind) { Some(Kind::Double) } else { None })?;
     Ok(if y.f_kind()? == kind { y } else { y.f_to_dtype(kind, false, false)? })
 }
