@@ -222,31 +222,18 @@ pub fn staging_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     ecospac_ir::staging::file(dir)
 }
 
-fn varint_len(mut v: u64) -> u64 {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
 /// Bytes of a length-delimited field (key + length + body).
 fn field_len(field: u32, body: u64) -> u64 {
-    varint_len(((field as u64) << 3) | 2) + varint_len(body) + body
+    protobuf::rt::tag_size(field) + protobuf::rt::compute_raw_varint64_size(body) + body
 }
 
-fn write_varint(w: &mut impl Write, mut v: u64) -> std::io::Result<()> {
-    while v >= 0x80 {
-        w.write_all(&[(v as u8) | 0x80])?;
-        v >>= 7;
-    }
-    w.write_all(&[v as u8])
-}
-
+/// The key and length of a length-delimited field of `len` bytes.
 fn write_key(w: &mut impl Write, field: u32, len: u64) -> std::io::Result<()> {
-    write_varint(w, ((field as u64) << 3) | 2)?;
-    write_varint(w, len)
+    let mut os = protobuf::CodedOutputStream::new(w);
+    os.write_tag(field, protobuf::rt::WireType::LengthDelimited)
+        .and_then(|()| os.write_raw_varint64(len))
+        .and_then(|()| os.flush())
+        .map_err(std::io::Error::other)
 }
 
 /// The encoded tensor without its raw data, and the raw bytes to append (if inline).

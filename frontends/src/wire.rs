@@ -2,6 +2,7 @@
 //! an ONNX file before the message is decoded, so that they stay in the memory
 //! map instead of being copied (`ModelProto.graph.initializer[*].raw_data`).
 
+use protobuf::{CodedInputStream, CodedOutputStream};
 use std::ops::Range;
 
 /// The model bytes with every initializer's `raw_data` removed, and where each
@@ -18,25 +19,10 @@ const MODEL_GRAPH: u64 = 7;
 const GRAPH_INITIALIZER: u64 = 5;
 const TENSOR_RAW_DATA: u64 = 9;
 
-fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    let mut os = CodedOutputStream::vec(out);
+    // Writing to a Vec cannot fail.
+    let _ = os.write_raw_varint64(v).and_then(|()| os.flush());
 }
 
 /// One field: its number, wire type, the whole field's range and, for
@@ -48,36 +34,35 @@ struct Field {
 }
 
 fn fields(b: &[u8], range: Range<usize>) -> Option<Vec<Field>> {
-    let mut pos = range.start;
+    let base = range.start;
+    let mut is = CodedInputStream::from_bytes(b.get(range)?);
+    let at = |is: &CodedInputStream<'_>| usize::try_from(is.pos()).ok()?.checked_add(base);
     let mut out = Vec::new();
-    while pos < range.end {
-        let start = pos;
-        let key = varint(b, &mut pos)?;
+    loop {
+        let start = at(&is)?;
+        let Some(key) = is.read_raw_tag_or_eof().ok()? else { break };
         let payload = match key & 7 {
             0 => {
-                varint(b, &mut pos)?;
+                is.read_raw_varint64().ok()?;
                 None
             }
             1 => {
-                pos = pos.checked_add(8)?;
+                is.skip_raw_bytes(8).ok()?;
                 None
             }
             5 => {
-                pos = pos.checked_add(4)?;
+                is.skip_raw_bytes(4).ok()?;
                 None
             }
             2 => {
-                let len = usize::try_from(varint(b, &mut pos)?).ok()?;
-                let p = pos..pos.checked_add(len)?;
-                pos = p.end;
-                Some(p)
+                let len = u32::try_from(is.read_raw_varint64().ok()?).ok()?;
+                let from = at(&is)?;
+                is.skip_raw_bytes(len).ok()?;
+                Some(from..at(&is)?)
             }
             _ => return None, // groups are not used by ONNX
         };
-        if pos > range.end {
-            return None;
-        }
-        out.push(Field { number: key >> 3, whole: start..pos, payload });
+        out.push(Field { number: u64::from(key >> 3), whole: start..at(&is)?, payload });
     }
     Some(out)
 }
@@ -132,14 +117,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn varints_round_trip() {
-        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
-            let mut buf = Vec::new();
-            put_varint(&mut buf, v);
-            let mut pos = 0;
-            assert_eq!(varint(&buf, &mut pos), Some(v));
-            assert_eq!(pos, buf.len());
-        }
+    fn payloads_are_found_and_removed() {
+        use onnx_protobuf::{GraphProto, Message, ModelProto, TensorProto};
+        let data: Vec<u8> = (0..=199).collect(); // a length of two varint bytes
+        let mut t = TensorProto::new();
+        t.name = "w".into();
+        t.dims = vec![200];
+        t.raw_data = data.clone();
+        let mut g = GraphProto::new();
+        g.initializer.push(t);
+        let mut m = ModelProto::new();
+        m.graph = Some(g).into();
+        let b = m.write_to_bytes().expect("encode");
+        let s = strip_initializer_data(&b).expect("well-formed");
+        assert_eq!(s.raw_data.len(), 1);
+        assert_eq!(&b[s.raw_data[0].clone().expect("a payload")], &data[..]);
+        let back = ModelProto::parse_from_bytes(&s.bytes).expect("decode");
+        let t = &back.graph.initializer[0];
+        assert!(t.raw_data.is_empty());
+        assert_eq!((t.name.as_str(), t.dims.as_slice()), ("w", &[200][..]));
     }
 
     #[test]
