@@ -247,3 +247,36 @@ fn recover_without_the_training_runtime_is_refused() {
     assert!(stderr.contains("--features train"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// ONNX Runtime sorts a graph itself, so files whose nodes are out of order
+/// exist: ecospac reads them sorted, with the groups of the sorted file. Nodes
+/// that read each other's outputs in a cycle are refused, naming one of them.
+#[test]
+fn unsorted_nodes_are_sorted_and_cycles_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = fixture_proto();
+    m.graph.as_mut().expect("graph").node.reverse();
+    let p = dir.path().join("unsorted.onnx");
+    write(&p, &m);
+    let groups = |path: &Path| {
+        let mut model = ecospac_frontends::import_file(path).expect("import");
+        ecospac_ir::verify(&model.graph).expect("a sorted graph");
+        ecospac_passes::prepare(&mut model).expect("prepare");
+        ecospac_passes::coupling::analyze(&model).groups.len()
+    };
+    assert_eq!(groups(&p), groups(&common::fixture("bert-torchscript.onnx")));
+
+    let mut m = fixture_proto();
+    let g = m.graph.as_mut().expect("graph");
+    let made_by =
+        |g: &onnx_protobuf::GraphProto, name: &str| g.node.iter().position(|n| n.output.iter().any(|o| o == name));
+    // A node whose first input another node makes; that node now reads it back.
+    let (n, p_) = (0..g.node.len())
+        .find_map(|n| Some((n, made_by(g, g.node[n].input.first()?)?)))
+        .expect("a node fed by another");
+    let loop_back = g.node[n].output[0].clone();
+    g.node[p_].input[0] = loop_back;
+    let cyclic = dir.path().join("cyclic.onnx");
+    write(&cyclic, &m);
+    expect_failure(&cyclic, &["cycle through node"]);
+}

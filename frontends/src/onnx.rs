@@ -96,6 +96,9 @@ pub enum ImportError {
         /// Why.
         reason: String,
     },
+    /// Nodes that read each other's outputs in a cycle.
+    #[error(transparent)]
+    Cycle(#[from] ecospac_ir::CycleError),
     /// A known op with a malformed attribute.
     #[error("node {node}: {source}")]
     Attribute {
@@ -244,7 +247,7 @@ fn import_inner(
         g.inputs.push(id);
     }
     let nodes = std::mem::take(&mut gp.node);
-    // Outputs first, so that a reference to a later node's output is found (the verifier reports the order).
+    // Outputs first, so that a reference to a later node's output is found (the nodes are sorted below).
     let mut node_outputs = Vec::with_capacity(nodes.len());
     for n in &nodes {
         let mut outs = Vec::with_capacity(n.output.len());
@@ -291,6 +294,8 @@ fn import_inner(
         let captures = outer_reads(n, &by_name, &label)?;
         g.add_node(Node { name: n.name.clone(), op, inputs, outputs, origin: Some(Origin(origin)), captures });
     }
+    // ONNX Runtime sorts graphs itself, so unsorted files exist; they are read sorted.
+    g.sort_topologically()?;
     for vi in std::mem::take(&mut gp.output) {
         let id = *by_name.get(&vi.name).ok_or_else(|| ImportError::MissingOutput { name: vi.name.clone() })?;
         if !g.inputs.contains(&id) {

@@ -59,6 +59,14 @@ pub struct Node {
     pub captures: Vec<ValueId>,
 }
 
+/// A cycle among a graph's nodes: no order computes them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the graph has a cycle through node `{node}`: no order of its nodes computes it")]
+pub struct CycleError {
+    /// A node on the cycle.
+    pub node: String,
+}
+
 /// A model graph. Ids are never renumbered: removed nodes leave a hole.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
@@ -152,6 +160,58 @@ impl Graph {
         let at = self.order.iter().position(|&n| n == before).unwrap_or(self.order.len());
         self.order.insert(at, id);
         id
+    }
+    /// Puts the live nodes in a topological order (each after the producers
+    /// of what it reads), leaving the order as it is where it already is one.
+    /// ONNX requires sorted nodes, but ONNX Runtime sorts a graph itself, so
+    /// files that are not sorted exist. Returns whether the order changed.
+    ///
+    /// ```
+    /// use ecospac_ir::{Graph, Node, Op, Value};
+    /// use ecospac_ir::op::UnaryOp;
+    /// let mut g = Graph::new("g");
+    /// let (x, y, z) = (g.add_value(Value::named("x")), g.add_value(Value::named("y")), g.add_value(Value::named("z")));
+    /// let node = |name: &str, i, o| Node {
+    ///     name: name.into(), op: Op::Unary(UnaryOp::Relu), inputs: vec![Some(i)], outputs: vec![Some(o)],
+    ///     origin: None, captures: vec![],
+    /// };
+    /// let second = g.add_node(node("second", y, z));
+    /// let first = g.add_node(node("first", x, y));
+    /// assert_eq!(g.sort_topologically(), Ok(true));
+    /// assert_eq!(g.order, vec![first, second]);
+    /// assert_eq!(g.sort_topologically(), Ok(false));
+    /// ```
+    pub fn sort_topologically(&mut self) -> Result<bool, CycleError> {
+        use petgraph::graph::{DiGraph, NodeIndex};
+        let producers = self.producers();
+        let reads = |n: &Node| n.inputs.iter().flatten().chain(&n.captures).copied().collect::<Vec<ValueId>>();
+        let mut placed = vec![false; self.nodes.len()];
+        let mut sorted = true;
+        for &id in &self.order {
+            sorted &= reads(&self.nodes[id]).iter().all(|v| producers[v.index()].is_none_or(|p| placed[p.index()]));
+            placed[id.index()] = true;
+        }
+        if sorted {
+            return Ok(false);
+        }
+        let mut dag: DiGraph<NodeId, ()> = DiGraph::with_capacity(self.order.len(), 0);
+        let mut index: Vec<Option<NodeIndex>> = vec![None; self.nodes.len()];
+        for &id in &self.order {
+            index[id.index()] = Some(dag.add_node(id));
+        }
+        for &id in &self.order {
+            for v in reads(&self.nodes[id]) {
+                if let (Some(Some(from)), Some(to)) =
+                    (producers[v.index()].map(|p| index[p.index()]), index[id.index()])
+                {
+                    dag.add_edge(from, to, ());
+                }
+            }
+        }
+        let order = petgraph::algo::toposort(&dag, None)
+            .map_err(|c| CycleError { node: self.nodes[dag[c.node_id()]].name.clone() })?;
+        self.order = order.into_iter().map(|i| dag[i]).collect();
+        Ok(true)
     }
     /// Removes nodes from the order (their ids stay unused).
     pub fn remove_nodes(&mut self, dead: &[NodeId]) {

@@ -19,7 +19,7 @@ pub mod ty;
 pub mod verify;
 
 pub use attr::{Attr, Attrs};
-pub use graph::{Graph, Model, Node, OpsetImport, Value};
+pub use graph::{CycleError, Graph, Model, Node, OpsetImport, Value};
 pub use ids::{Arena, EntityId, NodeId, SymId, ValueId};
 pub use op::Op;
 pub use tensor::{DataLayout, Origin, Storage, Tensor};

@@ -2,6 +2,12 @@
 //! (reshape: outer × inner) or a concatenation (split, concat, slice) of
 //! smaller atoms. Unifying two atoms aligns their refinements, refining either
 //! side as needed; structures that cannot be aligned pin both.
+//!
+//! This is hand-written rather than built on `petgraph` (which the IR uses for
+//! node order and cycles): the union-find carries a refinement per class and
+//! unifies refinements recursively, which no graph algorithm of a general
+//! graph crate provides (egg keeps its e-class union-find hand-written for the
+//! same reason).
 
 use ecospac_ir::axes::PinReason;
 use ecospac_ir::Dim;
