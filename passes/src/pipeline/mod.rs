@@ -9,7 +9,8 @@
 //! unknown pass or parameter, a requirement no earlier pass ensures, a pass
 //! that needs an engine or data the environment lacks: an error naming it),
 //! and the manager checks again as it runs, verifies the graph after each pass
-//! when asked, and restores the model if a pass fails.
+//! when asked, and restores the model if a pass fails. Other crates add
+//! passes of their own through a [`Registry`].
 //!
 //! ```
 //! use ecospac_passes::pipeline::{Recipe, Pipeline, Env};
@@ -28,9 +29,11 @@
 //! ```
 
 mod recipe;
+mod registry;
 mod steps;
 
 pub use recipe::{Recipe, RecipeError, Step};
+pub use registry::{PassConstructor, Registry};
 pub use steps::{
     pass_doc, AllocateParams, AnalyseParams, CalibrateParams, LoadPlanParams, RefitMethod, RefitParams, Scope,
     ScoreParams, PASS_NAMES,
@@ -107,6 +110,21 @@ pub struct PassInfo {
     pub writes_model: bool,
     /// Whether it runs the model (needs [`Env::executor`] and [`Env::data`]).
     pub runs_model: bool,
+}
+
+impl PassInfo {
+    /// A pass that needs, ensures and changes nothing (set the fields that differ).
+    pub fn new(name: &'static str, doc: &'static str) -> PassInfo {
+        PassInfo {
+            name,
+            doc,
+            requires: Facts::NONE,
+            ensures: Facts::NONE,
+            invalidates: Facts::NONE,
+            writes_model: false,
+            runs_model: false,
+        }
+    }
 }
 
 /// Whether a pass changed the model.
@@ -323,8 +341,19 @@ impl Pipeline {
 
     /// Like [`Pipeline::new`], for a compilation where `facts` already hold.
     pub fn starting_from(recipe: &Recipe, env: &Env<'_>, facts: Facts) -> Result<Pipeline, PassError> {
+        Pipeline::with_registry(&Registry::builtin(), recipe, env, facts)
+    }
+
+    /// Like [`Pipeline::starting_from`], with the passes of `registry`
+    /// (ecospac's own and those another crate added).
+    pub fn with_registry(
+        registry: &Registry,
+        recipe: &Recipe,
+        env: &Env<'_>,
+        facts: Facts,
+    ) -> Result<Pipeline, PassError> {
         let passes: Vec<Box<dyn Pass>> =
-            recipe.steps.iter().enumerate().map(|(i, s)| steps::build(i + 1, s)).collect::<Result<_, _>>()?;
+            recipe.steps.iter().enumerate().map(|(i, s)| registry.build(i + 1, s)).collect::<Result<_, _>>()?;
         let mut have = facts;
         for (i, p) in passes.iter().enumerate() {
             let info = p.info();

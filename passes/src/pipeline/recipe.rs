@@ -53,6 +53,9 @@ pub enum RecipeError {
         /// What is wrong, from the parameter's type.
         message: String,
     },
+    /// A pass registered under a name already taken.
+    #[error("a pass named `{0}` is already registered")]
+    Duplicate(String),
     /// A name (e.g. for `--dump-after`) that is not a step of the recipe.
     #[error("`{0}` is not a step of this pipeline")]
     NotInRecipe(String),

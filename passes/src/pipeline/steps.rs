@@ -83,15 +83,7 @@ pub(super) fn normalize(step: usize, s: &Step) -> Result<Step, RecipeError> {
 pub struct NoParams {}
 
 fn info(name: &'static str, doc: &'static str) -> PassInfo {
-    PassInfo {
-        name,
-        doc,
-        requires: Facts::NONE,
-        ensures: Facts::NONE,
-        invalidates: Facts::NONE,
-        writes_model: false,
-        runs_model: false,
-    }
+    PassInfo::new(name, doc)
 }
 
 /// A pass that rewrites the graph with a function of the model.
