@@ -4,7 +4,8 @@ heads), FFN 1024, with the seeded noise on every vector of
 `tests/models/make_quant_fixtures.py` so that no two biases are equal),
 exported by the TorchScript exporter, and each also as users bring it: after
 ONNX Runtime's transformer optimizer (default fusions), statically quantised
-(QDQ int8, per-channel), dynamically quantised (`quantize_dynamic`,
+(QDQ int8, per-channel, and the operator format `QuantFormat.QOperator`),
+dynamically quantised (`quantize_dynamic`,
 per-channel), int4 weight-only (`MatMulNBits`, block 32) and in float16.
 
 Each graph is compiled by `ecospac compile --budget 0.5 --calibration-length 128`
@@ -105,6 +106,14 @@ def variants(family, out):
             tokens.items = iter([{k: v[:1] for k, v in feeds(seed).items()} for seed in range(8)])
             quantize_static(pre, p("qdq"), tokens, quant_format=QuantFormat.QDQ, per_channel=True,
                             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+    if not os.path.exists(p("qop")):
+        with tempfile.TemporaryDirectory() as tmp:
+            pre = os.path.join(tmp, "pre.onnx")
+            quant_pre_process(src, pre, skip_symbolic_shape=True)
+            tokens = mq.Tokens(vocab=VOCAB)
+            tokens.items = iter([{k: v[:1] for k, v in feeds(seed).items()} for seed in range(8)])
+            quantize_static(pre, p("qop"), tokens, quant_format=QuantFormat.QOperator, per_channel=True,
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
     if not os.path.exists(p("dynq")):
         quantize_dynamic(src, p("dynq"), weight_type=QuantType.QInt8, per_channel=True)
     if not os.path.exists(p("int4")):
@@ -118,7 +127,8 @@ def variants(family, out):
         onnx.save(convert_float_to_float16(onnx.load(src), keep_io_types=True), p("fp16"))
     norope = [("ORT optimizer, without RotaryEmbedding", p("ortopt-norope"))] if family == "llama" else []
     return [("exporter (TorchScript)", src), ("ORT optimizer, default fusions", p("ortopt"))] + norope + [
-            ("QDQ int8, per-channel", p("qdq")), ("dynamic int8, per-channel", p("dynq")),
+            ("QDQ int8, per-channel", p("qdq")), ("QOperator int8, per-channel", p("qop")),
+            ("dynamic int8, per-channel", p("dynq")),
             ("int4 MatMulNBits, block 32", p("int4")), ("float16", p("fp16"))]
 
 

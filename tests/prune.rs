@@ -224,10 +224,11 @@ fn exact_albert_dynamo() {
 /// Graphs after ONNX Runtime's transformer optimizer (`make_ort_fixtures.py`):
 /// SkipLayerNormalization, SimplifiedLayerNormalization (and its Skip form),
 /// BiasGelu and FastGelu are ops of the closed set, so
-/// the groups of the plain export survive. A fused Attention is sliced by whole
-/// heads (its packed Q/K/V weight and bias, `num_heads` rewritten; dims inside
-/// a head stay); EmbedLayerNormalization keeps its shapes and pins its weights,
-/// and the compile says so.
+/// the groups of the plain export survive. A fused Attention keeps them too:
+/// whole heads and the Q/K and V dims inside them (its packed weight and bias
+/// cut, `num_heads`, `qkv_hidden_sizes` and `scale` rewritten; the random plans
+/// of `exact_bert_ortopt` cut dims); EmbedLayerNormalization keeps its shapes
+/// and pins its weights, and the compile says so.
 #[test]
 fn ort_optimised_graphs_keep_their_groups() {
     let count = |name: &str| analyze(&prepared(name)).groups.len();
@@ -235,9 +236,9 @@ fn ort_optimised_graphs_keep_their_groups() {
     assert_eq!(count("gpt2-ortopt.onnx"), count("gpt2-torchscript.onnx"));
     // RMS norms as `SimplifiedLayerNormalization` and its Skip form.
     assert_eq!(count("llama-ortopt.onnx"), count("llama-torchscript.onnx"));
-    // The fused graph: the FFN channels and the heads of both layers.
+    // The fused graph: the FFN channels, the heads of both layers and their dims.
     let fused = analyze(&prepared("bert-ortopt.onnx"));
-    assert_eq!(fused.groups.len(), 4);
+    assert_eq!(fused.groups.len(), count("bert-torchscript.onnx"));
     assert_eq!(fused.groups.iter().filter(|g| g.outer && g.size == 4).count(), 2);
     let out = tempfile::tempdir().expect("tempdir");
     let compact = out.path().join("c.onnx");
@@ -260,6 +261,25 @@ fn ort_optimised_graphs_keep_their_groups() {
         .collect();
     assert_eq!(heads.len(), 2);
     assert!(heads.iter().any(|&h| h < 4), "no head was removed: {heads:?}");
+    // A uniform plan cuts the dims inside the heads: the scores keep the scale
+    // of the original head size (16 dims: 1/4).
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
+        .args(["compile", &fixture("bert-ortopt.onnx").display().to_string(), "--budget", "0.5"])
+        .args(["--allocation", "uniform", "--calibration-length", "16", "-o"])
+        .arg(&compact)
+        .output()
+        .expect("run ecospac");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = ecospac_frontends::import_file(&compact).expect("import the compact model");
+    let scales: Vec<Option<f32>> = m
+        .graph
+        .nodes()
+        .filter_map(|(_, n)| match &n.op {
+            ecospac_ir::Op::FusedAttention(f) => Some(f.scale),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scales, [Some(0.25), Some(0.25)]);
 }
 
 /// An `If` branch that reads block 0's up-projection by name pins that block
@@ -598,8 +618,8 @@ fn quantised_graphs_keep_their_groups() {
 /// Graphs as `optimum-cli export onnx --optimize O2|O3` writes them
 /// (`tests/models/make_optimum_fixtures.py`). LLaMA at O2 computes its shapes
 /// through `Split` + `Squeeze` (ORT's Gather-to-Split fusion) and keeps the
-/// groups of O1, heads included; BERT at O2 and O3 has fused `Attention`
-/// (whole heads, with a mask index from `ReduceSum`) and the FFN channels.
+/// groups of O1, heads included; BERT at O2 and O3 has fused `Attention` (with
+/// a mask index from `ReduceSum`) and keeps the groups of the plain export.
 #[test]
 fn optimum_optimised_graphs_keep_their_groups() {
     let count = |name: &str| analyze(&prepared(name)).groups.len();
@@ -609,7 +629,7 @@ fn optimum_optimised_graphs_keep_their_groups() {
     assert_eq!(count("gpt2-optimum-o2.onnx"), count("gpt2-torchscript.onnx"));
     for name in ["bert-optimum-o2.onnx", "bert-optimum-o3.onnx"] {
         let fused = analyze(&prepared(name));
-        assert_eq!(fused.groups.len(), 4, "{name}");
+        assert_eq!(fused.groups.len(), count("bert-torchscript.onnx"), "{name}");
         assert_eq!(fused.groups.iter().filter(|g| g.outer && g.size == 4).count(), 2, "{name}");
     }
 }

@@ -71,9 +71,6 @@ pub enum PinReason {
     /// Packed with its neighbours: codes within a quantisation block, or zero
     /// points of several blocks in one byte.
     Packed,
-    /// The size of one head inside a fused attention op, which derives it from
-    /// the hidden size and the head count (whole heads may go).
-    HeadSize,
     /// Read by a dynamic quantisation, whose range covers the whole tensor,
     /// where the analysis cannot show that the removed elements are zero.
     DynamicRange,
@@ -96,7 +93,6 @@ impl PinReason {
             PinReason::Subgraph => "read inside a subgraph",
             PinReason::TooFragmented => "split into more pieces than the analysis follows",
             PinReason::Packed => "packed with its neighbours (within a quantisation block)",
-            PinReason::HeadSize => "a head's size inside a fused attention op (whole heads only)",
             PinReason::DynamicRange => "in a dynamic quantisation range, and not shown to be zero where cut",
         }
     }
@@ -371,8 +367,11 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
         }
         Op::FusedAttention(f) if fused_heads(f, ins, outs).is_some() => {
             let Some((n, parts)) = fused_heads(f, ins, outs) else { return pin_all(ins, outs, PinReason::Fused) };
-            // Whole heads: head h is the h-th `head size` indices of each of the
-            // Q, K and V parts of the packed weight and bias, and of the output.
+            // Head h is the h-th `head size` indices of each of the Q, K and V
+            // parts of the packed weight and bias, and of the output. The Q and
+            // K dims of a head are one index space (their product is summed
+            // over), the V dims another: heads and dims may both go (the slicer
+            // sets the head count, the widths and the score scale).
             let inner = |id: usize| Slot { port: Port::Inner(id), axis: 0 };
             let heads = inner(3);
             r.push(AxisRel::Inner { id: 3, size: n });
@@ -380,8 +379,8 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                 r.push(AxisRel::Inner { id: p, size: width });
                 r.push(AxisRel::Inner { id: 4 + p, size: width / n });
                 r.push(AxisRel::Product(vec![inner(p)], vec![heads, inner(4 + p)]));
-                r.push(AxisRel::Pin(inner(4 + p), PinReason::HeadSize));
             }
+            r.push(AxisRel::Same(inner(4), inner(5)));
             let qkv: Vec<Part> = (0..3).map(|p| Part::Slot(inner(p))).collect();
             r.push(AxisRel::Concat { whole: Slot { port: Port::In(1), axis: 1 }, parts: qkv.clone() });
             r.push(AxisRel::Concat { whole: Slot { port: Port::In(2), axis: 0 }, parts: qkv });

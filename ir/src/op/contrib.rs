@@ -34,8 +34,9 @@ pub enum ContribGelu {
 
 /// ONNX Runtime's fused `com.microsoft` `Attention`: multi-head self-attention
 /// of input 0 (`[B, S, H_in]`) with packed Q/K/V weights (input 1,
-/// `[H_in, H_q + H_k + H_v]`) and bias (input 2); output `[B, S, H_v]`. Its
-/// heads are not sliced yet: the analysis pins its weights.
+/// `[H_in, H_q + H_k + H_v]`) and bias (input 2); output `[B, S, H_v]`. Heads,
+/// and dims inside them, are sliced through `num_heads`, `qkv_hidden_sizes`
+/// and `scale` ([`FusedAttention::resized`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FusedAttention {
     /// Heads.
@@ -51,13 +52,29 @@ pub struct FusedAttention {
 }
 
 impl FusedAttention {
-    /// The op after slicing whole heads: the Q, K and V parts (of widths
-    /// `parts`) keep `kept` indices each.
-    pub fn resized(&self, parts: [i64; 3], kept: [i64; 3]) -> FusedAttention {
-        let head = parts[0] / self.num_heads.max(1);
+    /// The op after slicing: of the Q, K and V parts (of widths `parts`),
+    /// `heads` heads stay, each keeping `dims` indices of each part. The widths
+    /// are written when they differ or were written; a head size that changes
+    /// keeps the scores' scale (`1/sqrt` of the original head size).
+    ///
+    /// ```
+    /// use ecospac_ir::op::FusedAttention;
+    /// let a = FusedAttention { num_heads: 4, qkv_hidden_sizes: None, unidirectional: None, mask_filter_value: None, scale: None };
+    /// let whole = a.resized([64; 3], 2, [16; 3]);
+    /// assert_eq!((whole.num_heads, whole.qkv_hidden_sizes.clone(), whole.scale), (2, None, None));
+    /// let dims = a.resized([64; 3], 4, [8, 8, 12]);
+    /// assert_eq!((dims.num_heads, dims.qkv_hidden_sizes), (4, Some(vec![32, 32, 48])));
+    /// assert_eq!(dims.scale, Some(0.25));
+    /// ```
+    pub fn resized(&self, parts: [i64; 3], heads: i64, dims: [i64; 3]) -> FusedAttention {
+        let n = self.num_heads.max(1);
+        let widths = dims.map(|d| d * heads);
+        let equal = widths.iter().all(|&w| w == widths[0]);
+        let head = parts[0] / n;
         FusedAttention {
-            num_heads: kept[0] / head.max(1),
-            qkv_hidden_sizes: self.qkv_hidden_sizes.as_ref().map(|_| kept.to_vec()),
+            num_heads: heads,
+            qkv_hidden_sizes: (self.qkv_hidden_sizes.is_some() || !equal).then(|| widths.to_vec()),
+            scale: self.scale.or_else(|| (dims[0] != head).then(|| 1.0 / (head as f32).sqrt())),
             ..self.clone()
         }
     }

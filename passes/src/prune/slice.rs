@@ -540,22 +540,34 @@ fn slice_into(
                     Some(&[q, k, v]) => [q, k, v],
                     _ => [mask.len() as i64 / 3; 3],
                 };
-                let mut kept = [0i64; 3];
+                // Per part and head, the indices kept: the op needs the same heads
+                // in every part and the same count in every kept head of a part.
+                let n = fa.num_heads.max(1);
+                let mut per_head = [Vec::new(), Vec::new(), Vec::new()];
                 let mut start = 0usize;
                 for (p, &width) in parts.iter().enumerate() {
+                    let head = (width.max(0) / n).max(1) as usize;
                     let end = (start + width.max(0) as usize).min(mask.len());
-                    kept[p] = mask[start..end].iter().filter(|&&k| k).count() as i64;
+                    per_head[p] = mask[start..end].chunks(head).map(|c| c.iter().filter(|&&k| k).count()).collect();
                     start = end;
                 }
-                // Whole heads only: a part that keeps part of a head would change the head size.
-                let n = fa.num_heads.max(1);
-                if parts.iter().zip(&kept).any(|(&w, &k)| w % n != 0 || k % (w / n).max(1) != 0) {
+                let heads: Vec<bool> = per_head[0].iter().map(|&c| c > 0).collect();
+                let width = |p: usize| per_head[p].iter().copied().find(|&c| c > 0).unwrap_or(0);
+                let regular = parts.iter().all(|&w| w % n == 0)
+                    && heads.contains(&true)
+                    && (0..3).all(|p| width(p) > 0)
+                    && (0..3).all(|p| {
+                        per_head[p].len() == heads.len()
+                            && per_head[p].iter().zip(&heads).all(|(&c, &h)| if h { c == width(p) } else { c == 0 })
+                    });
+                if !regular {
                     return Err(SliceError::Unrewritable {
                         node: label.clone(),
-                        what: format!("the head count (Q, K, V keep {kept:?} of {parts:?} in {n} heads)"),
+                        what: format!("the head layout (Q, K, V keep {per_head:?} per head of {parts:?} in {n} heads)"),
                     });
                 }
-                let op = fa.resized(parts, kept);
+                let kept_heads = heads.iter().filter(|&&h| h).count() as i64;
+                let op = fa.resized(parts, kept_heads, [width(0), width(1), width(2)].map(|w| w as i64));
                 if op != *fa {
                     model.graph.node_mut(id).op = Op::FusedAttention(op);
                 }
