@@ -262,7 +262,11 @@ fn calibration_data(
     let generated = if args.calibration_samples == 0 { 256 } else { args.calibration_samples };
     let arrays = ecospac_passes::synthetic::synthetic_inputs(model, generated, &bind, args.seed)?;
     let batches = take(arrays)?;
-    if !args.no_calibration {
+    // Token ids come in as integers; a model of float inputs only (images,
+    // features) has no text to calibrate on.
+    let g = &model.graph;
+    let reads_tokens = g.inputs.iter().any(|&v| g.value(v).best_ty().is_some_and(|t| !t.dtype.is_float()));
+    if !args.no_calibration && reads_tokens {
         eprintln!(
             "WARNING: no calibration data and no tokenizer, so ecospac calibrates on {} generated token sequences. \
              Real text keeps the compact model much closer to the original (the real all-MiniLM-L6-v2 at --budget 0.5: \
@@ -271,8 +275,16 @@ fn calibration_data(
              --calibration FILE.npz.",
             count(&batches)
         );
+    } else if !args.no_calibration {
+        eprintln!(
+            "WARNING: no calibration data, so ecospac calibrates on {} generated inputs (random values of the \
+             declared types). Inputs like the ones the model will see keep the compact model closer to the \
+             original: give --calibration FILE.npz.",
+            count(&batches)
+        );
     }
-    Ok(CalibrationData { source: format!("{} generated sequences (no data given)", count(&batches)), batches })
+    let what = if reads_tokens { "sequences" } else { "inputs" };
+    Ok(CalibrationData { source: format!("{} generated {what} (no data given)", count(&batches)), batches })
 }
 
 fn count(batches: &[ecospac_ir::exec::Batch]) -> usize {
