@@ -184,11 +184,13 @@ impl Graph {
     pub fn sort_topologically(&mut self) -> Result<bool, CycleError> {
         use petgraph::graph::{DiGraph, NodeIndex};
         let producers = self.producers();
+        // Ids that name nothing are the verifier's to report; here they have no producer.
+        let producer = |v: ValueId| producers.get(v.index()).copied().flatten();
         let reads = |n: &Node| n.inputs.iter().flatten().chain(&n.captures).copied().collect::<Vec<ValueId>>();
         let mut placed = vec![false; self.nodes.len()];
         let mut sorted = true;
         for &id in &self.order {
-            sorted &= reads(&self.nodes[id]).iter().all(|v| producers[v.index()].is_none_or(|p| placed[p.index()]));
+            sorted &= reads(&self.nodes[id]).iter().all(|&v| producer(v).is_none_or(|p| placed[p.index()]));
             placed[id.index()] = true;
         }
         if sorted {
@@ -201,9 +203,7 @@ impl Graph {
         }
         for &id in &self.order {
             for v in reads(&self.nodes[id]) {
-                if let (Some(Some(from)), Some(to)) =
-                    (producers[v.index()].map(|p| index[p.index()]), index[id.index()])
-                {
+                if let (Some(Some(from)), Some(to)) = (producer(v).map(|p| index[p.index()]), index[id.index()]) {
                     dag.add_edge(from, to, ());
                 }
             }
