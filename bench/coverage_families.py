@@ -98,21 +98,15 @@ def variants(family, out):
         opts.enable_rotary_embeddings = False
         optimizer.optimize_model(src, model_type="gpt2", num_heads=HEADS, hidden_size=HIDDEN, optimization_options=opts,
                                  opt_level=0).save_model_to_file(p("ortopt-norope"))
-    if not os.path.exists(p("qdq")):
+    for slug, fmt in (("qdq", QuantFormat.QDQ), ("qop", QuantFormat.QOperator)):
+        if os.path.exists(p(slug)):
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             pre = os.path.join(tmp, "pre.onnx")
             quant_pre_process(src, pre, skip_symbolic_shape=True)
             tokens = mq.Tokens(vocab=VOCAB)
             tokens.items = iter([{k: v[:1] for k, v in feeds(seed).items()} for seed in range(8)])
-            quantize_static(pre, p("qdq"), tokens, quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-    if not os.path.exists(p("qop")):
-        with tempfile.TemporaryDirectory() as tmp:
-            pre = os.path.join(tmp, "pre.onnx")
-            quant_pre_process(src, pre, skip_symbolic_shape=True)
-            tokens = mq.Tokens(vocab=VOCAB)
-            tokens.items = iter([{k: v[:1] for k, v in feeds(seed).items()} for seed in range(8)])
-            quantize_static(pre, p("qop"), tokens, quant_format=QuantFormat.QOperator, per_channel=True,
+            quantize_static(pre, p(slug), tokens, quant_format=fmt, per_channel=True,
                             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
     if not os.path.exists(p("dynq")):
         quantize_dynamic(src, p("dynq"), weight_type=QuantType.QInt8, per_channel=True)
