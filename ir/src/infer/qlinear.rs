@@ -32,9 +32,9 @@ pub(super) fn qlinear(q: &QLinear, inputs: &[Option<Fact>], syms: &mut dyn SymSo
     // products' weight).
     let (y_scale, y_zp) = q.output_params();
     let params = data.iter().filter_map(|&i| q.params_of(i)).flat_map(|(s, z)| [s, z]).chain([y_scale, y_zp]);
+    let b = at(3).and_then(|t| t.shape.as_deref());
     for i in params {
         let Some(shape) = at(i).and_then(|t| t.shape.as_deref()) else { continue };
-        let b = at(3).and_then(|t| t.shape.as_deref());
         let axis = q.column_axis(i, b.map_or(2, <[_]>::len));
         let columns = axis.and_then(|a| b?.get(a)?.as_known());
         match shape {
@@ -50,10 +50,13 @@ pub(super) fn qlinear(q: &QLinear, inputs: &[Option<Fact>], syms: &mut dyn SymSo
     }
     let out = infer(&q.float_op(), &float, 1, syms)?;
     let shape = out.into_iter().next().and_then(|f| f.ty).and_then(|t| t.shape);
-    let dtype = match (q, at(y_scale)) {
-        // Without an output scale QGemm's output is float.
-        (QLinear::Gemm { .. }, None) => DType::F32,
-        _ => at(y_zp).map_or(DType::U8, |t| t.dtype),
+    // Omitted (not merely untyped) inputs: without an output scale QGemm's
+    // output is float; without a zero point the codes are uint8.
+    let given = |i: usize| inputs.get(i).is_some_and(Option::is_some);
+    let dtype = match q {
+        QLinear::Gemm { .. } if !given(y_scale) => Some(DType::F32),
+        _ if !given(y_zp) => Some(DType::U8),
+        _ => at(y_zp).map(|t| t.dtype),
     };
-    Ok(vec![Fact::of_ty(Some(TensorTy { dtype, shape }))])
+    Ok(vec![Fact::of_ty(dtype.map(|dtype| TensorTy { dtype, shape }))])
 }

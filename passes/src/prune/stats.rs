@@ -164,12 +164,13 @@ pub fn member_activation(model: &Model, m: &Member) -> Option<(ValueId, Role)> {
 /// reads them.
 fn code_scale(g: &ecospac_ir::Graph, v: ValueId) -> Option<(ValueId, Option<ValueId>)> {
     let one = |s: ValueId| g.value(s).best_ty().and_then(|t| t.numel()) == Some(1);
-    if let Some(Op::QLinear(q)) = g.producers()[v.index()].map(|p| &g.node(p).op) {
-        let n = g.node(g.producers()[v.index()]?);
-        let (scale, zero) = q.output_params();
-        return (*n.inputs.get(scale)?).filter(|&s| one(s)).map(|s| (s, n.inputs.get(zero).copied().flatten()));
+    if let Some(n) = g.producers().get(v.index()).copied().flatten().map(|p| g.node(p)) {
+        if let Op::QLinear(q) = &n.op {
+            let (scale, zero) = q.output_params();
+            return (*n.inputs.get(scale)?).filter(|&s| one(s)).map(|s| (s, n.inputs.get(zero).copied().flatten()));
+        }
     }
-    g.consumers()[v.index()].iter().find_map(|&c| {
+    g.consumers().get(v.index())?.iter().find_map(|&c| {
         let n = g.node(c);
         let input = n.inputs.iter().position(|x| *x == Some(v))?;
         let (scale, zero) = match &n.op {
@@ -190,34 +191,19 @@ pub fn probe_model(model: &Model, values: &[ValueId]) -> Result<Model, ExecError
     for &v in values {
         let dtype = m.graph.value(v).best_ty().map(|t| t.dtype);
         let codes = matches!(dtype, Some(DType::U8 | DType::I8)).then(|| code_scale(&m.graph, v)).flatten();
-        match (dtype, codes) {
-            (Some(DType::F32), _) => outputs.push(v),
+        // The float the activation stands for: the value itself, its float32
+        // cast, or its codes dequantised.
+        let (op, inputs) = match (dtype, codes) {
+            (Some(DType::F32), _) => {
+                outputs.push(v);
+                continue;
+            }
             (_, Some((scale, zero))) => {
-                let name = format!("{}::ecospac_f32", m.graph.value(v).name);
-                let out = m.graph.add_value(Value::named(name.clone()));
                 let quant = ecospac_ir::op::Quant { axis: None, saturate: None, output_dtype: None, block_size: None };
-                m.graph.add_node(Node {
-                    name,
-                    op: Op::Dequantize(quant),
-                    inputs: vec![Some(v), Some(scale), zero],
-                    outputs: vec![Some(out)],
-                    origin: None,
-                    captures: Vec::new(),
-                });
-                outputs.push(out);
+                (Op::Dequantize(quant), vec![Some(v), Some(scale), zero])
             }
             (Some(d), None) if d.is_float() => {
-                let name = format!("{}::ecospac_f32", m.graph.value(v).name);
-                let out = m.graph.add_value(Value::named(name.clone()));
-                m.graph.add_node(Node {
-                    name,
-                    op: Op::Cast(ecospac_ir::op::Cast { to: DType::F32, saturate: None }),
-                    inputs: vec![Some(v)],
-                    outputs: vec![Some(out)],
-                    origin: None,
-                    captures: Vec::new(),
-                });
-                outputs.push(out);
+                (Op::Cast(ecospac_ir::op::Cast { to: DType::F32, saturate: None }), vec![Some(v)])
             }
             (other, None) => {
                 return Err(ExecError(format!(
@@ -225,7 +211,11 @@ pub fn probe_model(model: &Model, values: &[ValueId]) -> Result<Model, ExecError
                     m.graph.value(v).name
                 )))
             }
-        }
+        };
+        let name = format!("{}::ecospac_f32", m.graph.value(v).name);
+        let out = m.graph.add_value(Value::named(name.clone()));
+        m.graph.add_node(Node { name, op, inputs, outputs: vec![Some(out)], origin: None, captures: Vec::new() });
+        outputs.push(out);
     }
     m.graph.outputs = outputs;
     crate::fold::eliminate_dead(&mut m);
