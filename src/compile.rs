@@ -210,6 +210,30 @@ fn tokenizer(args: &PruneArgs, input: &Path, checkpoint: Option<&Checkpoint>) ->
     })
 }
 
+/// The model's inputs for `texts`, `length` tokens each: the tokenizer's
+/// arrays, and an empty key/value cache where the model reads one (a prompt).
+pub(crate) fn tokenized(
+    model: &Model,
+    tokenizer: &Path,
+    texts: &[&str],
+    length: usize,
+) -> Result<Vec<(String, ecospac_ir::Tensor)>> {
+    let g = &model.graph;
+    let mut caches = ecospac_passes::synthetic::empty_caches(model, texts.len());
+    let names: Vec<String> =
+        g.inputs.iter().filter(|v| !caches.contains_key(v)).map(|&v| g.value(v).name.clone()).collect();
+    let mut arrays = ecospac_frontends::data::tokenize(tokenizer, texts, length, &names)?.into_iter();
+    // In the order of the graph's inputs.
+    let mut out = Vec::new();
+    for &v in &g.inputs {
+        match caches.remove(&v) {
+            Some(cache) => out.push((g.value(v).name.clone(), cache)),
+            None => out.extend(arrays.next()),
+        }
+    }
+    Ok(out)
+}
+
 /// Where calibration data comes from, once the model is known.
 fn calibration_data(
     args: &PruneArgs,
@@ -218,7 +242,6 @@ fn calibration_data(
     checkpoint: Option<&Checkpoint>,
 ) -> Result<CalibrationData> {
     use ecospac_frontends::data;
-    let inputs: Vec<String> = model.graph.inputs.iter().map(|&v| model.graph.value(v).name.clone()).collect();
     let rows = 16;
     let limit = if args.calibration_samples == 0 { usize::MAX } else { args.calibration_samples };
     let take = |arrays: Vec<(String, ecospac_ir::Tensor)>| -> Result<Vec<ecospac_ir::exec::Batch>> {
@@ -238,7 +261,7 @@ fn calibration_data(
         let tok = tokenizer.context("--calibration-text needs the model's tokenizer (--tokenizer tokenizer.json)")?;
         let lines = data::read_lines(text)?;
         let refs: Vec<&str> = lines.iter().take(limit).map(String::as_str).collect();
-        let batches = take(data::tokenize(&tok, &refs, args.calibration_length, &inputs)?)?;
+        let batches = take(tokenized(model, &tok, &refs, args.calibration_length)?)?;
         return Ok(CalibrationData {
             source: format!("{} ({} texts × {} tokens)", text.display(), count(&batches), args.calibration_length),
             batches,
@@ -247,7 +270,7 @@ fn calibration_data(
     if let (Some(tok), false) = (&tokenizer, args.no_calibration) {
         let corpus = data::builtin_corpus();
         let refs: Vec<&str> = corpus.iter().take(limit).copied().collect();
-        let batches = take(data::tokenize(tok, &refs, args.calibration_length, &inputs)?)?;
+        let batches = take(tokenized(model, tok, &refs, args.calibration_length)?)?;
         return Ok(CalibrationData {
             source: format!(
                 "the built-in English corpus ({} texts × {} tokens, tokenized by {})",

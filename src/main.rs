@@ -207,13 +207,16 @@ fn load_any(path: &Path) -> Result<(Model, Option<Checkpoint>, paths::Inputs)> {
     if path.is_dir() {
         bail!("{} is a folder without config.json; give an ONNX file or a checkpoint folder", path.display());
     }
-    let (model, data) =
+    let imported =
         ecospac_frontends::import_file_with_data(path).with_context(|| format!("cannot import {}", path.display()))?;
     read.file(path);
-    for f in &data {
+    for f in &imported.data_files {
         read.file(f);
     }
-    Ok((model, None, read))
+    for d in &imported.ignored {
+        eprintln!("warning: {d}; the annotation is ignored, as ONNX Runtime ignores it");
+    }
+    Ok((imported.model, None, read))
 }
 
 fn parse_bindings(bind: &[String]) -> Result<std::collections::HashMap<String, i64>> {

@@ -116,8 +116,7 @@ fn inputs_for(args: &VerifyArgs, original: &Model) -> Result<Batch> {
         }
         let lines = data::read_lines(text)?;
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let names: Vec<String> = original.graph.inputs.iter().map(|&v| original.graph.value(v).name.clone()).collect();
-        return Ok(data::tokenize(&tok, &refs, args.length, &names)?);
+        return crate::compile::tokenized(original, &tok, &refs, args.length);
     }
     let mut m = original.clone();
     ecospac_passes::infer_shapes(&mut m).map_err(|e| anyhow::anyhow!("{e}"))?;

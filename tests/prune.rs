@@ -778,3 +778,27 @@ fn unsliced_quantised_graphs_are_refused_with_the_ops_named() {
     assert!(err.contains("generated inputs") && !err.contains("token sequences"), "{name}: {err}");
     assert_eq!(std::fs::read_dir(out.path()).expect("ls").count(), 0, "{name}: something was written");
 }
+
+/// A decoder from ONNX Runtime GenAI's model builder (`GroupQueryAttention`
+/// with the key/value cache as graph inputs): the import ignores its one
+/// contradicted `value_info` annotation and names it; the FFN groups are
+/// found, the attention's weights stay (its cache is the model's interface);
+/// and the compact model equals the masked original on a prompt (empty cache).
+#[test]
+fn genai_builder_graphs_compile_exactly() {
+    let imported = ecospac_frontends::import_file_with_data(&fixture("llama-genai.onnx")).expect("import");
+    let ignored: Vec<&str> = imported.ignored.iter().map(|d| d.value.as_str()).collect();
+    assert_eq!(ignored, ["/model/constants/INT64/[1]"]);
+    assert_eq!((imported.ignored[0].declared.as_str(), imported.ignored[0].inferred.as_str()), ("i64[]", "i64[1]"));
+    let model = prepared("llama-genai.onnx");
+    let coupling = analyze(&model);
+    let names: Vec<&str> =
+        coupling.groups.iter().flat_map(|g| &g.members).map(|m| model.graph.value(m.value).name.as_str()).collect();
+    assert_eq!(coupling.groups.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.contains(".mlp.")), "{names:?}");
+    let fused = coupling.pinned.iter().any(|p| {
+        model.graph.value(p.value).name.contains("qkv_proj") && p.reasons.contains(&ecospac_ir::axes::PinReason::Fused)
+    });
+    assert!(fused, "the packed QKV weight is pinned by the GroupQueryAttention");
+    exact_on("llama-genai.onnx");
+}

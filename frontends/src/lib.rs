@@ -10,5 +10,5 @@ mod onnx_attr;
 mod wire;
 
 pub use hf::{import_checkpoint, is_checkpoint, HfError, HfModel};
-pub use onnx::{import_bytes, import_file, import_file_with_data, ImportError};
+pub use onnx::{import_bytes, import_file, import_file_with_data, IgnoredDeclaration, ImportError, Imported};
 pub use onnx_attr::{attr_from_proto, tensor_from_proto};

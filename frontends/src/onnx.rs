@@ -111,12 +111,42 @@ pub enum ImportError {
 
 /// Reads an ONNX file; external data is resolved relative to its folder.
 pub fn import_file(path: &Path) -> Result<Model, ImportError> {
-    import_file_with_data(path).map(|(m, _)| m)
+    import_file_with_data(path).map(|i| i.model)
 }
 
-/// Reads an ONNX file and names the external-data files it read (resolved
-/// through links), so that a writer can refuse to overwrite any of them.
-pub fn import_file_with_data(path: &Path) -> Result<(Model, Vec<PathBuf>), ImportError> {
+/// A model read from a file, with what the reader did on the way.
+#[derive(Debug)]
+pub struct Imported {
+    /// The model.
+    pub model: Model,
+    /// The external-data files it read (resolved through links), so that a
+    /// writer can refuse to overwrite any of them.
+    pub data_files: Vec<PathBuf>,
+    /// `value_info` annotations of inner values that contradict what their
+    /// producers make, ignored as ONNX Runtime ignores them (the file still
+    /// holds them).
+    pub ignored: Vec<IgnoredDeclaration>,
+}
+
+/// A `value_info` type that contradicts the type its producer makes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IgnoredDeclaration {
+    /// The value's name.
+    pub value: String,
+    /// The type the file declares.
+    pub declared: String,
+    /// The type its producer makes.
+    pub inferred: String,
+}
+
+impl std::fmt::Display for IgnoredDeclaration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` is declared {} but its producer makes {}", self.value, self.declared, self.inferred)
+    }
+}
+
+/// Reads an ONNX file and names the external-data files it read.
+pub fn import_file_with_data(path: &Path) -> Result<Imported, ImportError> {
     let io = |source| ImportError::Io { path: path.to_path_buf(), source };
     if !std::fs::metadata(path).map_err(io)?.is_file() {
         return Err(ImportError::NotOnnx {
@@ -140,6 +170,28 @@ pub fn import_file_with_data(path: &Path) -> Result<(Model, Vec<PathBuf>), Impor
         }
         None => import_inner(&map, Some(&base), &what, None),
     }
+}
+
+/// Drops the declared types of inner values (`value_info`, not graph inputs or
+/// outputs) that contradict inference, as ONNX Runtime does: some exporters
+/// annotate a `[1]` constant as a scalar. The value's source message stays, so
+/// a written model keeps the annotation as it came.
+fn ignore_contradicted_value_info(g: &mut Graph) -> Vec<IgnoredDeclaration> {
+    let (_, issues) = ecospac_ir::infer::facts(g);
+    let mut ignored = Vec::new();
+    for issue in issues {
+        let ecospac_ir::infer::PropagationIssue::Conflict { value, inferred, declared } = issue else { continue };
+        if g.inputs.contains(&value) || g.outputs.contains(&value) || !g.value_info.contains(&value) {
+            continue;
+        }
+        ignored.push(IgnoredDeclaration {
+            value: g.value(value).name.clone(),
+            declared: ecospac_ir::text::ty_string(g, &declared),
+            inferred: ecospac_ir::text::ty_string(g, &inferred),
+        });
+        g.value_mut(value).declared = None;
+    }
+    ignored
 }
 
 /// The newest opset of the default domain whose operators ecospac knows (ONNX 1.20).
@@ -180,7 +232,7 @@ struct InlineData {
 /// Reads an ONNX model from bytes. `base_dir` is where external data lives
 /// (`None` refuses external data); `what` names the source in errors.
 pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>, what: &str) -> Result<Model, ImportError> {
-    import_inner(bytes, base_dir, what, None).map(|(m, _)| m)
+    import_inner(bytes, base_dir, what, None).map(|i| i.model)
 }
 
 fn import_inner(
@@ -188,7 +240,7 @@ fn import_inner(
     base_dir: Option<&Path>,
     what: &str,
     inline: Option<InlineData>,
-) -> Result<(Model, Vec<PathBuf>), ImportError> {
+) -> Result<Imported, ImportError> {
     let mut proto = ModelProto::parse_from_bytes(bytes)
         .map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
     if proto.ir_version <= 0 {
@@ -322,7 +374,9 @@ fn import_inner(
         proto.write_to_bytes().map_err(|e| ImportError::Decode { what: what.to_string(), message: e.to_string() })?;
     let mut data_files: Vec<PathBuf> = externals.maps.into_keys().collect();
     data_files.sort();
-    Ok((Model { graph: g, ir_version: proto.ir_version, opsets, origin: Some(Origin(shell)) }, data_files))
+    let ignored = ignore_contradicted_value_info(&mut g);
+    let model = Model { graph: g, ir_version: proto.ir_version, opsets, origin: Some(Origin(shell)) };
+    Ok(Imported { model, data_files, ignored })
 }
 
 /// The values of the enclosing graph that `n`'s subgraph attributes read by

@@ -61,7 +61,7 @@ pub enum PinReason {
     /// Two relations disagree on how the axis is structured.
     Conflict,
     /// Read by a fused ONNX Runtime op whose inner structure is not sliced yet
-    /// (`Attention`, `EmbedLayerNormalization`).
+    /// (`Attention`, `EmbedLayerNormalization`, `GroupQueryAttention`).
     Fused,
     /// Read by name inside a subgraph (`If`, `Loop`, `Scan`), which is not rewritten.
     Subgraph,
@@ -394,12 +394,13 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
                 r.push(pin(3, k, PinReason::Fused));
             }
         }
-        Op::FusedAttention(_) | Op::EmbedLayerNorm(_) => {
+        Op::FusedAttention(_) | Op::EmbedLayerNorm(_) | Op::GroupQueryAttention(_) => {
             // Batch and sequence of input 0 pass to the outputs that carry them
-            // (Attention's output; EmbedLayerNorm's output, sum and the mask
-            // index's batch); everything else is pinned.
+            // (the attention output; EmbedLayerNorm's output, sum and the mask
+            // index's batch); everything else is pinned. A GroupQueryAttention's
+            // heads stay: its cache is the model's interface.
             let passes = |o: usize, k: usize| match op {
-                Op::FusedAttention(_) => o == 0 && k < 2,
+                Op::FusedAttention(_) | Op::GroupQueryAttention(_) => o == 0 && k < 2,
                 _ => (o != 1 && k < 2) || (o == 1 && k == 0),
             };
             for o in 0..outs.len() {

@@ -329,6 +329,65 @@ pub fn infer(
                 })
                 .collect())
         }
+        Op::GroupQueryAttention(g) => {
+            let packed = cx.input(1).is_none();
+            let query = match cx.shape(0) {
+                Some(q) if q.len() != 3 => return err(format!("GroupQueryAttention of a query of rank {}", q.len())),
+                q => q,
+            };
+            let head = match query.and_then(|q| q[2].as_known()) {
+                Some(w) => match g.head_size(w, packed) {
+                    Some(h) => Some(h),
+                    None => {
+                        return err(format!(
+                            "GroupQueryAttention: a query of width {w} is not {} heads of equal size",
+                            if packed { "the packed Q, K and V" } else { "its" }
+                        ))
+                    }
+                },
+                None => None,
+            };
+            // The cache it reads is [B, kv_num_heads, P, head_size].
+            for i in [3, 4] {
+                match (cx.shape(i), head) {
+                    (Some(p), _) if p.len() != 4 => {
+                        return err(format!("GroupQueryAttention: cache input {i} of rank {}", p.len()))
+                    }
+                    (Some(p), h) => {
+                        let wrong =
+                            |d: &Dim, want: Option<i64>| matches!((d.as_known(), want), (Some(x), Some(y)) if x != y);
+                        if wrong(&p[1], Some(g.kv_num_heads)) || wrong(&p[3], h) {
+                            return err(format!(
+                                "GroupQueryAttention: cache input {i} is {p:?}, not [batch, {}, past, {h:?}]",
+                                g.kv_num_heads
+                            ));
+                        }
+                    }
+                    (None, _) => {}
+                }
+            }
+            let width = match head.map(|h| h.checked_mul(g.num_heads)) {
+                Some(None) => return err("GroupQueryAttention: the output width overflows"),
+                Some(Some(w)) => Some(Dim::known(w)),
+                None => None,
+            };
+            let dtype = cx.dtype(0);
+            let batch = query.map(|q| q[0].clone());
+            let mut outs =
+                vec![Fact::of_ty(ty(dtype, query.zip(width).map(|(q, w)| vec![q[0].clone(), q[1].clone(), w])))];
+            // A quantised cache has the type of the cache it reads; a float one the query's.
+            let cache_dtype = cx.dtype(3).or(if g.kv_cache_bit_width.is_some() { None } else { dtype });
+            for o in 1..num_outputs {
+                let shape = match (o, &batch, head) {
+                    (1 | 2, Some(b), Some(h)) => {
+                        Some(vec![b.clone(), Dim::known(g.kv_num_heads), cx.fresh(), Dim::known(h)])
+                    }
+                    _ => None,
+                };
+                outs.push(Fact::of_ty(ty(if o < 3 { cache_dtype } else { dtype }, shape)));
+            }
+            Ok(outs)
+        }
         Op::SkipLayerNorm(_) => {
             let x = cx.input(0).and_then(|f| f.ty.clone());
             let stat_shape = cx.shape(0).map(|s| {

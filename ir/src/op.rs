@@ -11,7 +11,9 @@ use crate::ty::DType;
 
 mod contrib;
 mod facts;
-pub use contrib::{ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, QLinear, Quant, SkipLayerNorm};
+pub use contrib::{
+    ContribGelu, EmbedLayerNorm, FusedAttention, GroupQueryAttention, MatMulNBits, QLinear, Quant, SkipLayerNorm,
+};
 pub use facts::ZeroLaw;
 
 /// Elementwise ops with one input.
@@ -280,6 +282,8 @@ pub enum Op {
     FusedAttention(FusedAttention),
     /// `com.microsoft` `EmbedLayerNormalization`.
     EmbedLayerNorm(EmbedLayerNorm),
+    /// `com.microsoft` `GroupQueryAttention`.
+    GroupQueryAttention(GroupQueryAttention),
     /// `com.microsoft` `MatMulNBits`.
     MatMulNBits(MatMulNBits),
     /// The quantised operator format: `QLinearMatMul`, `QGemm`, `QLinearAdd`…
@@ -548,6 +552,37 @@ impl Op {
                     epsilon: r.float("epsilon")?,
                     mask_index_type: r.int("mask_index_type")?,
                 }),
+                "GroupQueryAttention" => match (r.int("num_heads")?, r.int("kv_num_heads")?) {
+                    (Some(num_heads), Some(kv_num_heads))
+                        if (1..=1 << 20).contains(&num_heads)
+                            && (1..=num_heads).contains(&kv_num_heads)
+                            && num_heads % kv_num_heads == 0 =>
+                    {
+                        Op::GroupQueryAttention(GroupQueryAttention {
+                            num_heads,
+                            kv_num_heads,
+                            scale: r.float("scale")?,
+                            softcap: r.float("softcap")?,
+                            local_window_size: r.int("local_window_size")?,
+                            do_rotary: r.int("do_rotary")?,
+                            rotary_interleaved: r.int("rotary_interleaved")?,
+                            smooth_softmax: r.int("smooth_softmax")?,
+                            causal: r.int("causal")?,
+                            sliding_window_cache: r.int("sliding_window_cache")?,
+                            qk_output: r.int("qk_output")?,
+                            kv_cache_bit_width: r.int("kv_cache_bit_width")?,
+                            k_quant_type: r.string("k_quant_type")?.map(<[u8]>::to_vec),
+                            v_quant_type: r.string("v_quant_type")?.map(<[u8]>::to_vec),
+                            qk_norm_epsilon: r.float("qk_norm_epsilon")?,
+                        })
+                    }
+                    (h, kv) => {
+                        return Err(r.err(
+                            "kv_num_heads",
+                            format!("{h:?} query heads over {kv:?} key/value heads: both are required, and the first a multiple of the second"),
+                        ))
+                    }
+                },
                 _ => return Ok(opaque(domain, op_type, attrs)),
             };
             return Ok(if r.all_used() { op } else { opaque(domain, op_type, attrs) });
@@ -709,6 +744,7 @@ impl Op {
             Op::ContribGelu(ContribGelu::QuickGelu { .. }) => "QuickGelu",
             Op::FusedAttention(_) => "Attention",
             Op::EmbedLayerNorm(_) => "EmbedLayerNormalization",
+            Op::GroupQueryAttention(_) => "GroupQueryAttention",
             Op::MatMulNBits(_) => "MatMulNBits",
             Op::QLinear(q) => q.op_type(),
             Op::Reshape { .. } => "Reshape",
@@ -738,6 +774,7 @@ impl Op {
             | Op::ContribGelu(_)
             | Op::FusedAttention(_)
             | Op::EmbedLayerNorm(_)
+            | Op::GroupQueryAttention(_)
             | Op::MatMulNBits(_) => "com.microsoft",
             Op::QLinear(QLinear::MatMul) => "",
             Op::QLinear(_) => "com.microsoft",
@@ -870,6 +907,36 @@ impl Op {
                 }
                 if let Some(m) = e.mask_index_type {
                     put("mask_index_type", Attr::Int(m));
+                }
+            }
+            Op::GroupQueryAttention(g) => {
+                put("num_heads", Attr::Int(g.num_heads));
+                put("kv_num_heads", Attr::Int(g.kv_num_heads));
+                let floats = [("scale", g.scale), ("softcap", g.softcap), ("qk_norm_epsilon", g.qk_norm_epsilon)];
+                for (name, v) in floats {
+                    if let Some(v) = v {
+                        put(name, Attr::Float(v));
+                    }
+                }
+                let ints = [
+                    ("local_window_size", g.local_window_size),
+                    ("do_rotary", g.do_rotary),
+                    ("rotary_interleaved", g.rotary_interleaved),
+                    ("smooth_softmax", g.smooth_softmax),
+                    ("causal", g.causal),
+                    ("sliding_window_cache", g.sliding_window_cache),
+                    ("qk_output", g.qk_output),
+                    ("kv_cache_bit_width", g.kv_cache_bit_width),
+                ];
+                for (name, v) in ints {
+                    if let Some(v) = v {
+                        put(name, Attr::Int(v));
+                    }
+                }
+                for (name, v) in [("k_quant_type", &g.k_quant_type), ("v_quant_type", &g.v_quant_type)] {
+                    if let Some(v) = v {
+                        put(name, Attr::Str(v.clone()));
+                    }
                 }
             }
             Op::MatMulNBits(m) => {

@@ -100,6 +100,7 @@ fn op_name(op: &Op) -> String {
     match op {
         Op::Opaque(o) if !o.domain.is_empty() => format!("{}::{}", quote(&o.domain), o.op_type),
         Op::Opaque(o) => format!("opaque::{}", o.op_type),
+        _ if !op.domain().is_empty() => format!("{}::{}", quote(op.domain()), op.op_type()),
         _ => op.op_type().to_string(),
     }
 }
@@ -534,11 +535,16 @@ pub fn parse(text: &str) -> Result<Model, ParseError> {
                             p.punct(',')?;
                         }
                     }
-                    let is_opaque = op_type.is_empty() || !domain.is_empty() || line.contains(" opaque::");
+                    let is_opaque = op_type.is_empty() || line.contains(" opaque::");
+                    // Ops of other domains are typed as the importer types them.
+                    let version = match domain.as_str() {
+                        "" => opset_version,
+                        d => m.opsets.iter().find(|o| o.domain == d).map_or(1, |o| o.version),
+                    };
                     let op = if is_opaque {
                         Op::Opaque(crate::op::Opaque { domain, op_type, attrs })
                     } else {
-                        Op::from_parts("", &op_type, &attrs, opset_version, inputs.len()).map_err(|e| e.to_string())?
+                        Op::from_parts(&domain, &op_type, &attrs, version, inputs.len()).map_err(|e| e.to_string())?
                     };
                     while node_slots.len() <= id {
                         node_slots.push(None);

@@ -92,3 +92,34 @@ output v6
     assert_eq!(inferred(text, "split"), "f32[batch, seq, 6, 64]");
     assert_eq!(inferred(text, "rows"), "f32[batch*seq, 384]");
 }
+
+/// ONNX Runtime GenAI's `GroupQueryAttention` over packed Q, K and V: the
+/// output has the query heads, the present cache the key/value heads; a query
+/// that is no whole number of heads, or a cache of another head size, is refused.
+#[test]
+fn group_query_attention_shapes() {
+    let graph = |width: usize, head: usize| {
+        format!(
+            r#"opset "" 17
+opset "com.microsoft" 1
+graph "g"
+input v0 "qkv": f32[batch, seq, {width}]
+input v1 "past_key": f32[batch, 2, past, {head}]
+input v2 "past_value": f32[batch, 2, past, {head}]
+input v3 "seqlens_k": i32[batch]
+input v4 "total": i32[]
+node n0 "" "com.microsoft"::GroupQueryAttention {{kv_num_heads = 2, num_heads = 4}} (v0, _, _, v1, v2, v3, v4) -> (v5 "out", v6 "present_key", v7 "present_value")
+output v5
+output v6
+"#
+        )
+    };
+    assert_eq!(inferred(&graph(128, 16), "out"), "f32[batch, seq, 64]");
+    let present = inferred(&graph(128, 16), "present_key");
+    assert!(present.starts_with("f32[batch, 2, ") && present.ends_with(", 16]"), "{present}");
+    for (width, head, why) in [(100, 16, "not the packed Q, K and V heads"), (128, 8, "cache input 3")] {
+        let m = parse(&graph(width, head)).expect("parse");
+        let (_, issues) = propagate(&m.graph, &mut Fresh(0));
+        assert!(format!("{issues:?}").contains(why), "{width}, {head}: {issues:?}");
+    }
+}

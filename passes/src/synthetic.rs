@@ -58,8 +58,32 @@ pub fn index_bound(model: &Model, input: ValueId) -> Option<i64> {
     bound
 }
 
+/// The graph inputs that hold a key/value cache (a `GroupQueryAttention`'s
+/// `past_key` and `past_value`), each as the empty cache a prompt starts from
+/// for `samples` samples: `[samples, kv_num_heads, 0, head_size]`.
+pub fn empty_caches(model: &Model, samples: usize) -> HashMap<ValueId, Tensor> {
+    let g = &model.graph;
+    let (facts, _) = ecospac_ir::infer::facts(g);
+    let mut caches = HashMap::new();
+    for (_, node) in g.nodes() {
+        let Op::GroupQueryAttention(a) = &node.op else { continue };
+        let input = |i: usize| node.inputs.get(i).copied().flatten();
+        let width = input(0)
+            .and_then(|q| facts[q.index()].as_ref()?.ty.as_ref()?.shape.as_ref()?.get(2)?.as_known())
+            .and_then(|w| a.head_size(w, input(1).is_none()));
+        let Some(head) = width else { continue };
+        for v in [input(3), input(4)].into_iter().flatten().filter(|v| g.inputs.contains(v)) {
+            let dtype = g.value(v).best_ty().map_or(DType::F32, |t| t.dtype);
+            let dims = vec![samples as i64, a.kv_num_heads, 0, head];
+            caches.insert(v, Tensor::from_bytes(dtype, dims, Vec::new()));
+        }
+    }
+    caches
+}
+
 /// Inputs for `samples` samples: symbolic dims are bound by name from `bind`;
 /// otherwise the first axis is `samples`, and the others `bind["*"]` or 16.
+/// A key/value cache is empty ([`empty_caches`]), as for a prompt.
 pub fn synthetic_inputs(
     model: &Model,
     samples: usize,
@@ -68,9 +92,14 @@ pub fn synthetic_inputs(
 ) -> Result<Vec<(String, Tensor)>, SyntheticError> {
     let g = &model.graph;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut caches = empty_caches(model, samples);
     let mut out = Vec::new();
     for &v in &g.inputs {
         let value = g.value(v);
+        if let Some(cache) = caches.remove(&v) {
+            out.push((value.name.clone(), cache));
+            continue;
+        }
         let err = |m: &str| SyntheticError { input: value.name.clone(), message: m.to_string() };
         let ty = value.declared.clone().or_else(|| value.ty.clone()).ok_or_else(|| err("declares no type"))?;
         let shape = ty.shape.ok_or_else(|| err("declares no shape"))?;

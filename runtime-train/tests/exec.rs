@@ -27,6 +27,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("gpt2-qop.onnx", "is not run by the libtorch executor"),
     ("llama-qop.onnx", "is not run by the libtorch executor"),
     ("cnn-qop.onnx", "is not run by the libtorch executor"),
+    ("llama-genai.onnx", "GroupQueryAttention` is not run by the libtorch executor"),
 ];
 
 /// The largest difference between two runs' outputs, relative to the

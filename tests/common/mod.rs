@@ -43,6 +43,7 @@ pub const FIXTURES: &[&str] = &[
     "gpt2-optimum-o2.onnx",
     "llama-optimum-o1.onnx",
     "llama-optimum-o2.onnx",
+    "llama-genai.onnx",
     "if-reads-weight.onnx",
     "bert-qdq.onnx",
     "gpt2-qdq.onnx",
@@ -121,16 +122,20 @@ pub enum Input {
 
 /// Deterministic inputs for the model's graph inputs: symbolic dims are 2
 /// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..100, masks of ones,
-/// token types of zeros, floats in [-1, 1).
+/// token types of zeros, floats in [-1, 1); a key/value cache is empty (a prompt).
 pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
     let g = &model.graph;
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e37_79b9);
     let mut next = move || rng.random::<u64>();
+    let caches = ecospac_passes::synthetic::empty_caches(model, 2);
     g.inputs
         .iter()
         .map(|&v| {
             let value = g.value(v);
+            if let Some(cache) = caches.get(&v) {
+                return (value.name.clone(), Input::F32(cache.dims.clone(), Vec::new()));
+            }
             let ty = value.declared.clone().expect("graph inputs declare types");
             let dims: Vec<i64> = ty
                 .shape

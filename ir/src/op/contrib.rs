@@ -80,6 +80,88 @@ impl FusedAttention {
     }
 }
 
+/// ONNX Runtime's `com.microsoft` `GroupQueryAttention` (what onnxruntime-genai's
+/// model builder writes for decoders): attention of `num_heads` query heads
+/// over `kv_num_heads` key/value heads, with the key/value cache as inputs
+/// 3 and 4 (`past_key`, `past_value`, `[B, kv_num_heads, P, head_size]`) and
+/// outputs 1 and 2. Query is `[B, S, num_heads · head_size]`, or Q, K and V
+/// packed (`[B, S, (num_heads + 2 · kv_num_heads) · head_size]`) when key and
+/// value are omitted. Not sliced: the cache is the model's interface, and the
+/// rotary caches are sized by the head. Attributes other than the head counts
+/// are kept as written (`None`: not written).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupQueryAttention {
+    /// Query heads.
+    pub num_heads: i64,
+    /// Key/value heads (`num_heads` is a multiple).
+    pub kv_num_heads: i64,
+    /// Score scale (default `1/sqrt(head_size)`).
+    pub scale: Option<f32>,
+    /// Soft cap of the scores.
+    pub softcap: Option<f32>,
+    /// Causal window (-1: none).
+    pub local_window_size: Option<i64>,
+    /// Rotary embedding inside the op (from `cos_cache`, `sin_cache`).
+    pub do_rotary: Option<i64>,
+    /// Interleaved rotary pattern.
+    pub rotary_interleaved: Option<i64>,
+    /// Smooth softmax.
+    pub smooth_softmax: Option<i64>,
+    /// Causal mask.
+    pub causal: Option<i64>,
+    /// Window-sized cache buffers.
+    pub sliding_window_cache: Option<i64>,
+    /// The scores as output 3 (before 1 or after 2 the softmax).
+    pub qk_output: Option<i64>,
+    /// Bits of a quantised cache (8 or 4).
+    pub kv_cache_bit_width: Option<i64>,
+    /// Quantisation of the key cache.
+    pub k_quant_type: Option<Vec<u8>>,
+    /// Quantisation of the value cache.
+    pub v_quant_type: Option<Vec<u8>>,
+    /// Epsilon of the per-head Q/K norm.
+    pub qk_norm_epsilon: Option<f32>,
+}
+
+impl GroupQueryAttention {
+    /// The head size for a query of width `width` (`packed`: Q, K and V in
+    /// one), when it divides evenly.
+    ///
+    /// ```
+    /// use ecospac_ir::op::GroupQueryAttention;
+    /// let g = GroupQueryAttention { num_heads: 4, kv_num_heads: 2, ..GroupQueryAttention::new(4, 2) };
+    /// assert_eq!(g.head_size(128, true), Some(16));
+    /// assert_eq!(g.head_size(64, false), Some(16));
+    /// assert_eq!(g.head_size(100, true), None);
+    /// ```
+    pub fn head_size(&self, width: i64, packed: bool) -> Option<i64> {
+        let heads =
+            if packed { self.kv_num_heads.checked_mul(2)?.checked_add(self.num_heads)? } else { self.num_heads };
+        (heads > 0 && width > 0 && width % heads == 0).then(|| width / heads)
+    }
+
+    /// The op with these head counts and no other attribute written.
+    pub fn new(num_heads: i64, kv_num_heads: i64) -> GroupQueryAttention {
+        GroupQueryAttention {
+            num_heads,
+            kv_num_heads,
+            scale: None,
+            softcap: None,
+            local_window_size: None,
+            do_rotary: None,
+            rotary_interleaved: None,
+            smooth_softmax: None,
+            causal: None,
+            sliding_window_cache: None,
+            qk_output: None,
+            kv_cache_bit_width: None,
+            k_quant_type: None,
+            v_quant_type: None,
+            qk_norm_epsilon: None,
+        }
+    }
+}
+
 /// ONNX Runtime's fused `com.microsoft` `EmbedLayerNormalization`: word +
 /// position (+ segment) embeddings, then LayerNorm; outputs `[B, S, H]`, the
 /// mask index `[B]` and optionally the sum before the norm.

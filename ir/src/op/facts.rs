@@ -69,6 +69,8 @@ impl Op {
             | Op::Gelu(_)
             | Op::ContribGelu(_)
             | Op::EmbedLayerNorm(_)
+            // Its head counts restate sizes, but every axis it reads is pinned.
+            | Op::GroupQueryAttention(_)
             | Op::Flatten { .. }
             | Op::Transpose { .. }
             | Op::Gather { .. }
@@ -109,6 +111,7 @@ impl Op {
             | Op::ContribGelu(_)
             | Op::FusedAttention(_)
             | Op::EmbedLayerNorm(_)
+            | Op::GroupQueryAttention(_)
             | Op::DynamicQuantize
             | Op::Reshape { .. }
             | Op::Flatten { .. }
@@ -173,6 +176,8 @@ impl Op {
             Op::ContribGelu(_) => (1, 1, 1, 1),
             Op::FusedAttention(_) => (2, 7, 1, 2),
             Op::EmbedLayerNorm(_) => (7, 9, 2, 3),
+            // seqlens_k and total_sequence_length (inputs 5 and 6) are required.
+            Op::GroupQueryAttention(_) => (7, 16, 1, 4),
             Op::MatMulNBits(_) => (3, 6, 1, 1),
             Op::QLinear(q) => match q {
                 QLinear::MatMul => (8, 8, 1, 1),
@@ -269,6 +274,7 @@ impl Op {
             | Op::ReduceSum(_)
             | Op::FusedAttention(_)
             | Op::EmbedLayerNorm(_)
+            | Op::GroupQueryAttention(_)
             | Op::Shape { .. }
             | Op::Constant { .. }
             | Op::ConstantOfShape { .. }

@@ -266,8 +266,9 @@ impl Pass for AnalyseCoupling {
 /// outside the closed set, fused ONNX Runtime ops not sliced) as
 /// `domain.op_type` and count, and the parameters of the weights they leave
 /// with no prunable axis (each tensor once). Ops outside the closed set count
-/// whenever such weights exist; a fused `EmbedLayerNormalization` when it reads
-/// one, a fused `Attention` when it pins its packed weight's heads.
+/// (and `GroupQueryAttention`s) whenever such weights exist; a fused
+/// `EmbedLayerNormalization` when it reads one, a fused `Attention` when it
+/// pins its packed weight's heads.
 fn opaque_pins(model: &Model, coupling: &Coupling) -> (BTreeMap<String, usize>, u128) {
     use ecospac_ir::axes::PinReason;
     let opaque =
@@ -280,7 +281,7 @@ fn opaque_pins(model: &Model, coupling: &Coupling) -> (BTreeMap<String, usize>, 
     let mut ops = BTreeMap::new();
     for (_, n) in model.graph.nodes() {
         let counts = match &n.op {
-            Op::Opaque(_) => !tensors.is_empty(),
+            Op::Opaque(_) | Op::GroupQueryAttention(_) => !tensors.is_empty(),
             Op::EmbedLayerNorm(_) => n.inputs.iter().flatten().any(|v| tensors.contains(v)),
             Op::FusedAttention(_) => n.inputs.get(1).copied().flatten().is_some_and(|w| heads_pinned.contains(&w)),
             _ => false,

@@ -122,6 +122,10 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
             "`{}` (the quantised operator format) is not run by the libtorch executor yet",
             q.op_type()
         ))),
+        // Its cache, rotary and window options are not reproduced yet.
+        Op::GroupQueryAttention(_) => {
+            Err(Fail("`com.microsoft.GroupQueryAttention` is not run by the libtorch executor yet".into()))
+        }
         Op::Reshape { allowzero } => one(reshape(need(x, 0)?, &ints(need(x, 1)?)?, *allowzero)?),
         Op::Flatten { axis } => {
             let t = need(x, 0)?;
