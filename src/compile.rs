@@ -8,7 +8,7 @@ use ecospac_backends::ort::OrtExecutor;
 use ecospac_backends::{export_checkpoint, export_onnx, CheckpointSource, ExportOptions, ExternalData, Resized};
 use ecospac_frontends::hf::Checkpoint;
 use ecospac_ir::{verify, Model};
-use ecospac_passes::pipeline::{CalibrationData, Compilation, ConfigSizes, Env, Pipeline, Recipe};
+use ecospac_passes::pipeline::{CalibrationData, Compilation, ConfigSizes, Env, Facts, Pipeline, Recipe};
 use ecospac_passes::prune::{Allocation, Criterion};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -196,7 +196,18 @@ pub fn recipe_of(args: &PruneArgs, passes: &[String], to_folder: bool, has_check
         }
     }
     r.push("slice", serde_json::json!({}));
-    Ok(r.normalized()?)
+    if args.recover > 0 {
+        let data = args
+            .data
+            .as_ref()
+            .context("--recover needs --data: text (with the model's tokenizer) or an .npz of model inputs")?;
+        let mut step = serde_json::json!({"steps": args.recover, "data": data, "seq_len": args.calibration_length});
+        if let Some(t) = &args.tokenizer {
+            step["tokenizer"] = serde_json::json!(t);
+        }
+        r.push(crate::recover::NAME, step);
+    }
+    Ok(crate::recover::registry()?.normalized(&r)?)
 }
 
 /// The model's tokenizer: `--tokenizer`, else the checkpoint's, else one beside the ONNX file.
@@ -386,9 +397,6 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
         if args.data.is_none() {
             bail!("--recover needs --data: text (with the model's tokenizer) or an .npz of model inputs");
         }
-        if to_folder {
-            bail!("--recover writes ONNX; recovering into a checkpoint folder is not built yet");
-        }
     }
     let t0 = Instant::now();
     let (model, checkpoint, mut inputs) = crate::load_any(a.input)?;
@@ -415,14 +423,25 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
         );
     }
     eprintln!("imported {} in {:.2?}", a.input.display(), t0.elapsed());
-    let recipe = match a.recipe {
-        Some(path) => Recipe::read(path)?.normalized()?,
+    let registry = crate::recover::registry()?;
+    let mut recipe = match a.recipe {
+        Some(path) => registry.normalized(&Recipe::read(path)?)?,
         None => recipe_of(args, a.passes, to_folder, checkpoint.is_some())?,
     };
+    let recovers = recipe.steps.iter().any(|s| s.pass == crate::recover::NAME);
+    if recovers && to_folder {
+        bail!("recovery writes ONNX; recovering into a checkpoint folder is not built yet");
+    }
+    // A recovery on text without a tokenizer uses the model's own.
+    if let Some(tok) = tokenizer(args, a.input, checkpoint.as_ref()) {
+        for s in recipe.steps.iter_mut().filter(|s| s.pass == crate::recover::NAME) {
+            s.params.entry("tokenizer").or_insert_with(|| serde_json::json!(tok));
+        }
+    }
     let sizes =
         checkpoint.as_ref().map(|c| ConfigSizes { size_keys: c.size_keys.clone(), key_sizes: c.key_sizes.clone() });
     // An engine and data only when a step runs the model.
-    let probe = Pipeline::new(&recipe, &Env::default());
+    let probe = Pipeline::with_registry(&registry, &recipe, &Env::default(), Facts::NONE);
     let needs_engine = matches!(probe, Err(ecospac_passes::PassError::NoEngine { .. }));
     let (exec, data) = if needs_engine {
         let exec = OrtExecutor::new(args.ort_lib.as_deref(), args.threads)?;
@@ -443,7 +462,7 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
         config_sizes: sizes.as_ref(),
         progress: Some(&report_progress),
     };
-    let mut pipeline = Pipeline::new(&recipe, &env)?;
+    let mut pipeline = Pipeline::with_registry(&registry, &recipe, &env, Facts::NONE)?;
     if a.verify_each {
         pipeline = pipeline.verify_each(true);
     }
@@ -454,8 +473,7 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     let float_before = model.graph.float_parameters();
     let bind = crate::parse_bindings(&args.bind)?;
     let flops_before = ecospac_passes::cost::matmul_flops(&model, &bind);
-    let teacher = (args.recover > 0).then(|| model.clone());
-    let mut cx = Compilation::new(model);
+    let mut cx = if recovers { Compilation::new(model).keeping_original() } else { Compilation::new(model) };
     let timings = pipeline.run(&mut cx, &env);
     drop(bar);
     let timings = match timings {
@@ -490,9 +508,6 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
     eprintln!("compiled in {:.1?}", t0.elapsed());
     if after > before {
         bail!("the compiled model has {after} parameters, more than the input's {before}; nothing was written");
-    }
-    if let Some(teacher) = &teacher {
-        recover(&mut cx, teacher, args, tokenizer(args, a.input, checkpoint.as_ref()))?;
     }
     let proof =
         verify(&cx.model.graph).map_err(|e| anyhow::anyhow!("{e}")).context("the compiled graph does not verify")?;
@@ -583,55 +598,6 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
         crate::write_atomically(path, serde_json::to_string_pretty(&serde_json::Value::Object(cx.report))?.as_bytes())?;
     }
     Ok(())
-}
-
-/// `--recover`: distils the compiled model from the original.
-#[cfg(feature = "train")]
-fn recover(cx: &mut Compilation, teacher: &Model, args: &PruneArgs, tokenizer: Option<PathBuf>) -> Result<()> {
-    let device = ecospac_runtime_train::tch::Device::cuda_if_available();
-    let steps = args.recover;
-    let settings = crate::distil_cmd::Settings {
-        data: args.data.clone().context("--recover needs --data")?,
-        tokenizer,
-        validation: None,
-        steps,
-        batch: 16,
-        seq_len: args.calibration_length,
-        lr: 2e-4,
-        warmup: (steps / 10).min(20),
-        weight_decay: 0.0,
-        clip: 1.0,
-        seed: 0,
-        eval_every: (steps / 4).max(1),
-        device,
-        train_embeddings: false,
-        match_layers: true,
-        log: None,
-        snapshots: (0, None),
-        schedule: None,
-        criterion: ecospac_runtime_train::sparsity::TrainCriterion::Coupled,
-        allocation: ecospac_passes::prune::Allocation::Uniform,
-        align: 1,
-    };
-    let t = Instant::now();
-    let (trained, before, after, check) = crate::distil_cmd::run(&cx.model, teacher, &settings)?;
-    let diff = crate::distil_cmd::check_in_ort(&trained, &check, device, args.ort_lib.as_deref())?;
-    cx.model = trained;
-    eprintln!(
-        "recovered by {steps} distillation steps in {:.1?}: validation cosine {before:.4} -> {after:.4}; \
-         ONNX Runtime vs the recovered model: max |Δ| {diff:.2e}",
-        t.elapsed()
-    );
-    cx.report.insert(
-        "recovery".into(),
-        serde_json::json!({"steps": steps, "validation_cosine_before": before, "validation_cosine_after": after}),
-    );
-    Ok(())
-}
-
-#[cfg(not(feature = "train"))]
-fn recover(_: &mut Compilation, _: &Model, _: &PruneArgs, _: Option<PathBuf>) -> Result<()> {
-    bail!("--recover needs the training runtime (cargo build --features train)")
 }
 
 /// A few lines on what the compile did.

@@ -22,7 +22,7 @@ use ecospac_runtime_train::tch::Device;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Validation samples held out of the distillation data.
@@ -223,13 +223,12 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
     Ok((d.into_model()?, before, last, check))
 }
 
-/// The largest difference between the trained model exported to ONNX and run
-/// in ONNX Runtime and the trained model on libtorch, over their float
-/// outputs on `feeds` (an error over 1e-3); checked before anything is written.
-pub fn check_in_ort(trained: &Model, feeds: &Batch, device: Device, ort_lib: Option<&Path>) -> Result<f32> {
-    let ort = ecospac_backends::ort::OrtExecutor::new(ort_lib, 0)?;
+/// The largest difference between the trained model run by `engine` (ONNX
+/// Runtime) and on libtorch, over their float outputs on `feeds` (an error
+/// over 1e-3); checked before anything is written.
+pub fn check_in(engine: &dyn Executor, trained: &Model, feeds: &Batch, device: Device) -> Result<f32> {
     let want = TchExecutor { device }.load(trained)?.run(feeds)?;
-    let got = ort.load(trained)?.run(feeds)?;
+    let got = engine.load(trained)?.run(feeds)?;
     let mut diff = 0f32;
     for (w, g) in want.iter().zip(&got) {
         if let (Some(w), Some(g)) = (Array::of(w), Array::of(g)) {
@@ -282,7 +281,8 @@ pub fn distil(a: &TrainArgs) -> Result<()> {
         align: a.align.max(1),
     };
     let (trained, before, after, check) = run(&student, &teacher, &settings)?;
-    let diff = check_in_ort(&trained, &check, device, a.ort_lib.as_deref())?;
+    let ort = ecospac_backends::ort::OrtExecutor::new(a.ort_lib.as_deref(), 0)?;
+    let diff = check_in(&ort, &trained, &check, device)?;
     let proof = ecospac_ir::verify(&trained.graph).map_err(|e| anyhow::anyhow!("the trained model: {e}"))?;
     ecospac_backends::export_onnx(&trained, proof, &model_path, &ecospac_backends::ExportOptions::default())?;
     let (was, now) = (student.graph.parameters(), trained.graph.parameters());

@@ -6,6 +6,7 @@ mod distil_cmd;
 mod inspect;
 mod paths;
 mod progress;
+mod recover;
 #[cfg(feature = "train")]
 mod train_cmd;
 mod verify_cmd;
@@ -155,9 +156,6 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Recipe { prune, passes, checkpoint, json } => {
-            if prune.recover > 0 {
-                bail!("--recover is not a pass, so no recipe holds it; give it to `ecospac compile` beside --recipe");
-            }
             let r = compile::recipe_of(&prune, &passes, checkpoint, checkpoint)?;
             print!("{}", if json { r.to_json() + "\n" } else { r.to_toml() });
             Ok(())
@@ -166,8 +164,9 @@ fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "train")]
         Command::Train(args) => train_cmd::train(&args),
         Command::Passes => {
-            for name in ecospac_passes::PASS_NAMES {
-                println!("{name:24} {}", ecospac_passes::pipeline::pass_doc(name).unwrap_or(""));
+            let registry = recover::registry()?;
+            for name in registry.names() {
+                println!("{name:24} {}", registry.doc(name).unwrap_or(""));
             }
             Ok(())
         }

@@ -167,6 +167,24 @@ fn train_distils_a_compact_model_from_its_original() {
     let (ok, text) = ecospac(&[&compile[..], &["--recover", "5", "-o", never.to_str().unwrap()]].concat());
     assert!(!ok && text.contains("--recover needs --data"), "{text}");
     assert!(!never.exists());
+
+    // Recovery is a pass: `ecospac recipe` prints it, a recipe runs it, and
+    // `--dump-after recover` shows the graph it leaves.
+    let (ok, recipe) = ecospac(&["recipe", "--budget", "0.5", "--no-calibration", "--recover", "12", "--data", data]);
+    assert!(ok && recipe.contains("pass = \"recover\"") && recipe.contains("steps = 12"), "{recipe}");
+    let r = dir.path().join("r.toml");
+    std::fs::write(&r, &recipe).expect("recipe");
+    let via_recipe = dir.path().join("via-recipe.onnx");
+    let run = ["compile", orig, "--recipe", r.to_str().unwrap(), "--dump-after", "recover"];
+    let (ok, text) = ecospac(&[&run[..], &["-o", via_recipe.to_str().unwrap()]].concat());
+    assert!(ok && text.contains("recovered by 12 distillation steps") && text.contains("; after recover"), "{text}");
+    let written = ecospac_frontends::import_file(&via_recipe).expect("recovered model");
+    assert_eq!(written.graph.parameters(), compact_model.graph.parameters());
+    let early = dir.path().join("early.toml");
+    std::fs::write(&early, "[[step]]\npass = \"recover\"\nsteps = 5\ndata = \"x.npz\"\n").expect("recipe");
+    let (ok, text) = ecospac(&["compile", orig, "--recipe", early.to_str().unwrap(), "-o", never.to_str().unwrap()]);
+    assert!(!ok && text.contains("recover") && text.contains("slice"), "{text}");
+    assert!(!never.exists());
 }
 
 /// `train --from model.onnx`: an exporter-made GPT-2 graph with no checkpoint

@@ -226,12 +226,16 @@ pub struct Compilation {
     pub plan: Option<SlicePlan>,
     /// What each pass reports, by section.
     pub report: serde_json::Map<String, serde_json::Value>,
+    /// The model as it came in, kept for passes that compare against it
+    /// (recovery by distillation); see [`Compilation::keeping_original`].
+    pub original: Option<Model>,
 }
 
 impl Compilation {
     /// A compilation of an imported model.
     pub fn new(model: Model) -> Compilation {
         Compilation {
+            original: None,
             model,
             facts: Facts::NONE,
             coupling: None,
@@ -241,6 +245,13 @@ impl Compilation {
             plan: None,
             report: serde_json::Map::new(),
         }
+    }
+
+    /// Keeps a copy of the input model as [`Compilation::original`] (weights
+    /// are shared, not copied).
+    pub fn keeping_original(mut self) -> Compilation {
+        self.original = Some(self.model.clone());
+        self
     }
 
     /// The analysis, or an error naming the pass that makes it.

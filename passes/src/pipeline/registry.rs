@@ -41,7 +41,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use super::recipe::{RecipeError, Step};
+use super::recipe::{Recipe, RecipeError, Step};
 use super::steps::{self, PASS_NAMES};
 use super::{Pass, PassError};
 
@@ -83,6 +83,22 @@ impl Registry {
     /// One line on what the named pass does.
     pub fn doc(&self, name: &str) -> Option<&'static str> {
         steps::pass_doc(name).or_else(|| self.extra.iter().find(|e| e.0 == name).map(|e| e.1))
+    }
+
+    /// The recipe with every parameter of ecospac's own passes spelled out
+    /// (defaults included); a registered pass's step is checked by building
+    /// it, and kept as written.
+    pub fn normalized(&self, recipe: &Recipe) -> Result<Recipe, PassError> {
+        let mut steps = Vec::with_capacity(recipe.steps.len());
+        for (i, s) in recipe.steps.iter().enumerate() {
+            if self.extra.iter().any(|e| e.0 == s.pass) {
+                self.build(i + 1, s)?;
+                steps.push(s.clone());
+            } else {
+                steps.push(steps::normalize(i + 1, s)?);
+            }
+        }
+        Ok(Recipe { steps })
     }
 
     /// Builds the pass of one recipe step (1-based `step` for messages).
