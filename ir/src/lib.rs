@@ -12,6 +12,7 @@ pub mod graph;
 pub mod ids;
 pub mod infer;
 pub mod op;
+mod ops;
 pub mod staging;
 pub mod tensor;
 pub mod text;

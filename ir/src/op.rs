@@ -492,100 +492,7 @@ impl Op {
         num_inputs: usize,
     ) -> Result<Op, AttrError> {
         if domain == "com.microsoft" {
-            let mut r = Reader::new(op_type, attrs);
-            let op = match op_type {
-                "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => Op::SkipLayerNorm(SkipLayerNorm {
-                    epsilon: r.float("epsilon")?,
-                    simplified: op_type == "SkipSimplifiedLayerNormalization",
-                }),
-                "Gelu" => Op::ContribGelu(ContribGelu::Gelu),
-                "BiasGelu" => Op::ContribGelu(ContribGelu::BiasGelu),
-                "FastGelu" => Op::ContribGelu(ContribGelu::FastGelu),
-                "QuickGelu" => Op::ContribGelu(ContribGelu::QuickGelu { alpha: r.float("alpha")? }),
-                "Attention" => match r.int("num_heads")? {
-                    Some(num_heads) if num_heads > 0 => Op::FusedAttention(FusedAttention {
-                        num_heads,
-                        qkv_hidden_sizes: r.ints("qkv_hidden_sizes")?,
-                        unidirectional: r.int("unidirectional")?,
-                        mask_filter_value: r.float("mask_filter_value")?,
-                        scale: r.float("scale")?,
-                    }),
-                    _ => return Err(r.err("num_heads", "a positive head count is required".into())),
-                },
-                "MatMulNBits" => {
-                    let (k, n) = (r.int("K")?, r.int("N")?);
-                    let (bits, block_size) = (r.int("bits")?.unwrap_or(4), r.int("block_size")?);
-                    let (Some(k), Some(n), Some(block_size)) = (k, n, block_size) else {
-                        return Err(r.err("K", "K, N and block_size are required".into()));
-                    };
-                    // Sizes beyond any real weight are refused before arithmetic on them.
-                    let valid = (1..=1 << 40).contains(&k)
-                        && (1..=1 << 40).contains(&n)
-                        && matches!(bits, 2 | 4 | 8)
-                        && (16..=1 << 16).contains(&block_size)
-                        && (block_size as u64).is_power_of_two();
-                    if !valid {
-                        return Err(r.err(
-                            "block_size",
-                            format!("K {k}, N {n}, {bits} bits, block {block_size}: not a valid quantisation"),
-                        ));
-                    }
-                    Op::MatMulNBits(MatMulNBits { k, n, bits, block_size, accuracy_level: r.int("accuracy_level")? })
-                }
-                "QGemm" => Op::QLinear(QLinear::Gemm {
-                    alpha: r.float("alpha")?,
-                    trans_a: r.bool("transA", false)?,
-                    trans_b: r.bool("transB", false)?,
-                }),
-                "QLinearAdd" => Op::QLinear(QLinear::Add),
-                "QLinearMul" => Op::QLinear(QLinear::Mul),
-                "QLinearSigmoid" => Op::QLinear(QLinear::Sigmoid),
-                "QLinearSoftmax" => match r.int("opset")? {
-                    Some(opset) => Op::QLinear(QLinear::Softmax { axis: r.int("axis")?, opset }),
-                    None => return Err(r.err("opset", "required".into())),
-                },
-                "QLinearConcat" => match r.int("axis")? {
-                    Some(axis) => Op::QLinear(QLinear::Concat { axis }),
-                    None => return Err(r.err("axis", "required".into())),
-                },
-                "EmbedLayerNormalization" => Op::EmbedLayerNorm(EmbedLayerNorm {
-                    epsilon: r.float("epsilon")?,
-                    mask_index_type: r.int("mask_index_type")?,
-                }),
-                "GroupQueryAttention" => match (r.int("num_heads")?, r.int("kv_num_heads")?) {
-                    (Some(num_heads), Some(kv_num_heads))
-                        if (1..=1 << 20).contains(&num_heads)
-                            && (1..=num_heads).contains(&kv_num_heads)
-                            && num_heads % kv_num_heads == 0 =>
-                    {
-                        Op::GroupQueryAttention(GroupQueryAttention {
-                            num_heads,
-                            kv_num_heads,
-                            scale: r.float("scale")?,
-                            softcap: r.float("softcap")?,
-                            local_window_size: r.int("local_window_size")?,
-                            do_rotary: r.int("do_rotary")?,
-                            rotary_interleaved: r.int("rotary_interleaved")?,
-                            smooth_softmax: r.int("smooth_softmax")?,
-                            causal: r.int("causal")?,
-                            sliding_window_cache: r.int("sliding_window_cache")?,
-                            qk_output: r.int("qk_output")?,
-                            kv_cache_bit_width: r.int("kv_cache_bit_width")?,
-                            k_quant_type: r.string("k_quant_type")?.map(<[u8]>::to_vec),
-                            v_quant_type: r.string("v_quant_type")?.map(<[u8]>::to_vec),
-                            qk_norm_epsilon: r.float("qk_norm_epsilon")?,
-                        })
-                    }
-                    (h, kv) => {
-                        return Err(r.err(
-                            "kv_num_heads",
-                            format!("{h:?} query heads over {kv:?} key/value heads: both are required, and the first a multiple of the second"),
-                        ))
-                    }
-                },
-                _ => return Ok(opaque(domain, op_type, attrs)),
-            };
-            return Ok(if r.all_used() { op } else { opaque(domain, op_type, attrs) });
+            return contrib::from_parts(op_type, attrs);
         }
         if !(domain.is_empty() || domain == "ai.onnx") {
             return Ok(opaque(domain, op_type, attrs));
@@ -778,7 +685,36 @@ impl Op {
             | Op::MatMulNBits(_) => "com.microsoft",
             Op::QLinear(QLinear::MatMul) => "",
             Op::QLinear(_) => "com.microsoft",
-            _ => "",
+            Op::MatMul
+            | Op::Gemm(_)
+            | Op::Conv(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Softmax(_)
+            | Op::LayerNorm(_)
+            | Op::ReduceMean(_)
+            | Op::ReduceSum(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::DynamicQuantize
+            | Op::MatMulInteger
+            | Op::Gelu(_)
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Split(_)
+            | Op::Slice
+            | Op::Concat { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Expand
+            | Op::Cast(_)
+            | Op::Constant { .. }
+            | Op::ConstantOfShape { .. }
+            | Op::Range => "",
         }
     }
 

@@ -146,7 +146,46 @@ impl Op {
     pub fn codes_per_element(&self, input: usize, dtype: DType) -> u32 {
         match self {
             Op::MatMulNBits(m) if input == 1 || (input == 3 && dtype == DType::U8) => 8 / m.bits.clamp(1, 8) as u32,
-            _ => 1,
+            // One code per element: the other inputs of MatMulNBits, and every
+            // other op (QLinear and QDQ codes are whole bytes or wider).
+            Op::MatMulNBits(_)
+            | Op::QLinear(_)
+            | Op::MatMul
+            | Op::Gemm(_)
+            | Op::Conv(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Softmax(_)
+            | Op::LayerNorm(_)
+            | Op::ReduceMean(_)
+            | Op::ReduceSum(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::DynamicQuantize
+            | Op::MatMulInteger
+            | Op::Gelu(_)
+            | Op::SkipLayerNorm(_)
+            | Op::ContribGelu(_)
+            | Op::FusedAttention(_)
+            | Op::EmbedLayerNorm(_)
+            | Op::GroupQueryAttention(_)
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Split(_)
+            | Op::Slice
+            | Op::Concat { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Expand
+            | Op::Cast(_)
+            | Op::Constant { .. }
+            | Op::ConstantOfShape { .. }
+            | Op::Range
+            | Op::Opaque(_) => 1,
         }
     }
 

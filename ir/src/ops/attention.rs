@@ -1,0 +1,193 @@
+//! ONNX Runtime's fused attention ops (`Attention`, `EmbedLayerNormalization`,
+//! `GroupQueryAttention`): their output facts and axis relations.
+
+use super::*;
+
+/// Fused `Attention`: `[B, S, H_v]`, H_v from `qkv_hidden_sizes`, else a third of the packed
+/// weight.
+pub(crate) fn fused_attention(f: &FusedAttention, cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
+    // Output [B, S, H_v]: H_v from qkv_hidden_sizes, else a third of the packed weight.
+    let v_hidden = match &f.qkv_hidden_sizes {
+        Some(q) if q.len() == 3 => Some(Dim::known(q[2])),
+        Some(_) => return err("Attention: qkv_hidden_sizes needs 3 sizes"),
+        None => match cx.shape(1).and_then(|w| w.get(1)).and_then(Dim::as_known) {
+            Some(n) if n % 3 == 0 => Some(Dim::known(n / 3)),
+            Some(n) => return err(format!("Attention: packed weight width {n} is not 3 equal parts")),
+            None => None,
+        },
+    };
+    let shape = match (cx.shape(0), v_hidden) {
+        (Some(x), Some(h)) if x.len() == 3 => Some(vec![x[0].clone(), x[1].clone(), h]),
+        (Some(x), _) if x.len() != 3 => return err(format!("Attention of an input of rank {}", x.len())),
+        _ => None,
+    };
+    let mut outs = vec![Fact::of_ty(ty(cx.dtype(0), shape))];
+    for _ in 1..cx.num_outputs {
+        outs.push(Fact::of_ty(ty(cx.dtype(0), None)));
+    }
+    Ok(outs)
+}
+
+/// `EmbedLayerNormalization`: `[B, S, H]`, the mask index `[B]`, the sum `[B, S, H]`.
+pub(crate) fn embed_layer_norm(cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
+    let hidden = cx.shape(2).and_then(|w| w.get(1).cloned());
+    let shape = match (cx.shape(0), hidden) {
+        (Some(ids), Some(h)) if ids.len() == 2 => Some(vec![ids[0].clone(), ids[1].clone(), h]),
+        _ => None,
+    };
+    let dtype = cx.dtype(2);
+    let batch = cx.shape(0).and_then(|ids| ids.first().cloned()).map(|b| vec![b]);
+    Ok((0..cx.num_outputs)
+        .map(|o| match o {
+            1 => Fact::of_ty(ty(Some(DType::I32), batch.clone())),
+            _ => Fact::of_ty(ty(dtype, shape.clone())),
+        })
+        .collect())
+}
+
+/// `GroupQueryAttention`: `[B, S, num_heads · head]`; the present cache `[B, kv_num_heads, T,
+/// head]`; the cache it reads must have its head counts.
+pub(crate) fn group_query_attention(g: &GroupQueryAttention, cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
+    let packed = cx.input(1).is_none();
+    let query = match cx.shape(0) {
+        Some(q) if q.len() != 3 => return err(format!("GroupQueryAttention of a query of rank {}", q.len())),
+        q => q,
+    };
+    let head = match query.and_then(|q| q[2].as_known()) {
+        Some(w) => match g.head_size(w, packed) {
+            Some(h) => Some(h),
+            None => {
+                return err(format!(
+                    "GroupQueryAttention: a query of width {w} is not {} heads of equal size",
+                    if packed { "the packed Q, K and V" } else { "its" }
+                ))
+            }
+        },
+        None => None,
+    };
+    // The cache it reads is [B, kv_num_heads, P, head_size].
+    for i in [3, 4] {
+        match (cx.shape(i), head) {
+            (Some(p), _) if p.len() != 4 => {
+                return err(format!("GroupQueryAttention: cache input {i} of rank {}", p.len()))
+            }
+            (Some(p), h) => {
+                let wrong = |d: &Dim, want: Option<i64>| matches!((d.as_known(), want), (Some(x), Some(y)) if x != y);
+                if wrong(&p[1], Some(g.kv_num_heads)) || wrong(&p[3], h) {
+                    return err(format!(
+                        "GroupQueryAttention: cache input {i} is {p:?}, not [batch, {}, past, {h:?}]",
+                        g.kv_num_heads
+                    ));
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    let width = match head.map(|h| h.checked_mul(g.num_heads)) {
+        Some(None) => return err("GroupQueryAttention: the output width overflows"),
+        Some(Some(w)) => Some(Dim::known(w)),
+        None => None,
+    };
+    let dtype = cx.dtype(0);
+    let batch = query.map(|q| q[0].clone());
+    let mut outs = vec![Fact::of_ty(ty(dtype, query.zip(width).map(|(q, w)| vec![q[0].clone(), q[1].clone(), w])))];
+    // A quantised cache has the type of the cache it reads; a float one the query's.
+    let cache_dtype = cx.dtype(3).or(if g.kv_cache_bit_width.is_some() { None } else { dtype });
+    for o in 1..cx.num_outputs {
+        let shape = match (o, &batch, head) {
+            (1 | 2, Some(b), Some(h)) => Some(vec![b.clone(), Dim::known(g.kv_num_heads), cx.fresh(), Dim::known(h)]),
+            _ => None,
+        };
+        outs.push(Fact::of_ty(ty(if o < 3 { cache_dtype } else { dtype }, shape)));
+    }
+    Ok(outs)
+}
+
+/// Fused `Attention`: where its heads can be sliced ([`fused_heads`]), head h
+/// is the h-th `head size` indices of each of the Q, K and V parts of the
+/// packed weight and bias, and of the output. The Q and K dims of a head are
+/// one index space (their product is summed over), the V dims another: heads
+/// and dims may both go (the slicer sets the head count, the widths and the
+/// score scale). Otherwise only batch and sequence pass on.
+pub(crate) fn fused_attention_axes(f: &FusedAttention, io: &Io<'_>, _: &[Dim]) -> Vec<AxisRel> {
+    let Some((n, parts)) = fused_heads(f, io.ins, io.outs) else {
+        return batch_and_sequence(io, |o, k| o == 0 && k < 2);
+    };
+    let mut r = Vec::new();
+    let inner = |id: usize| Slot { port: Port::Inner(id), axis: 0 };
+    let heads = inner(3);
+    r.push(AxisRel::Inner { id: 3, size: n });
+    for (p, &width) in parts.iter().enumerate() {
+        r.push(AxisRel::Inner { id: p, size: width });
+        r.push(AxisRel::Inner { id: 4 + p, size: width / n });
+        r.push(AxisRel::Product(vec![inner(p)], vec![heads, inner(4 + p)]));
+    }
+    r.push(AxisRel::Same(inner(4), inner(5)));
+    let qkv: Vec<Part> = (0..3).map(|p| Part::Slot(inner(p))).collect();
+    r.push(AxisRel::Concat { whole: Slot { port: Port::In(1), axis: 1 }, parts: qkv.clone() });
+    r.push(AxisRel::Concat { whole: Slot { port: Port::In(2), axis: 0 }, parts: qkv });
+    r.push(AxisRel::Product(vec![Slot { port: Port::Out(0), axis: 2 }], vec![heads, inner(6)]));
+    r.push(AxisRel::Contract(Slot { port: Port::In(0), axis: 2 }, Slot { port: Port::In(1), axis: 0 }));
+    for k in 0..2 {
+        r.push(same(0, k, 0, k));
+    }
+    // The mask index keeps its shape.
+    for k in 0..io.in_shape(3).map_or(0, <[Dim]>::len) {
+        r.push(pin(3, k, PinReason::Fused));
+    }
+    r
+}
+
+/// `EmbedLayerNormalization`: batch and sequence pass to the output and the
+/// sum, batch to the mask index; everything else is pinned.
+pub(crate) fn embed_layer_norm_axes(io: &Io<'_>, _: &[Dim]) -> Vec<AxisRel> {
+    batch_and_sequence(io, |o, k| (o != 1 && k < 2) || (o == 1 && k == 0))
+}
+
+/// `GroupQueryAttention`: batch and sequence pass to the output; its heads
+/// stay, since its cache is the model's interface.
+pub(crate) fn group_query_attention_axes(io: &Io<'_>, _: &[Dim]) -> Vec<AxisRel> {
+    batch_and_sequence(io, |o, k| o == 0 && k < 2)
+}
+
+/// Input 0's batch and sequence axes pass to the output axes `passes` names;
+/// every other axis is pinned as read by a fused op.
+fn batch_and_sequence(io: &Io<'_>, passes: impl Fn(usize, usize) -> bool) -> Vec<AxisRel> {
+    let mut r = Vec::new();
+    for o in 0..io.outs.len() {
+        for k in 0..io.out_shape(o).map_or(0, <[Dim]>::len) {
+            r.push(if passes(o, k) { same(0, k, o, k) } else { pin_out(o, k, PinReason::Fused) });
+        }
+    }
+    for i in 0..io.ins.len() {
+        for k in 0..io.in_shape(i).map_or(0, <[Dim]>::len) {
+            if !(i == 0 && k < 2) {
+                r.push(pin(i, k, PinReason::Fused));
+            }
+        }
+    }
+    r
+}
+
+/// The head count and the Q, K, V widths of a fused `Attention` whose heads
+/// can be sliced: input `[B, S, H_in]`, packed weight `[H_in, Q + K + V]` and
+/// bias, each width a whole number of heads, at most a mask index besides
+/// (no past state, attention bias or rotary embedding), one output.
+fn fused_heads(f: &crate::op::FusedAttention, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> Option<(i64, [i64; 3])> {
+    let known = |f: Option<&Fact>| -> Option<Vec<i64>> { fact_shape(f)?.iter().map(Dim::as_known).collect() };
+    let x = fact_shape(ins.first()?.as_ref())?;
+    let (w, b) = (known(ins.get(1)?.as_ref())?, known(ins.get(2)?.as_ref())?);
+    if ins.len() > 4 || outs.len() != 1 || x.len() != 3 || w.len() != 2 || b.len() != 1 || x[2].as_known() != Some(w[0])
+    {
+        return None;
+    }
+    let parts = match &f.qkv_hidden_sizes {
+        Some(q) => <[i64; 3]>::try_from(q.as_slice()).ok()?,
+        None if w[1] % 3 == 0 => [w[1] / 3; 3],
+        None => return None,
+    };
+    let n = f.num_heads;
+    let whole = parts.iter().all(|&p| p > 0 && p % n == 0) && parts[0] == parts[1];
+    let total = parts.iter().try_fold(0i64, |t, &p| t.checked_add(p))?;
+    (whole && total == w[1] && b[0] == w[1]).then_some((n, parts))
+}
