@@ -386,9 +386,12 @@ pub enum SizeUse {
     Bounds,
     /// Split sizes: input 1, or the `split` attribute.
     SplitSizes,
-    /// Attributes that restate the sizes of the inputs (`MatMulNBits`' K and
-    /// N, a fused `Attention`'s head count).
-    Attributes,
+    /// A fused `Attention`'s head count and widths, which restate its packed
+    /// weight's layout ([`FusedAttention::resized`]).
+    AttentionHeads,
+    /// `MatMulNBits`' K and N, which restate its packed weight's shape
+    /// ([`MatMulNBits::resized`]).
+    PackedShape,
 }
 
 /// An op outside the closed set, or one this version does not model fully.

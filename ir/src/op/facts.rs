@@ -80,7 +80,8 @@ impl Op {
             | Op::Opaque(_) => (None, None),
             // K and N, and the head count, are attributes: the slicer sets them
             // from the sliced weights ([`MatMulNBits::resized`], [`FusedAttention::resized`]).
-            Op::MatMulNBits(_) | Op::FusedAttention(_) => (None, Some(SizeUse::Attributes)),
+            Op::MatMulNBits(_) => (None, Some(SizeUse::PackedShape)),
+            Op::FusedAttention(_) => (None, Some(SizeUse::AttentionHeads)),
         };
         SizeFacts { flows, uses }
     }

@@ -384,7 +384,7 @@ fn size_inputs(op: &Op, chain: bool, inputs: usize) -> Vec<usize> {
         (_, _, Some(SizeUse::Shape(i))) => vec![i],
         (_, _, Some(SizeUse::Bounds)) => vec![1, 2],
         (_, _, Some(SizeUse::SplitSizes)) => vec![1],
-        (_, _, Some(SizeUse::Attributes) | None) => Vec::new(),
+        (_, _, Some(SizeUse::AttentionHeads | SizeUse::PackedShape) | None) => Vec::new(),
     }
 }
 
@@ -430,6 +430,12 @@ fn unshare_inputs(model: &mut Model, id: NodeId, depth: usize) {
         };
         unshare_inputs(model, target, depth + 1);
     }
+}
+
+/// An op that declares a kind of size attribute whose rewrite the slicer
+/// does not have for it (a declaration without its rewrite).
+fn unmodelled(node: &str, op: &Op) -> SliceError {
+    SliceError::Unrewritable { node: node.to_string(), what: format!("the size attributes of {}", op.op_type()) }
 }
 
 /// Slices the model by the plan: weights, the constants that encode sliced
@@ -532,8 +538,8 @@ fn slice_into(
                     }
                 }
             }
-            Some(SizeUse::Attributes) if matches!(node.op, Op::FusedAttention(_)) => {
-                let Op::FusedAttention(fa) = &node.op else { continue };
+            Some(SizeUse::AttentionHeads) => {
+                let Op::FusedAttention(fa) = &node.op else { return Err(unmodelled(&label, &node.op)) };
                 let Some(w) = node.inputs.get(1).copied().flatten() else { continue };
                 let Some(mask) = coupling.keep_mask(w, 1, Some((id, 1)), &removed) else { continue };
                 let parts: [i64; 3] = match fa.qkv_hidden_sizes.as_deref() {
@@ -572,8 +578,8 @@ fn slice_into(
                     model.graph.node_mut(id).op = Op::FusedAttention(op);
                 }
             }
-            Some(SizeUse::Attributes) => {
-                let Op::MatMulNBits(mm) = &node.op else { continue };
+            Some(SizeUse::PackedShape) => {
+                let Op::MatMulNBits(mm) = &node.op else { return Err(unmodelled(&label, &node.op)) };
                 let Some(b) = node.inputs.get(1).copied().flatten() else { continue };
                 let mut kept = |axis: usize, full: i64| {
                     coupling
@@ -587,7 +593,7 @@ fn slice_into(
                 }
             }
             Some(SizeUse::SplitSizes) => {
-                let Op::Split(sp) = &node.op else { continue };
+                let Op::Split(sp) = &node.op else { return Err(unmodelled(&label, &node.op)) };
                 let Some(x) = node.inputs[0] else { continue };
                 let rank = facts[x.index()].as_ref().and_then(|f| f.ty.as_ref()).and_then(|t| t.rank()).unwrap_or(0);
                 let Ok(a) = ecospac_ir::infer::norm_axis(sp.axis, rank) else { continue };
