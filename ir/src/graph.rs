@@ -130,6 +130,10 @@ impl Graph {
         v.origin = None;
         v
     }
+    /// How many nodes were ever added (live or removed): node ids are below it.
+    pub fn num_nodes(&self) -> usize {
+        self.nodes.len()
+    }
     /// Sets the inferred type without touching anything else.
     pub fn set_inferred(&mut self, id: ValueId, ty: Option<TensorTy>) {
         self.values[id].ty = ty;

@@ -6,7 +6,7 @@ use super::plan::{cuts, Cuts, PlanError, Refit, SlicePlan};
 use crate::coupling::Coupling;
 use ecospac_ir::infer::Fact;
 use ecospac_ir::op::{SizeFlow, SizeUse};
-use ecospac_ir::{DType, EntityId, Model, NodeId, Op, Tensor, ValueId};
+use ecospac_ir::{DType, EntityId, Model, NodeId, Op, Patch, Tensor, ValueId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Why a plan could not be applied.
@@ -37,6 +37,10 @@ pub enum SliceError {
         /// Parameters after slicing.
         after: u128,
     },
+    /// The slicer's edits do not fit the graph they were decided on (a bug,
+    /// reported instead of applied; the model is unchanged).
+    #[error(transparent)]
+    Patch(#[from] ecospac_ir::patch::StalePatch),
     /// A size the slice changes is encoded in a way the slicer cannot rewrite.
     #[error("node `{node}`: cannot rewrite {what}")]
     Unrewritable {
@@ -156,10 +160,11 @@ fn uses(model: &Model) -> HashMap<ValueId, usize> {
     n
 }
 
-/// Puts `tensor` where `reader` reads `value`: in place when it is the only use,
-/// else as a new initializer for that use.
+/// Puts `tensor` where `reader` reads `value` (in the patch): in place when
+/// it is the only use, else as a new initializer for that use.
 fn replace_use(
-    model: &mut Model,
+    model: &Model,
+    patch: &mut Patch,
     value: ValueId,
     reader: Option<(NodeId, usize)>,
     tensor: Tensor,
@@ -167,14 +172,13 @@ fn replace_use(
 ) {
     match reader {
         Some((node, i)) if counts.get(&value).copied().unwrap_or(0) > 1 => {
-            let name = format!("{}::ecospac{}", model.graph.value(value).name, model.graph.num_values());
+            let name = format!("{}::ecospac{}", model.graph.value(value).name, patch.next_value().index());
             let mut t = tensor;
             t.origin = None;
-            let new = model.graph.add_initializer(name, t);
-            model.graph.value_mut(new).copy_of = Some(value);
-            model.graph.node_mut(node).inputs[i] = Some(new);
+            let new = patch.add_initializer(name, t, Some(value));
+            patch.set_input(node, i, Some(new));
         }
-        _ => model.graph.value_mut(value).constant = Some(tensor),
+        _ => patch.set_constant(value, Some(tensor)),
     }
 }
 
@@ -191,26 +195,28 @@ pub fn mask_plan(model: &mut Model, coupling: &Coupling, plan: &SlicePlan) -> Re
 /// The masked original as a new model: `removed` (per group) zeroed and `refits` substituted.
 pub fn masked(model: &Model, coupling: &Coupling, removed: &[Vec<u32>], refits: &[Refit]) -> Result<Model, SliceError> {
     let all_cuts = cuts(coupling, removed);
-    let mut work = model.clone();
-    let counts = uses(&work);
+    let counts = uses(model);
+    let mut patch = Patch::new(&model.graph);
     for ((value, reader), axes) in &all_cuts {
         if axes.values().all(BTreeSet::is_empty) {
             continue;
         }
-        let Some(mut t) = work.graph.value(*value).constant.clone() else { continue };
-        let point = zero_point(&work, *value, *reader);
+        let Some(mut t) = model.graph.value(*value).constant.clone() else { continue };
+        let point = zero_point(model, *value, *reader);
         for (axis, zero) in axes {
             t = zero_axis(&t, *axis, zero, point.as_ref());
         }
-        replace_use(&mut work, *value, *reader, t, &counts);
+        replace_use(model, &mut patch, *value, *reader, t, &counts);
     }
     for r in refits {
-        let v = refit_target(&work, r)?;
-        let full = work.graph.value(v).constant.clone().ok_or_else(|| missing(r))?;
+        let v = refit_target(model, r)?;
+        let full = patch.constant(v).or(model.graph.value(v).constant.as_ref()).cloned().ok_or_else(|| missing(r))?;
         let axes = cuts_of(&all_cuts, v);
         let t = scatter(&full, &axes, r)?;
-        work.graph.value_mut(v).constant = Some(t);
+        patch.set_constant(v, Some(t));
     }
+    let mut work = model.clone();
+    patch.apply(&mut work.graph)?;
     Ok(work)
 }
 
@@ -345,7 +351,8 @@ fn locate(
 
 /// Sets elements of the constant read by `reader` at `input`, giving the reader its own copy.
 fn rewrite(
-    model: &mut Model,
+    model: &Model,
+    patch: &mut Patch,
     producers: &[Option<NodeId>],
     reader: NodeId,
     input: usize,
@@ -365,10 +372,9 @@ fn rewrite(
         DType::I32 => vals.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
         _ => return false,
     };
-    let name = format!("{}::ecospac{}", model.graph.value(constant).name, model.graph.num_values());
-    let new_value = model.graph.add_initializer(name, Tensor::from_bytes(t.dtype, t.dims.clone(), bytes));
-    model.graph.value_mut(new_value).copy_of = Some(constant);
-    model.graph.node_mut(reader).inputs[input] = Some(new_value);
+    let name = format!("{}::ecospac{}", model.graph.value(constant).name, patch.next_value().index());
+    let new_value = patch.add_initializer(name, Tensor::from_bytes(t.dtype, t.dims.clone(), bytes), Some(constant));
+    patch.set_input(reader, input, Some(new_value));
     true
 }
 
@@ -459,10 +465,26 @@ fn slice_into(
     plan: &SlicePlan,
     removed: &[Vec<u32>],
 ) -> Result<(), SliceError> {
-    let removed = removed.to_vec();
-    let all_cuts = cuts(coupling, &removed);
     unshare_shape_chains(model);
     let counts = uses(model);
+    let patch = slicing(model, coupling, plan, removed, &counts)?;
+    patch.apply(&mut model.graph)?;
+    drop_orphans(model, &counts);
+    Ok(())
+}
+
+/// Every edit of the slice, decided against the unsliced graph (with its
+/// shape chains unshared), which it does not change.
+fn slicing(
+    model: &Model,
+    coupling: &mut Coupling,
+    plan: &SlicePlan,
+    removed: &[Vec<u32>],
+    counts: &HashMap<ValueId, usize>,
+) -> Result<Patch, SliceError> {
+    let removed = removed.to_vec();
+    let all_cuts = cuts(coupling, &removed);
+    let mut patch = Patch::new(&model.graph);
     let (facts, _) = ecospac_ir::infer::facts(&model.graph);
     let producers = model.graph.producers();
     // Sizes encoded in the graph: decide every rewrite against the unsliced graph.
@@ -575,7 +597,7 @@ fn slice_into(
                 let kept_heads = heads.iter().filter(|&&h| h).count() as i64;
                 let op = fa.resized(parts, kept_heads, [width(0), width(1), width(2)].map(|w| w as i64));
                 if op != *fa {
-                    model.graph.node_mut(id).op = Op::FusedAttention(op);
+                    patch.set_op(id, Op::FusedAttention(op));
                 }
             }
             Some(SizeUse::PackedShape) => {
@@ -589,7 +611,7 @@ fn slice_into(
                 let (n, k_blocks) = (kept(0, mm.n), kept(1, mm.k_blocks()));
                 let op = mm.resized(n, k_blocks);
                 if op != *mm {
-                    model.graph.node_mut(id).op = Op::MatMulNBits(op);
+                    patch.set_op(id, Op::MatMulNBits(op));
                 }
             }
             Some(SizeUse::SplitSizes) => {
@@ -615,7 +637,7 @@ fn slice_into(
                 if sp.split.is_some() {
                     let mut op = sp.clone();
                     op.split = Some(new_sizes);
-                    model.graph.node_mut(id).op = Op::Split(op);
+                    patch.set_op(id, Op::Split(op));
                 } else if node.inputs.get(1).copied().flatten().is_some() {
                     for (k, (&old, &new)) in sizes.iter().zip(&new_sizes).enumerate() {
                         need(1, k, old, new, &mut edits)?;
@@ -623,18 +645,16 @@ fn slice_into(
                 } else if new_sizes.windows(2).any(|w| w[0] != w[1]) {
                     // An equal split (`num_outputs`) becomes one with explicit sizes.
                     let name = format!("{label}::split_sizes");
-                    let sizes_value =
-                        model.graph.add_initializer(name, Tensor::from_i64s(vec![new_sizes.len() as i64], &new_sizes));
                     let mut op = sp.clone();
                     op.num_outputs = None;
                     if model.default_opset() >= 13 {
-                        let n = model.graph.node_mut(id);
-                        n.op = Op::Split(op);
-                        n.inputs.truncate(1);
-                        n.inputs.push(Some(sizes_value));
+                        let sizes = Tensor::from_i64s(vec![new_sizes.len() as i64], &new_sizes);
+                        let sizes_value = patch.add_initializer(name, sizes, None);
+                        patch.set_op(id, Op::Split(op));
+                        patch.set_inputs(id, vec![node.inputs[0], Some(sizes_value)]);
                     } else {
                         op.split = Some(new_sizes);
-                        model.graph.node_mut(id).op = Op::Split(op);
+                        patch.set_op(id, Op::Split(op));
                     }
                 }
             }
@@ -647,7 +667,7 @@ fn slice_into(
         by_use.entry((src.reader, src.input)).or_insert_with(|| (src.constant, Vec::new())).1.push((src.element, new));
     }
     for ((reader, input), (constant, changes)) in by_use {
-        if !rewrite(model, &producers, reader, input, constant, &changes) {
+        if !rewrite(model, &mut patch, &producers, reader, input, constant, &changes) {
             return Err(SliceError::Unrewritable {
                 node: model.graph.node(reader).name.clone(),
                 what: "a shape constant".into(),
@@ -667,7 +687,7 @@ fn slice_into(
             }
         }
         if changed {
-            model.graph.value_mut(v).declared = Some(ecospac_ir::TensorTy::new(ty.dtype, shape));
+            patch.set_declared(v, Some(ecospac_ir::TensorTy::new(ty.dtype, shape)));
         }
     }
     // Refit targets are found before slicing gives shared tensors per-use copies.
@@ -682,10 +702,11 @@ fn slice_into(
             let keep: Vec<u32> = (0..t.dims[*axis] as u32).filter(|p| !cut.contains(p)).collect();
             t = gather_axis(&t, *axis, &keep);
         }
-        replace_use(model, *value, *reader, t, &counts);
+        replace_use(model, &mut patch, *value, *reader, t, counts);
     }
     for (r, &v) in plan.refits.iter().zip(&targets) {
-        let current = model.graph.value(v).constant.clone().ok_or_else(|| missing(r))?;
+        let current =
+            patch.constant(v).or(model.graph.value(v).constant.as_ref()).cloned().ok_or_else(|| missing(r))?;
         if current.dims != r.tensor.dims {
             return Err(SliceError::RefitShape {
                 weight: r.weight.clone(),
@@ -693,10 +714,9 @@ fn slice_into(
                 want: current.dims,
             });
         }
-        model.graph.value_mut(v).constant = Some(retyped(&current, r.tensor.clone()));
+        patch.set_constant(v, Some(retyped(&current, r.tensor.clone())));
     }
-    drop_orphans(model, &counts);
-    Ok(())
+    Ok(patch)
 }
 
 /// Drops initializers that were read before slicing and no longer are (every
