@@ -626,7 +626,14 @@ fn summarize(
         }
     }
     if let Some(c) = r.get("calibration") {
-        eprintln!("calibrated on {} samples: {} activations", c["samples"], c["activations"]);
+        if c["activations"].as_u64() == Some(0) {
+            eprintln!(
+                "calibration measured no activation: the groups' weights feed ops whose activations are not \
+                 measured yet (convolutions), so their scores come from the weights alone"
+            );
+        } else {
+            eprintln!("calibrated on {} samples: {} activations", c["samples"], c["activations"]);
+        }
     }
     if let (Some(p), Some(coupling)) = (r.get("plan"), &cx.coupling) {
         let count = |k: &str| {

@@ -755,28 +755,75 @@ fn dynamic_ranges_pin_channels_not_shown_to_be_zero() {
     assert!(sigmoid.pinned.iter().any(|p| p.reasons.contains(&ecospac_ir::axes::PinReason::DynamicRange)));
 }
 
-/// A quantised CNN in the operator format (`QLinearConv`, not sliced yet):
-/// the compile refuses it, naming the ops and how many weight parameters
-/// they hold, and writes nothing.
+/// A model whose every weight reaches an op outside the closed set: the
+/// compile refuses it, naming the op and how many weight parameters it pins,
+/// and writes nothing.
 #[test]
-fn unsliced_quantised_graphs_are_refused_with_the_ops_named() {
-    let (name, ops) = ("cnn-qop.onnx", "QLinearConv ×2");
-    let out = tempfile::tempdir().expect("tempdir");
+fn unprunable_models_are_refused_with_the_ops_named() {
+    let text = r#"opset "" 17
+opset "com.example" 1
+graph "g"
+input v0 "image": f32[batch, 4]
+init v1 "w1" = f32[4, 8] bytes 128
+init v2 "w2" = f32[8, 4] bytes 128
+node n0 "a" MatMul (v0, v1) -> (v3 "h": f32[batch, 8])
+node n1 "m" "com.example"::Mystery (v3) -> (v4 "g": f32[batch, 8])
+node n2 "b" MatMul (v4, v2) -> (v5 "y": f32[batch, 4])
+output v5
+"#;
+    let mut model = ecospac_ir::text::parse(text).expect("parse");
+    model.ir_version = 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("mystery.onnx");
+    let proof = ecospac_ir::verify(&model.graph).expect("verify");
+    ecospac_backends::export_onnx(&model, proof, &input, &ExportOptions::default()).expect("export");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
-        .args(["compile", &fixture(name).display().to_string(), "--budget", "0.5", "--calibration-length", "16"])
+        .args(["compile", &input.display().to_string(), "--budget", "0.5", "--calibration-length", "16"])
         .arg("-o")
-        .arg(out.path().join("c.onnx"))
+        .arg(out.join("c.onnx"))
         .output()
         .expect("run ecospac");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("weight parameters reach ops ecospac does not model or slice") && err.contains(ops),
-        "{name}: {err}"
+        err.contains("weight parameters reach ops ecospac does not model or slice")
+            && err.contains("com.example.Mystery ×1"),
+        "{err}"
     );
-    // An image model has no token ids: its generated calibration data are not called text.
-    assert!(err.contains("generated inputs") && !err.contains("token sequences"), "{name}: {err}");
-    assert_eq!(std::fs::read_dir(out.path()).expect("ls").count(), 0, "{name}: something was written");
+    // A model of float inputs has no token ids: its generated calibration data are not called text.
+    assert!(err.contains("generated inputs") && !err.contains("token sequences"), "{err}");
+    assert_eq!(std::fs::read_dir(&out).expect("ls").count(), 0, "something was written");
+}
+
+/// A CNN quantised in the operator format: `QLinearConv` with per-channel
+/// weight scales and zero points, sliced with its int32 bias.
+#[test]
+fn exact_cnn_qop() {
+    let model = prepared("cnn-qop.onnx");
+    let coupling = analyze(&model);
+    assert_eq!(coupling.groups.len(), 1, "the channels between the convolutions");
+    let names: Vec<&str> =
+        coupling.groups[0].members.iter().map(|m| model.graph.value(m.value).name.as_str()).collect();
+    for w in ["w1_quantized", "w1_scale", "w1_zero_point", "b1_quantized", "w2_quantized"] {
+        assert!(names.contains(&w), "{w} in {names:?}");
+    }
+    // Eight channels: plans that keep some of them, not a multiple of 8.
+    for kept in [vec![0, 2, 5], vec![7], vec![1, 2, 3, 4, 5, 6, 7]] {
+        check("cnn-qop.onnx", &model, &move |m, c| SlicePlan::from_kept(m, c, vec![kept.clone()]));
+    }
+    let half = |m: &ecospac_ir::Model, c: &ecospac_passes::coupling::Coupling| {
+        let opts = PlanOptions {
+            budget: 0.5,
+            criterion: Criterion::Coupled,
+            allocation: Allocation::Uniform,
+            align: 1,
+            seed: 0,
+        };
+        plan(m, c, &opts).expect("plan")
+    };
+    check("cnn-qop.onnx", &model, &half);
 }
 
 /// A decoder from ONNX Runtime GenAI's model builder (`GroupQueryAttention`

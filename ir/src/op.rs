@@ -215,6 +215,40 @@ pub struct Conv {
     pub strides: Option<Vec<i64>>,
 }
 
+impl Conv {
+    fn read(r: &mut Reader<'_>) -> Result<Conv, AttrError> {
+        Ok(Conv {
+            auto_pad: r.string("auto_pad")?.unwrap_or(b"NOTSET").to_vec(),
+            dilations: r.ints("dilations")?,
+            group: r.int("group")?.unwrap_or(1),
+            kernel_shape: r.ints("kernel_shape")?,
+            pads: r.ints("pads")?,
+            strides: r.ints("strides")?,
+        })
+    }
+
+    fn write(&self, put: &mut impl FnMut(&str, Attr)) {
+        if self.auto_pad != b"NOTSET" {
+            put("auto_pad", Attr::Str(self.auto_pad.clone()));
+        }
+        if let Some(d) = &self.dilations {
+            put("dilations", Attr::Ints(d.clone()));
+        }
+        if self.group != 1 {
+            put("group", Attr::Int(self.group));
+        }
+        if let Some(k) = &self.kernel_shape {
+            put("kernel_shape", Attr::Ints(k.clone()));
+        }
+        if let Some(p) = &self.pads {
+            put("pads", Attr::Ints(p.clone()));
+        }
+        if let Some(st) = &self.strides {
+            put("strides", Attr::Ints(st.clone()));
+        }
+    }
+}
+
 /// `Cast`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cast {
@@ -510,14 +544,8 @@ impl Op {
                 trans_b: r.bool("transB", false)?,
             }),
             "Where" => Op::Where,
-            "Conv" => Op::Conv(Conv {
-                auto_pad: r.string("auto_pad")?.unwrap_or(b"NOTSET").to_vec(),
-                dilations: r.ints("dilations")?,
-                group: r.int("group")?.unwrap_or(1),
-                kernel_shape: r.ints("kernel_shape")?,
-                pads: r.ints("pads")?,
-                strides: r.ints("strides")?,
-            }),
+            "Conv" => Op::Conv(Conv::read(&mut r)?),
+            "QLinearConv" if opset >= 10 => Op::QLinear(QLinear::Conv(Conv::read(&mut r)?)),
             "Softmax" if opset >= 1 => Op::Softmax(Softmax {
                 axis: r.int("axis")?.unwrap_or(if opset >= 13 { -1 } else { 1 }),
                 coerce_2d: opset < 13,
@@ -686,7 +714,7 @@ impl Op {
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
             | Op::MatMulNBits(_) => "com.microsoft",
-            Op::QLinear(QLinear::MatMul) => "",
+            Op::QLinear(QLinear::MatMul | QLinear::Conv(_)) => "",
             Op::QLinear(_) => "com.microsoft",
             Op::MatMul
             | Op::Gemm(_)
@@ -740,26 +768,7 @@ impl Op {
                     put("transB", Attr::Int(1));
                 }
             }
-            Op::Conv(c) => {
-                if c.auto_pad != b"NOTSET" {
-                    put("auto_pad", Attr::Str(c.auto_pad.clone()));
-                }
-                if let Some(d) = &c.dilations {
-                    put("dilations", Attr::Ints(d.clone()));
-                }
-                if c.group != 1 {
-                    put("group", Attr::Int(c.group));
-                }
-                if let Some(k) = &c.kernel_shape {
-                    put("kernel_shape", Attr::Ints(k.clone()));
-                }
-                if let Some(p) = &c.pads {
-                    put("pads", Attr::Ints(p.clone()));
-                }
-                if let Some(st) = &c.strides {
-                    put("strides", Attr::Ints(st.clone()));
-                }
-            }
+            Op::Conv(c) | Op::QLinear(QLinear::Conv(c)) => c.write(&mut put),
             Op::Softmax(s) => put("axis", Attr::Int(s.axis)),
             Op::QLinear(q) => match q {
                 QLinear::Gemm { alpha, trans_a, trans_b } => {
@@ -780,7 +789,7 @@ impl Op {
                     put("opset", Attr::Int(*opset));
                 }
                 QLinear::Concat { axis } => put("axis", Attr::Int(*axis)),
-                QLinear::MatMul | QLinear::Add | QLinear::Mul | QLinear::Sigmoid => {}
+                QLinear::MatMul | QLinear::Add | QLinear::Mul | QLinear::Sigmoid | QLinear::Conv(_) => {}
             },
             Op::LayerNorm(l) => {
                 put("axis", Attr::Int(l.axis));

@@ -59,8 +59,8 @@ pub const FIXTURES: &[&str] = &[
 ];
 
 /// Fixtures that ecospac reads but cannot slice yet (their compile is refused
-/// with the ops named): a CNN quantised in the operator format (`QLinearConv`).
-pub const UNSLICED: &[&str] = &["cnn-qop.onnx"];
+/// with the ops named): none at present.
+pub const UNSLICED: &[&str] = &[];
 
 /// The fixtures whose compile slices something.
 pub fn sliced_fixtures() -> impl Iterator<Item = &'static str> {

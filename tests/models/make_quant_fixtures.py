@@ -17,9 +17,10 @@ the way ONNX Runtime's quantisation guide does it:
                      QLinearMatMul, QLinearAdd, QLinearMul, QLinearSoftmax)
   gpt2-qop.onnx      GPT-2, the same (its Conv1D projections as QGemm)
   llama-qop.onnx     LLaMA, the same (QLinearSigmoid, QLinearConcat besides)
-  cnn-qop.onnx       a small CNN (Conv, Relu, Conv) in the operator format: QLinearConv,
-                     which ecospac does not slice (the float CNN is built here with
-                     onnx.helper, seeded; the quantiser is what users run)
+  cnn-qop.onnx       a small CNN (Conv, Relu, Conv) in the operator format: QLinearConv
+                     with per-channel weight scales, the Relu folded into the first
+                     (the float CNN is built here with onnx.helper, seeded; the
+                     quantiser is what users run)
   llama-int4.onnx    LLaMA, int4 weight-only `MatMulNBits` (block 16, symmetric)
   gpt2-fp16.onnx     GPT-2 in float16 (`onnxruntime.transformers.float16`,
                      float32 inputs and outputs kept), as GPU deployment does

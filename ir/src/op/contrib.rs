@@ -276,6 +276,10 @@ pub enum QLinear {
         /// The joined axis.
         axis: i64,
     },
+    /// `QLinearConv` (ONNX): `x, x_scale, x_zp, w, w_scale, w_zp, y_scale,
+    /// y_zp[, B]`, with B an int32 bias of scale `x_scale · w_scale`; the
+    /// weight's scale and zero point may hold one element per output channel.
+    Conv(super::Conv),
 }
 
 impl QLinear {
@@ -289,6 +293,7 @@ impl QLinear {
             QLinear::Sigmoid => "QLinearSigmoid",
             QLinear::Softmax { .. } => "QLinearSoftmax",
             QLinear::Concat { .. } => "QLinearConcat",
+            QLinear::Conv(_) => "QLinearConv",
         }
     }
 
@@ -307,15 +312,18 @@ impl QLinear {
                 Op::Softmax(Softmax { axis: axis.unwrap_or(-1), coerce_2d: *opset < 13 })
             }
             QLinear::Concat { axis } => Op::Concat { axis: *axis },
+            QLinear::Conv(c) => Op::Conv(c.clone()),
         }
     }
 
     /// The positions of the data inputs among `num_inputs` (each followed by
-    /// its scale and zero point, except QGemm's int32 bias C at 6).
+    /// its scale and zero point, except the int32 biases: QGemm's C at 6,
+    /// QLinearConv's B at 8).
     pub fn data_inputs(&self, num_inputs: usize) -> Vec<usize> {
         match self {
             QLinear::MatMul | QLinear::Add | QLinear::Mul => vec![0, 3],
             QLinear::Gemm { .. } => [0, 3, 6].into_iter().filter(|&i| i < num_inputs).collect(),
+            QLinear::Conv(_) => [0, 3, 8].into_iter().filter(|&i| i < num_inputs).collect(),
             QLinear::Sigmoid | QLinear::Softmax { .. } => vec![0],
             QLinear::Concat { .. } => (2..num_inputs).step_by(3).collect(),
         }
@@ -324,27 +332,41 @@ impl QLinear {
     /// The scale and zero point of data input `input`, when it is one that has them.
     pub fn params_of(&self, input: usize) -> Option<(usize, usize)> {
         let quantised = match self {
-            QLinear::MatMul | QLinear::Gemm { .. } | QLinear::Add | QLinear::Mul => matches!(input, 0 | 3),
+            QLinear::MatMul | QLinear::Gemm { .. } | QLinear::Add | QLinear::Mul | QLinear::Conv(_) => {
+                matches!(input, 0 | 3)
+            }
             QLinear::Sigmoid | QLinear::Softmax { .. } => input == 0,
             QLinear::Concat { .. } => input >= 2 && (input - 2).is_multiple_of(3),
         };
         quantised.then_some((input + 1, input + 2))
     }
 
-    /// For B's scale and zero point (inputs 4 and 5 of the products), which
-    /// may hold one element per column of B: B's column axis, for B of rank `rank`.
+    /// For the weight's scale and zero point (inputs 4 and 5 of the products
+    /// and of QLinearConv), which may hold one element per column of B (per
+    /// output channel of W): that axis of the weight, for a weight of rank `rank`.
     pub fn column_axis(&self, input: usize, rank: usize) -> Option<usize> {
         match (self, input) {
             (QLinear::MatMul, 4 | 5) => rank.checked_sub(1),
             (QLinear::Gemm { trans_b, .. }, 4 | 5) => Some(if *trans_b { 0 } else { 1 }),
+            (QLinear::Conv(_), 4 | 5) => Some(0),
             _ => None,
+        }
+    }
+
+    /// The output axis that per-column (per-channel) weight parameters
+    /// follow, for an output of rank `rank`: the last for the products, the
+    /// channels for QLinearConv.
+    pub fn column_out_axis(&self, rank: usize) -> Option<usize> {
+        match self {
+            QLinear::Conv(_) => (rank > 1).then_some(1),
+            _ => rank.checked_sub(1),
         }
     }
 
     /// The output's scale and zero point.
     pub fn output_params(&self) -> (usize, usize) {
         match self {
-            QLinear::MatMul | QLinear::Add | QLinear::Mul => (6, 7),
+            QLinear::MatMul | QLinear::Add | QLinear::Mul | QLinear::Conv(_) => (6, 7),
             QLinear::Gemm { .. } => (7, 8),
             QLinear::Sigmoid | QLinear::Softmax { .. } => (3, 4),
             QLinear::Concat { .. } => (0, 1),
@@ -352,11 +374,12 @@ impl QLinear {
     }
 
     /// True when input `i` holds quantised data or a zero point (so that a
-    /// constant there is a parameter, not a size), or is QGemm's int32 bias.
+    /// constant there is a parameter, not a size), or is an int32 bias.
     pub fn is_quantised_input(&self, i: usize) -> bool {
         let data = |d: usize| self.params_of(d).is_some();
         i == self.output_params().1
             || matches!(self, QLinear::Gemm { .. } if i == 6)
+            || matches!(self, QLinear::Conv(_) if i == 8)
             || data(i)
             || i.checked_sub(2).is_some_and(data)
     }

@@ -225,6 +225,7 @@ impl Op {
                 QLinear::Add | QLinear::Mul => (7, 8, 1, 1),
                 QLinear::Sigmoid | QLinear::Softmax { .. } => (4, 5, 1, 1),
                 QLinear::Concat { .. } => (5, ANY, 1, 1),
+                QLinear::Conv(_) => (8, 9, 1, 1),
             },
             Op::ReduceMean(r) | Op::ReduceSum(r) => (1, if r.axes.is_some() { 1 } else { 2 }, 1, 1),
             Op::Reshape { .. } => (2, 2, 1, 1),
@@ -252,6 +253,7 @@ impl Op {
             Op::QLinear(q) => match q {
                 QLinear::MatMul | QLinear::Mul => Keeps { any: &[0, 3], all: &[] },
                 QLinear::Gemm { .. } => Keeps { any: &[0, 3], all: &[6] },
+                QLinear::Conv(_) => Keeps { any: &[0, 3], all: &[8] },
                 QLinear::Add => Keeps { any: &[], all: &[0, 3] },
                 // σ(0) = ½ and normalisation; a concatenation is left unproven.
                 QLinear::Sigmoid | QLinear::Softmax { .. } | QLinear::Concat { .. } => Unknown,

@@ -229,8 +229,9 @@ pub(crate) fn qlinear(q: &QLinear, inputs: &[Option<Fact>], syms: &mut dyn SymSo
     Ok(vec![Fact::of_ty(dtype.map(|dtype| TensorTy { dtype, shape }))])
 }
 
-/// A quantised op relates its data inputs as its float op does; B's scale
-/// and zero point, when one per column, follow the output's last axis.
+/// A quantised op relates its data inputs as its float op does; the weight's
+/// scale and zero point, when one per column (channel), follow the output's
+/// last axis (channels).
 pub(crate) fn qlinear_relations(q: &crate::op::QLinear, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> Vec<AxisRel> {
     let data = q.data_inputs(ins.len());
     let float: Vec<Option<Fact>> = data.iter().map(|&i| ins.get(i).cloned().flatten()).collect();
@@ -265,10 +266,12 @@ pub(crate) fn qlinear_relations(q: &crate::op::QLinear, ins: &[Option<Fact>], ou
     let b_rank = fact_shape(ins.get(3).and_then(Option::as_ref)).map_or(0, <[Dim]>::len);
     for (i, f) in ins.iter().enumerate() {
         match fact_shape(f.as_ref()) {
-            Some([n]) if n.as_known() != Some(1) && !data.contains(&i) => match q.column_axis(i, b_rank) {
-                Some(_) if out_rank > 0 => r.push(same(i, 0, 0, out_rank - 1)),
-                _ => return pin_all(ins, outs, PinReason::UnknownShape),
-            },
+            Some([n]) if n.as_known() != Some(1) && !data.contains(&i) => {
+                match (q.column_axis(i, b_rank), q.column_out_axis(out_rank)) {
+                    (Some(_), Some(axis)) => r.push(same(i, 0, 0, axis)),
+                    _ => return pin_all(ins, outs, PinReason::UnknownShape),
+                }
+            }
             _ => {}
         }
     }
