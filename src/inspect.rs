@@ -95,7 +95,8 @@ pub fn inspect(path: &Path, json: bool, text: bool, bind: &[String]) -> Result<(
 pub fn inspect_groups(path: &Path, json: bool) -> Result<()> {
     let mut model = crate::load(path)?;
     ecospac_passes::prepare(&mut model)?;
-    let coupling = ecospac_passes::coupling::analyze(&model);
+    let proof = ecospac_ir::verify(&model.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let coupling = ecospac_passes::coupling::analyze(proof);
     let g = &model.graph;
     let name = |v| g.value(v).name.clone();
     let role = |r| if r == ecospac_passes::coupling::Role::Reader { "reads" } else { "writes" };

@@ -135,7 +135,8 @@ pub fn verify(args: &VerifyArgs) -> Result<()> {
         Some(plan_path) => {
             let plan = SlicePlan::load(plan_path)?;
             ecospac_passes::prepare(&mut original)?;
-            let coupling = ecospac_passes::coupling::analyze(&original);
+            let proof = ecospac_ir::verify(&original.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let coupling = ecospac_passes::coupling::analyze(proof);
             ecospac_passes::prune::mask_plan(&mut original, &coupling, &plan)?;
             let proof = ecospac_ir::verify(&original.graph).map_err(|e| anyhow::anyhow!("{e}"))?;
             let p = dir.path().join("masked.onnx");

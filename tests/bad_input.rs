@@ -248,7 +248,7 @@ fn unsorted_nodes_are_sorted_and_cycles_refused() {
         let mut model = ecospac_frontends::import_file(path).expect("import");
         ecospac_ir::verify(&model.graph).expect("a sorted graph");
         ecospac_passes::prepare(&mut model).expect("prepare");
-        ecospac_passes::coupling::analyze(&model).groups.len()
+        common::analyze(&model).groups.len()
     };
     assert_eq!(groups(&p), groups(&common::fixture("bert-torchscript.onnx")));
     let out = dir.path().join("compact.onnx");

@@ -290,7 +290,7 @@ fn bad_checkpoints_fail_with_the_key_and_shape() {
 
 /// (blocks, copies, members) per group: the structure the op rules derive.
 fn group_shapes(model: &Model) -> Vec<(usize, usize, usize)> {
-    let c = ecospac_passes::coupling::analyze(model);
+    let c = common::analyze(model);
     c.groups.iter().map(|g| (g.blocks(), g.copies(), g.members.len())).collect()
 }
 
@@ -463,7 +463,7 @@ fn qwen3_keeps_whole_heads_under_per_head_norms() {
     let hf = import(&hf_fixture("qwen3"));
     let mut model = hf.model;
     ecospac_passes::prepare(&mut model).expect("prepare");
-    let c = ecospac_passes::coupling::analyze(&model);
+    let c = common::analyze(&model);
     let name = |v| model.graph.value(v).name.clone();
     let heads = c.groups.iter().filter(|g| g.outer).count();
     assert_eq!(heads, 4, "two head groups (KV heads, query heads per KV head) per layer");

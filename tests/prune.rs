@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use ecospac_backends::ExportOptions;
 use ecospac_ir::EntityId;
-use ecospac_passes::coupling::analyze;
 use ecospac_passes::prune::{apply_plan, mask_plan, plan, Allocation, Criterion, PlanOptions, SlicePlan};
 
 fn prepared(name: &str) -> ecospac_ir::Model {

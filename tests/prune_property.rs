@@ -11,8 +11,8 @@ mod blocks;
 mod common;
 
 use blocks::{block_text, randomise, Arch};
+use common::analyze;
 use ecospac_ir::text::parse;
-use ecospac_passes::coupling::analyze;
 use ecospac_passes::prune::{apply_plan, consumers, mask_plan, Refit, SlicePlan};
 use proptest::prelude::*;
 

@@ -51,7 +51,7 @@ fn block() -> &'static (ecospac_ir::Model, ecospac_passes::coupling::Coupling) {
     BLOCK.get_or_init(|| {
         let mut m = ecospac_ir::text::parse(include_str!("../seeds/block.ir")).expect("the block parses");
         ecospac_passes::prepare(&mut m).expect("the block prepares");
-        let c = ecospac_passes::coupling::analyze(&m);
+        let c = ecospac_passes::coupling::analyze(ecospac_ir::verify(&m.graph).expect("the block verifies"));
         (m, c)
     })
 }

@@ -232,7 +232,8 @@ impl Distiller {
             .schedule
             .as_ref()
             .filter(|sc| sc.target < 1.0)
-            .map(|_| Sparsifier::new(&s, cfg.criterion, cfg.allocation, cfg.align));
+            .map(|_| Sparsifier::new(&s, cfg.criterion, cfg.allocation, cfg.align))
+            .transpose()?;
         Ok(Distiller { cfg, student: s, teacher: t, adamw, pairs, step: 0, sparsifier })
     }
 

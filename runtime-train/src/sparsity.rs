@@ -114,16 +114,29 @@ pub struct Sparsifier {
 /// whole-head groups are not used while training.
 const TRAIN_ANALYSIS: AnalysisOptions = AnalysisOptions { heads: false };
 
+/// The analysis of a graph as training uses it; the graph must verify (the
+/// analysis takes the verifier's witness).
+fn analysed(ir: &IrModel) -> Result<Coupling, TrainError> {
+    let proof =
+        ecospac_ir::verify(&ir.graph).map_err(|e| TrainError::Config(format!("the graph does not verify: {e}")))?;
+    Ok(analyze_with(proof, &TRAIN_ANALYSIS))
+}
+
 /// Per (tensor name, axis), the positions a plan removes.
 pub type Cuts = BTreeMap<(String, usize), BTreeSet<u32>>;
 
 impl Sparsifier {
-    /// Analyses the graph of `net`.
-    pub fn new(net: &Net, criterion: TrainCriterion, allocation: Allocation, align: usize) -> Sparsifier {
-        let coupling = analyze_with(&net.ir, &TRAIN_ANALYSIS);
+    /// Analyses the graph of `net` (which must verify).
+    pub fn new(
+        net: &Net,
+        criterion: TrainCriterion,
+        allocation: Allocation,
+        align: usize,
+    ) -> Result<Sparsifier, TrainError> {
+        let coupling = analysed(&net.ir)?;
         let dense_prunable = prunable(&net.ir, &coupling);
         let ema = coupling.groups.iter().map(|g| vec![0.0; g.size]).collect();
-        Sparsifier { coupling, plans: Vec::new(), ema, criterion, allocation, align, decay: 0.9, dense_prunable }
+        Ok(Sparsifier { coupling, plans: Vec::new(), ema, criterion, allocation, align, decay: 0.9, dense_prunable })
     }
 
     /// Counts the prunable parameters of the dense model as `dense` (for a
@@ -274,7 +287,7 @@ impl Sparsifier {
             opt.m.retain(|k, _| model.params.contains_key(k));
             opt.v.retain(|k, _| model.params.contains_key(k));
         }
-        self.coupling = analyze_with(&model.ir, &TRAIN_ANALYSIS);
+        self.coupling = analysed(&model.ir)?;
         self.ema = self.coupling.groups.iter().map(|g| vec![0.0; g.size]).collect();
         self.plans.push(plan);
         Ok(())
@@ -291,7 +304,7 @@ impl Sparsifier {
         cx.facts = facts;
         cx.plan = Some(plan.clone());
         // The analysis lends itself to the compilation (an empty one stands in meanwhile).
-        cx.coupling = Some(std::mem::replace(&mut self.coupling, analyze_with(&IrModel::default(), &TRAIN_ANALYSIS)));
+        cx.coupling = Some(std::mem::take(&mut self.coupling));
         let result = pipeline.run(&mut cx, &env);
         if let Some(c) = cx.coupling.take() {
             self.coupling = c;

@@ -104,7 +104,7 @@ impl Trainer {
     /// A fresh run on `model`.
     pub fn new(cfg: TrainConfig, mut model: Net) -> Result<Trainer, TrainError> {
         model.set_bf16(cfg.bf16);
-        let sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align);
+        let sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align)?;
         let opt = AdamW::new(cfg.adamw.clone(), &model.params);
         Ok(Trainer { cfg, model, opt, sparsifier, step: 0, history: Vec::new() })
     }
@@ -118,7 +118,7 @@ impl Trainer {
         let (mut model, mut sparsifier) = match &loaded.source {
             checkpoint::Source::Config(json) => {
                 let mut model = Net::init(json, cfg.device)?;
-                let mut sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align);
+                let mut sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align)?;
                 for plan in &loaded.plans {
                     sparsifier.shrink(&mut model, None, plan.clone())?;
                 }
@@ -127,7 +127,7 @@ impl Trainer {
             }
             checkpoint::Source::Onnx(ir, objective) => {
                 let model = Net::from_onnx((**ir).clone(), *objective, cfg.device)?;
-                let mut sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align);
+                let mut sparsifier = Sparsifier::new(&model, cfg.criterion, cfg.allocation, cfg.align)?;
                 sparsifier.plans = loaded.plans.clone();
                 (model, sparsifier)
             }

@@ -89,7 +89,7 @@ fn one_shrink_step_equals_the_masked_model() {
     tch::set_num_threads(1);
     for arch in ["llama", "gpt2", "bert", "qwen2", "phi3", "gemma2", "gemma3"] {
         let mut m = model(arch, 97, 1);
-        let mut sp = Sparsifier::new(&m, TrainCriterion::Magnitude, Allocation::Uniform, 1);
+        let mut sp = Sparsifier::new(&m, TrainCriterion::Magnitude, Allocation::Uniform, 1).expect("analysis");
         assert!(sp.coupling().groups.len() >= 4, "{arch}: {} groups", sp.coupling().groups.len());
         let plan = sp.plan(&mut m, 0.5).expect("planning").expect("a plan");
         // The masked model: every removed slice zeroed, nothing removed.

@@ -200,3 +200,8 @@ pub fn compile(input: &Path, output: &Path, passes: &[&str], opts: &ecospac_back
     ecospac_backends::export_onnx(&model, proof, output, opts).expect("export");
     model
 }
+
+/// The coupling analysis of a model, which must verify (the analysis takes the verifier's witness).
+pub fn analyze(model: &Model) -> ecospac_passes::coupling::Coupling {
+    ecospac_passes::coupling::analyze(ecospac_ir::verify(&model.graph).expect("the model verifies"))
+}

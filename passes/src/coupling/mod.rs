@@ -15,7 +15,7 @@ mod zeros;
 use atoms::{AtomId, Atoms, Refine};
 use ecospac_ir::axes::{axis_relations, AxisRel, Part, PinReason, Port, Slot};
 use ecospac_ir::infer::Fact;
-use ecospac_ir::{EntityId, Model, NodeId, Op, ValueId};
+use ecospac_ir::{EntityId, Model, NodeId, Op, ValueId, Verified};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How a weight slice takes part in a group.
@@ -128,8 +128,8 @@ pub struct PinnedAxis {
     pub reasons: Vec<PinReason>,
 }
 
-/// The result of the analysis.
-#[derive(Debug)]
+/// The result of the analysis (the default: of an empty graph).
+#[derive(Debug, Default)]
 pub struct Coupling {
     /// Prunable groups, in the order their first weight appears.
     pub groups: Vec<Group>,
@@ -202,7 +202,7 @@ type Reader = Option<(NodeId, usize)>;
 /// A slot: a value's axis, for constants one per use.
 type SlotKey = (ValueId, usize, Option<(NodeId, usize)>);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Analysis {
     atoms: Atoms,
     slots: HashMap<SlotKey, AtomId>,
@@ -288,8 +288,7 @@ pub const MAX_AXIS_ELEMENTS: usize = 1 << 24;
 /// For values that are an initializer seen through layout-only ops, the
 /// initializer and the map from the value's axes to its axes (its
 /// dequantisation counts as a view: the same axes, scaled).
-fn weight_views(model: &Model) -> HashMap<ValueId, (ValueId, Vec<usize>)> {
-    let g = &model.graph;
+fn weight_views(g: &ecospac_ir::Graph) -> HashMap<ValueId, (ValueId, Vec<usize>)> {
     let mut views: HashMap<ValueId, (ValueId, Vec<usize>)> = HashMap::new();
     for &v in &g.initializers {
         if let Some(t) = &g.value(v).constant {
@@ -334,17 +333,18 @@ impl Default for AnalysisOptions {
     }
 }
 
-/// Runs the analysis (whole heads included) on a model whose shapes can be inferred.
-pub fn analyze(model: &Model) -> Coupling {
-    analyze_with(model, &AnalysisOptions::default())
+/// Runs the analysis (whole heads included) on a graph that passed the
+/// verifier (its witness) and whose shapes can be inferred.
+pub fn analyze(graph: Verified<'_>) -> Coupling {
+    analyze_with(graph, &AnalysisOptions::default())
 }
 
 /// Runs the analysis with `opts`.
-pub fn analyze_with(model: &Model, opts: &AnalysisOptions) -> Coupling {
-    let g = &model.graph;
+pub fn analyze_with(graph: Verified<'_>, opts: &AnalysisOptions) -> Coupling {
+    let g = graph.graph();
     let (facts, _) = ecospac_ir::infer::facts(g);
     let mut an = Analysis { atoms: Atoms::default(), slots: HashMap::new() };
-    let views = weight_views(model);
+    let views = weight_views(g);
     let mut readers: BTreeSet<(ValueId, usize)> = BTreeSet::new();
     // Products from reshapes (their outer factors are heads) and from
     // quantisation blocks (whose blocks are channels, however coarse).

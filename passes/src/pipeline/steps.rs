@@ -209,7 +209,10 @@ impl Pass for AnalyseCoupling {
         PassInfo { requires: Facts::PREPARED, ensures: Facts::COUPLING, ..info(Self::NAME, Self::DOC) }
     }
     fn run(&self, cx: &mut Compilation, env: &Env<'_>) -> Result<Changed, PassError> {
-        let coupling = analyze_with(&cx.model, &self.0.options);
+        // The analysis takes the verifier's witness: the graph it indexes is whole.
+        let proof =
+            ecospac_ir::verify(&cx.model.graph).map_err(|errors| PassError::Verify { pass: Self::NAME, errors })?;
+        let coupling = analyze_with(proof, &self.0.options);
         let (opaque_ops, opaque_pinned) = opaque_pins(&cx.model, &coupling);
         let unmodelled = if opaque_ops.is_empty() {
             String::new()

@@ -37,6 +37,9 @@ pub enum SliceError {
         /// Parameters after slicing.
         after: u128,
     },
+    /// The graph to slice does not verify (the slicer takes the verifier's witness).
+    #[error("the graph to slice does not verify: {0}")]
+    Invalid(ecospac_ir::VerifierErrors),
     /// The slicer's edits do not fit the graph they were decided on (a bug,
     /// reported instead of applied; the model is unchanged).
     #[error(transparent)]
@@ -467,24 +470,28 @@ fn slice_into(
 ) -> Result<(), SliceError> {
     unshare_shape_chains(model);
     let counts = uses(model);
-    let patch = slicing(model, coupling, plan, removed, &counts)?;
+    let proof = ecospac_ir::verify(&model.graph).map_err(SliceError::Invalid)?;
+    let patch = slicing(model, proof, coupling, plan, removed, &counts)?;
     patch.apply(&mut model.graph)?;
     drop_orphans(model, &counts);
     Ok(())
 }
 
 /// Every edit of the slice, decided against the unsliced graph (with its
-/// shape chains unshared), which it does not change.
+/// shape chains unshared), which it does not change; `proof` is the
+/// verifier's witness for that graph.
 fn slicing(
     model: &Model,
+    proof: ecospac_ir::Verified<'_>,
     coupling: &mut Coupling,
     plan: &SlicePlan,
     removed: &[Vec<u32>],
     counts: &HashMap<ValueId, usize>,
 ) -> Result<Patch, SliceError> {
+    debug_assert!(std::ptr::eq(proof.graph(), &model.graph), "the witness is of this graph");
     let removed = removed.to_vec();
     let all_cuts = cuts(coupling, &removed);
-    let mut patch = Patch::new(&model.graph);
+    let mut patch = Patch::new(proof.graph());
     let (facts, _) = ecospac_ir::infer::facts(&model.graph);
     let producers = model.graph.producers();
     // Sizes encoded in the graph: decide every rewrite against the unsliced graph.
