@@ -1,9 +1,13 @@
 """Import + export of a large ONNX model by ecospac (`compile --budget 1.0`,
 the identity pipeline) against `cp` of the same bytes, and a full coupled
-compile at `--budget 0.5`, side by side in one run; peak memory against the
-file size.
+compile at `--budget 0.5` from the weights alone (`--criterion coupled
+--allocation uniform --refit none`: no calibration run), side by side in one
+run; peak memory against the file size. With `--baseline BIN`, another
+ecospac binary (an older release build) runs the same two compiles in the
+same run (`--budget 0.5` alone: before the data-aware defaults, that was the
+weights-only compile).
 
-    python3 bench/import_export.py [MODEL] [--runs N]
+    python3 bench/import_export.py [MODEL] [--runs N] [--baseline BIN]
 
 MODEL defaults to .cache/bench/gpt2-medium.onnx (made by bench/make_gpt2_medium.py).
 Prints a Markdown table; the ratios go to BENCHMARKS.md.
@@ -36,10 +40,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?", default=os.path.join(ROOT, ".cache/bench/gpt2-medium.onnx"))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline", help="an older ecospac binary to run side by side")
     args = ap.parse_args()
     exe = os.path.join(ROOT, "target/release/ecospac")
     size = os.path.getsize(args.model)
-    rows = {"cp": [], "cp+fsync": [], "ecospac": [], "ecospac --budget 0.5": []}
+    weights_only = ["--budget", "0.5", "--criterion", "coupled", "--allocation", "uniform", "--refit", "none"]
+    compiles = [("ecospac", exe, []), ("ecospac --budget 0.5", exe, weights_only)]
+    if args.baseline:
+        compiles += [("baseline", args.baseline, []), ("baseline --budget 0.5", args.baseline, ["--budget", "0.5"])]
+    rows = {"cp": [], "cp+fsync": [], **{name: [] for name, _, _ in compiles}}
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.model))) as tmp:
         subprocess.run(["cat", args.model], stdout=subprocess.DEVNULL, check=True)  # warm the page cache once
         for _ in range(args.runs):
@@ -48,11 +57,10 @@ def main():
             # ecospac syncs its output before the rename that publishes it; so does this baseline.
             dd = ["dd", f"if={args.model}", f"of={os.path.join(tmp, 'cp.onnx')}", "bs=8M", "conv=fsync", "status=none"]
             rows["cp+fsync"].append(measure(dd))
-            rows["ecospac"].append(measure([exe, "compile", args.model, "-o", os.path.join(tmp, "out.onnx")]))
-            os.remove(os.path.join(tmp, "out.onnx"))
-            rows["ecospac --budget 0.5"].append(measure([exe, "compile", args.model, "-o", os.path.join(tmp, "out.onnx"), "--budget", "0.5"]))
+            for name, binary, flags in compiles:
+                rows[name].append(measure([binary, "compile", args.model, "-o", os.path.join(tmp, "out.onnx"), *flags]))
+                os.remove(os.path.join(tmp, "out.onnx"))
             os.remove(os.path.join(tmp, "cp.onnx"))
-            os.remove(os.path.join(tmp, "out.onnx"))
     med = {k: (statistics.median(w for w, _ in v), max(m for _, m in v)) for k, v in rows.items()}
     print(f"model: {os.path.relpath(args.model, ROOT)}, {size / 1e6:.1f} MB; {args.runs} runs each, medians")
     print()

@@ -312,6 +312,20 @@ fn exact_bert_ortopt() {
     exact_on("bert-ortopt.onnx");
 }
 
+/// ONNX Runtime's optimizer with `use_multi_head_attention`: the attention as
+/// `MultiHeadAttention` over separate Q, K and V projections (their biases
+/// packed into the op) keeps the groups of the fused `Attention` graph, whole
+/// heads and the dims inside them, and slices exactly.
+#[test]
+fn exact_bert_ortopt_mha() {
+    let groups = |name: &str| {
+        let c = analyze(&prepared(name));
+        c.groups.iter().map(|g| (g.size, g.block, g.outer)).collect::<Vec<_>>()
+    };
+    assert_eq!(groups("bert-ortopt-mha.onnx"), groups("bert-ortopt.onnx"));
+    exact_on("bert-ortopt-mha.onnx");
+}
+
 #[test]
 fn exact_gpt2_ortopt() {
     exact_on("gpt2-ortopt.onnx");

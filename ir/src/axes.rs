@@ -215,6 +215,7 @@ pub fn axis_relations(op: &Op, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> V
         Op::MatMulNBits(m) => q::matmul_nbits_axes(m, io, o0),
         Op::QLinear(x) => q::qlinear_relations(x, ins, outs),
         Op::FusedAttention(f) => at::fused_attention_axes(f, io, o0),
+        Op::MultiHeadAttention(m) => at::multi_head_attention_axes(m, io, o0),
         Op::EmbedLayerNorm(_) => at::embed_layer_norm_axes(io, o0),
         Op::GroupQueryAttention(_) => at::group_query_attention_axes(io, o0),
         Op::Transpose { perm } => s::transpose_axes(perm, io, o0),

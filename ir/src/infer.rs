@@ -193,6 +193,7 @@ pub fn infer(
         Op::MatMulNBits(m) => q::matmul_nbits(m, cx),
         Op::QLinear(x) => q::qlinear(x, cx.inputs, &mut *cx.syms),
         Op::FusedAttention(f) => at::fused_attention(f, cx),
+        Op::MultiHeadAttention(m) => at::multi_head_attention(m, cx),
         Op::EmbedLayerNorm(_) => at::embed_layer_norm(cx),
         Op::GroupQueryAttention(g) => at::group_query_attention(g, cx),
         Op::Reshape { allowzero } => s::reshape(allowzero, cx),

@@ -12,7 +12,8 @@ use crate::ty::DType;
 mod contrib;
 mod facts;
 pub use contrib::{
-    ContribGelu, EmbedLayerNorm, FusedAttention, GroupQueryAttention, MatMulNBits, QLinear, Quant, SkipLayerNorm,
+    ContribGelu, EmbedLayerNorm, FusedAttention, GroupQueryAttention, MatMulNBits, MultiHeadAttention, QLinear, Quant,
+    SkipLayerNorm,
 };
 pub use facts::ZeroLaw;
 
@@ -314,6 +315,8 @@ pub enum Op {
     ContribGelu(ContribGelu),
     /// `com.microsoft` `Attention`.
     FusedAttention(FusedAttention),
+    /// `com.microsoft` `MultiHeadAttention`.
+    MultiHeadAttention(MultiHeadAttention),
     /// `com.microsoft` `EmbedLayerNormalization`.
     EmbedLayerNorm(EmbedLayerNorm),
     /// `com.microsoft` `GroupQueryAttention`.
@@ -420,8 +423,9 @@ pub enum SizeUse {
     Bounds,
     /// Split sizes: input 1, or the `split` attribute.
     SplitSizes,
-    /// A fused `Attention`'s head count and widths, which restate its packed
-    /// weight's layout ([`FusedAttention::resized`]).
+    /// A fused attention's head count and widths, which restate the layout of
+    /// its packed weight or of its inputs ([`FusedAttention::resized`],
+    /// [`MultiHeadAttention::resized`]).
     AttentionHeads,
     /// `MatMulNBits`' K and N, which restate its packed weight's shape
     /// ([`MatMulNBits::resized`]).
@@ -681,6 +685,7 @@ impl Op {
             Op::ContribGelu(ContribGelu::FastGelu) => "FastGelu",
             Op::ContribGelu(ContribGelu::QuickGelu { .. }) => "QuickGelu",
             Op::FusedAttention(_) => "Attention",
+            Op::MultiHeadAttention(_) => "MultiHeadAttention",
             Op::EmbedLayerNorm(_) => "EmbedLayerNormalization",
             Op::GroupQueryAttention(_) => "GroupQueryAttention",
             Op::MatMulNBits(_) => "MatMulNBits",
@@ -711,6 +716,7 @@ impl Op {
             Op::SkipLayerNorm(_)
             | Op::ContribGelu(_)
             | Op::FusedAttention(_)
+            | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
             | Op::MatMulNBits(_) => "com.microsoft",
@@ -832,6 +838,18 @@ impl Op {
             Op::ContribGelu(g) => {
                 if let ContribGelu::QuickGelu { alpha: Some(a) } = g {
                     put("alpha", Attr::Float(*a));
+                }
+            }
+            Op::MultiHeadAttention(m) => {
+                put("num_heads", Attr::Int(m.num_heads));
+                if let Some(u) = m.unidirectional {
+                    put("unidirectional", Attr::Int(u));
+                }
+                if let Some(v) = m.mask_filter_value {
+                    put("mask_filter_value", Attr::Float(v));
+                }
+                if let Some(sc) = m.scale {
+                    put("scale", Attr::Float(sc));
                 }
             }
             Op::FusedAttention(f) => {

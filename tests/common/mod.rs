@@ -36,6 +36,7 @@ pub const FIXTURES: &[&str] = &[
     "albert-dynamo.onnx",
     "bert-ortopt-skipln.onnx",
     "bert-ortopt.onnx",
+    "bert-ortopt-mha.onnx",
     "gpt2-ortopt.onnx",
     "llama-ortopt.onnx",
     "bert-optimum-o2.onnx",

@@ -8,6 +8,9 @@ the exporter-made fixtures (`make_fixtures.py`), the way deployment guides do:
   bert-ortopt-skipln.onnx  BERT with only SkipLayerNormalization fused (LayerNorm + residual Add)
   bert-ortopt.onnx         BERT with the default fusions: EmbedLayerNormalization, fused
                            Attention, BiasGelu, SkipLayerNormalization
+  bert-ortopt-mha.onnx     BERT with the attention fused as MultiHeadAttention instead
+                           (`use_multi_head_attention`: the Q, K and V projections stay
+                           MatMuls, their biases packed into the op's bias input)
   gpt2-ortopt.onnx         GPT-2 with the default fusions for gpt2 (SkipLayerNormalization,
                            FastGelu/BiasGelu where matched)
   llama-ortopt.onnx        LLaMA with the gpt2 fusions but RotaryEmbedding: RMS norms as
@@ -33,11 +36,14 @@ def main(out):
     for k in ("enable_attention", "enable_bias_gelu", "enable_gelu", "enable_embed_layer_norm",
               "enable_bias_skip_layer_norm", "enable_gelu_approximation"):
         setattr(only_skip, k, False)
+    mha = FusionOptions("bert")
+    mha.use_multi_head_attention = True
     no_rotary = FusionOptions("gpt2")
     no_rotary.enable_rotary_embeddings = False
     jobs = [
         ("bert-ortopt-skipln.onnx", "bert-torchscript.onnx", "bert", only_skip),
         ("bert-ortopt.onnx", "bert-torchscript.onnx", "bert", None),
+        ("bert-ortopt-mha.onnx", "bert-torchscript.onnx", "bert", mha),
         ("gpt2-ortopt.onnx", "gpt2-torchscript.onnx", "gpt2", None),
         ("llama-ortopt.onnx", "llama-torchscript.onnx", "gpt2", no_rotary),
     ]

@@ -165,6 +165,44 @@ impl GroupQueryAttention {
     }
 }
 
+/// ONNX Runtime's `com.microsoft` `MultiHeadAttention`: attention of `query`
+/// (`[B, S, H_q]`) over `key` and `value` (`[B, L, H_k]`, `[B, L, H_v]`) in
+/// `num_heads` heads, with an optional packed bias (input 3, `[H_q + H_k +
+/// H_v]`) added to the three and a key padding mask (input 4); output `[B, S,
+/// H_v]`. In that form heads, and the dims inside them, are sliced through
+/// `num_heads` and `scale` ([`MultiHeadAttention::resized`]); packed inputs, a
+/// past state or an attention bias keep every axis but batch and sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiHeadAttention {
+    /// Heads.
+    pub num_heads: i64,
+    /// Causal.
+    pub unidirectional: Option<i64>,
+    /// The value masked scores get.
+    pub mask_filter_value: Option<f32>,
+    /// Score scale (default `1/sqrt(head size)`).
+    pub scale: Option<f32>,
+}
+
+impl MultiHeadAttention {
+    /// The op after slicing: `heads` heads stay; a Q/K head size that changes
+    /// from `head` (to `dims`) keeps the scores' scale (`1/sqrt(head)`).
+    ///
+    /// ```
+    /// use ecospac_ir::op::MultiHeadAttention;
+    /// let a = MultiHeadAttention { num_heads: 4, unidirectional: None, mask_filter_value: None, scale: None };
+    /// assert_eq!(a.resized(2, 16, 16), MultiHeadAttention { num_heads: 2, ..a.clone() });
+    /// assert_eq!(a.resized(4, 16, 8).scale, Some(0.25));
+    /// ```
+    pub fn resized(&self, heads: i64, head: i64, dims: i64) -> MultiHeadAttention {
+        MultiHeadAttention {
+            num_heads: heads,
+            scale: self.scale.or_else(|| (dims != head).then(|| 1.0 / (head as f32).sqrt())),
+            ..self.clone()
+        }
+    }
+}
+
 /// ONNX Runtime's fused `com.microsoft` `EmbedLayerNormalization`: word +
 /// position (+ segment) embeddings, then LayerNorm; outputs `[B, S, H]`, the
 /// mask index `[B]` and optionally the sum before the norm.
@@ -448,6 +486,15 @@ pub(super) fn from_parts(op_type: &str, attrs: &Attrs) -> Result<Op, AttrError> 
                 epsilon: r.float("epsilon")?,
                 mask_index_type: r.int("mask_index_type")?,
             }),
+            "MultiHeadAttention" => match r.int("num_heads")? {
+                Some(num_heads) if (1..=1 << 20).contains(&num_heads) => Op::MultiHeadAttention(MultiHeadAttention {
+                    num_heads,
+                    unidirectional: r.int("unidirectional")?,
+                    mask_filter_value: r.float("mask_filter_value")?,
+                    scale: r.float("scale")?,
+                }),
+                _ => return Err(r.err("num_heads", "a positive head count is required".into())),
+            },
             "GroupQueryAttention" => match (r.int("num_heads")?, r.int("kv_num_heads")?) {
                 (Some(num_heads), Some(kv_num_heads))
                     if (1..=1 << 20).contains(&num_heads)

@@ -81,7 +81,7 @@ impl Op {
             // K and N, and the head count, are attributes: the slicer sets them
             // from the sliced weights ([`MatMulNBits::resized`], [`FusedAttention::resized`]).
             Op::MatMulNBits(_) => (None, Some(SizeUse::PackedShape)),
-            Op::FusedAttention(_) => (None, Some(SizeUse::AttentionHeads)),
+            Op::FusedAttention(_) | Op::MultiHeadAttention(_) => (None, Some(SizeUse::AttentionHeads)),
         };
         SizeFacts { flows, uses }
     }
@@ -111,6 +111,7 @@ impl Op {
             | Op::SkipLayerNorm(_)
             | Op::ContribGelu(_)
             | Op::FusedAttention(_)
+            | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
             | Op::DynamicQuantize
@@ -169,6 +170,7 @@ impl Op {
             | Op::SkipLayerNorm(_)
             | Op::ContribGelu(_)
             | Op::FusedAttention(_)
+            | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
             | Op::Reshape { .. }
@@ -215,6 +217,7 @@ impl Op {
             Op::ContribGelu(ContribGelu::FastGelu) => (1, 2, 1, 1),
             Op::ContribGelu(_) => (1, 1, 1, 1),
             Op::FusedAttention(_) => (2, 7, 1, 2),
+            Op::MultiHeadAttention(_) => (1, 10, 1, 4),
             Op::EmbedLayerNorm(_) => (7, 9, 2, 3),
             // seqlens_k and total_sequence_length (inputs 5 and 6) are required.
             Op::GroupQueryAttention(_) => (7, 16, 1, 4),
@@ -315,6 +318,7 @@ impl Op {
             | Op::ReduceMean(_)
             | Op::ReduceSum(_)
             | Op::FusedAttention(_)
+            | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
             | Op::Shape { .. }

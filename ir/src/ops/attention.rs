@@ -45,6 +45,39 @@ pub(crate) fn embed_layer_norm(cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError>
         .collect())
 }
 
+/// `MultiHeadAttention`: `[B, S, H_v]`, H_v the value's width (heads × head
+/// size for packed inputs or a value given as past state).
+pub(crate) fn multi_head_attention(m: &MultiHeadAttention, cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
+    let n = Dim::known(m.num_heads);
+    let query = cx.shape(0);
+    let v_hidden = match (query, cx.shape(1), cx.shape(2)) {
+        (Some(q), _, _) if q.len() == 5 => Some(q[2].mul(&q[4])),
+        (_, Some(k), _) if k.len() == 5 => Some(k[2].mul(&k[4])),
+        (_, _, Some(v)) if v.len() == 3 => Some(v[2].clone()),
+        (_, _, Some(v)) if v.len() == 4 => Some(n.mul(&v[3])),
+        _ => None,
+    };
+    for i in 0..3 {
+        if let Some([_, _, w]) = cx.shape(i) {
+            if w.as_known().is_some_and(|w| w % m.num_heads != 0) {
+                return err(format!("MultiHeadAttention: input {i} of width {w:?} is not {} heads", m.num_heads));
+            }
+        }
+    }
+    let shape = match (query, v_hidden) {
+        (Some(q), _) if q.len() != 3 && q.len() != 5 => {
+            return err(format!("MultiHeadAttention of a query of rank {}", q.len()))
+        }
+        (Some(q), Some(h)) => Some(vec![q[0].clone(), q[1].clone(), h]),
+        _ => None,
+    };
+    let mut outs = vec![Fact::of_ty(ty(cx.dtype(0), shape))];
+    for _ in 1..cx.num_outputs {
+        outs.push(Fact::of_ty(ty(cx.dtype(0), None)));
+    }
+    Ok(outs)
+}
+
 /// `GroupQueryAttention`: `[B, S, num_heads · head]`; the present cache `[B, kv_num_heads, T,
 /// head]`; the cache it reads must have its head counts.
 pub(crate) fn group_query_attention(g: &GroupQueryAttention, cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
@@ -136,6 +169,68 @@ pub(crate) fn fused_attention_axes(f: &FusedAttention, io: &Io<'_>, _: &[Dim]) -
         r.push(pin(3, k, PinReason::Fused));
     }
     r
+}
+
+/// `MultiHeadAttention`: where its heads can be sliced ([`mha_heads`]),
+/// head h is the h-th `head size` indices of the query's, the key's and the
+/// value's last axis, and of the bias's three parts and the output; the Q and
+/// K dims of a head are one index space, the V dims another. Otherwise only
+/// batch and sequence pass on.
+pub(crate) fn multi_head_attention_axes(m: &MultiHeadAttention, io: &Io<'_>, _: &[Dim]) -> Vec<AxisRel> {
+    let Some((n, parts)) = mha_heads(m, io.ins, io.outs) else {
+        return batch_and_sequence(io, |o, k| o == 0 && k < 2);
+    };
+    let mut r = Vec::new();
+    let inner = |id: usize| Slot { port: Port::Inner(id), axis: 0 };
+    let slot = |port: Port, axis: usize| Slot { port, axis };
+    let heads = inner(3);
+    r.push(AxisRel::Inner { id: 3, size: n });
+    for (p, &width) in parts.iter().enumerate() {
+        r.push(AxisRel::Inner { id: p, size: width });
+        r.push(AxisRel::Inner { id: 4 + p, size: width / n });
+        r.push(AxisRel::Product(vec![inner(p)], vec![heads, inner(4 + p)]));
+        r.push(AxisRel::Same(slot(Port::In(p), 2), inner(p)));
+    }
+    r.push(AxisRel::Same(inner(4), inner(5)));
+    if io.ins.get(3).is_some_and(Option::is_some) {
+        let qkv: Vec<Part> = (0..3).map(|p| Part::Slot(inner(p))).collect();
+        r.push(AxisRel::Concat { whole: slot(Port::In(3), 0), parts: qkv });
+    }
+    r.push(AxisRel::Product(vec![slot(Port::Out(0), 2)], vec![heads, inner(6)]));
+    // Batch and sequence pass on; key and value share the batch and their sequence.
+    r.push(same(0, 0, 0, 0));
+    r.push(same(0, 1, 0, 1));
+    for i in [1, 2] {
+        r.push(AxisRel::Same(slot(Port::In(i), 0), slot(Port::In(0), 0)));
+    }
+    r.push(AxisRel::Same(slot(Port::In(1), 1), slot(Port::In(2), 1)));
+    for k in 0..io.in_shape(4).map_or(0, <[Dim]>::len) {
+        r.push(pin(4, k, PinReason::Fused));
+    }
+    r
+}
+
+/// The head count and the Q, K, V widths of a `MultiHeadAttention` whose
+/// heads can be sliced: query, key and value `[B, *, width]`, each width a
+/// whole number of heads and Q's equal to K's, at most a packed bias of the
+/// three widths and a key padding mask besides (no attention bias or past
+/// state), one output.
+fn mha_heads(m: &MultiHeadAttention, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> Option<(i64, [i64; 3])> {
+    let width = |i: usize| -> Option<i64> {
+        match fact_shape(ins.get(i)?.as_ref())? {
+            [_, _, w] => w.as_known(),
+            _ => None,
+        }
+    };
+    let parts = [width(0)?, width(1)?, width(2)?];
+    let n = m.num_heads;
+    let whole = parts.iter().all(|&p| p > 0 && p % n == 0) && parts[0] == parts[1];
+    let total = parts.iter().try_fold(0i64, |t, &p| t.checked_add(p))?;
+    let bias = match ins.get(3) {
+        None | Some(None) => true,
+        Some(Some(f)) => matches!(fact_shape(Some(f)), Some([b]) if b.as_known() == Some(total)),
+    };
+    (whole && bias && ins.len() <= 5 && outs.len() == 1).then_some((n, parts))
 }
 
 /// `EmbedLayerNormalization`: batch and sequence pass to the output and the

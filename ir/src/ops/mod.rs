@@ -22,8 +22,8 @@ pub(crate) use crate::infer::{
     broadcast, err, infer, is_int, norm_axis, one, slice_bounds, ty, Cx, Fact, InferError, SymSource, MAX_TRACKED_INTS,
 };
 pub(crate) use crate::op::{
-    BinaryOp, Cast, Conv, FusedAttention, Gemm, GroupQueryAttention, LayerNorm, MatMulNBits, QLinear, Quant, Reduce,
-    SkipLayerNorm, Softmax, Split, UnaryOp,
+    BinaryOp, Cast, Conv, FusedAttention, Gemm, GroupQueryAttention, LayerNorm, MatMulNBits, MultiHeadAttention,
+    QLinear, Quant, Reduce, SkipLayerNorm, Softmax, Split, UnaryOp,
 };
 pub(crate) use crate::tensor::Tensor;
 pub(crate) use crate::ty::{DType, Dim, TensorTy};

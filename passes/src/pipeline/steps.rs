@@ -5,7 +5,7 @@ use super::recipe::{RecipeError, Step};
 use super::{Changed, Compilation, Env, Facts, Pass, PassError, PassInfo};
 use crate::coupling::{analyze_with, AnalysisOptions, Coupling};
 use crate::prune::{self, Allocation, Criterion, SlicePlan};
-use ecospac_ir::{Model, Op, ValueId};
+use ecospac_ir::{EntityId, Model, Op, ValueId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -269,9 +269,10 @@ impl Pass for AnalyseCoupling {
 /// outside the closed set, fused ONNX Runtime ops not sliced) as
 /// `domain.op_type` and count, and the parameters of the weights they leave
 /// with no prunable axis (each tensor once). Ops outside the closed set count
-/// (and `GroupQueryAttention`s) whenever such weights exist; a fused
-/// `EmbedLayerNormalization` when it reads one, a fused `Attention` when it
-/// pins its packed weight's heads.
+/// whenever such weights exist; a fused `EmbedLayerNormalization` when it
+/// reads one, a fused `Attention` when it pins its packed weight's heads, a
+/// `MultiHeadAttention` or `GroupQueryAttention` when a projection that feeds
+/// it reads one.
 fn opaque_pins(model: &Model, coupling: &Coupling) -> (BTreeMap<String, usize>, u128) {
     use ecospac_ir::axes::PinReason;
     let opaque =
@@ -281,10 +282,16 @@ fn opaque_pins(model: &Model, coupling: &Coupling) -> (BTreeMap<String, usize>, 
         coupling.pinned.iter().filter(|p| opaque(p) && !in_groups.contains(&p.value)).map(|p| p.value).collect();
     let heads_pinned: BTreeSet<ValueId> =
         coupling.pinned.iter().filter(|p| p.axis == 1 && opaque(p)).map(|p| p.value).collect();
+    let producers = model.graph.producers();
     let mut ops = BTreeMap::new();
     for (_, n) in model.graph.nodes() {
         let counts = match &n.op {
-            Op::Opaque(_) | Op::GroupQueryAttention(_) => !tensors.is_empty(),
+            Op::Opaque(_) => !tensors.is_empty(),
+            // Fed by projections: counted when a projection's weight is pinned.
+            Op::GroupQueryAttention(_) | Op::MultiHeadAttention(_) => n.inputs.iter().take(3).flatten().any(|&v| {
+                producers[v.index()]
+                    .is_some_and(|p| model.graph.node(p).inputs.iter().flatten().any(|w| tensors.contains(w)))
+            }),
             Op::EmbedLayerNorm(_) => n.inputs.iter().flatten().any(|v| tensors.contains(v)),
             Op::FusedAttention(_) => n.inputs.get(1).copied().flatten().is_some_and(|w| heads_pinned.contains(&w)),
             _ => false,

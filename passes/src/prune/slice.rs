@@ -568,16 +568,40 @@ fn slicing(
                 }
             }
             Some(SizeUse::AttentionHeads) => {
-                let Op::FusedAttention(fa) = &node.op else { return Err(unmodelled(&label, &node.op)) };
-                let Some(w) = node.inputs.get(1).copied().flatten() else { continue };
-                let Some(mask) = coupling.keep_mask(w, 1, Some((id, 1)), &removed) else { continue };
-                let parts: [i64; 3] = match fa.qkv_hidden_sizes.as_deref() {
-                    Some(&[q, k, v]) => [q, k, v],
-                    _ => [mask.len() as i64 / 3; 3],
+                // The kept indices of the Q, K and V parts, and the head count.
+                let (mask, parts, n) = match &node.op {
+                    Op::FusedAttention(fa) => {
+                        let Some(w) = node.inputs.get(1).copied().flatten() else { continue };
+                        let Some(mask) = coupling.keep_mask(w, 1, Some((id, 1)), &removed) else { continue };
+                        let parts: [i64; 3] = match fa.qkv_hidden_sizes.as_deref() {
+                            Some(&[q, k, v]) => [q, k, v],
+                            _ => [mask.len() as i64 / 3; 3],
+                        };
+                        (mask, parts, fa.num_heads)
+                    }
+                    Op::MultiHeadAttention(m) => {
+                        let width = |i: usize| {
+                            let v = node.inputs.get(i).copied().flatten()?;
+                            facts[v.index()].as_ref()?.ty.as_ref()?.shape.as_ref()?.get(2)?.as_known()
+                        };
+                        let (Some(q), Some(k), Some(v)) = (width(0), width(1), width(2)) else { continue };
+                        let mut mask = Vec::new();
+                        let mut cut = false;
+                        for (i, w) in [(0, q), (1, k), (2, v)] {
+                            let x = node.inputs[i].and_then(|x| coupling.keep_mask(x, 2, Some((id, i)), &removed));
+                            cut |= x.is_some();
+                            mask.extend(x.unwrap_or_else(|| vec![true; w.max(0) as usize]));
+                        }
+                        if !cut {
+                            continue;
+                        }
+                        (mask, [q, k, v], m.num_heads)
+                    }
+                    _ => return Err(unmodelled(&label, &node.op)),
                 };
                 // Per part and head, the indices kept: the op needs the same heads
                 // in every part and the same count in every kept head of a part.
-                let n = fa.num_heads.max(1);
+                let n = n.max(1);
                 let mut per_head = [Vec::new(), Vec::new(), Vec::new()];
                 let mut start = 0usize;
                 for (p, &width) in parts.iter().enumerate() {
@@ -602,9 +626,21 @@ fn slicing(
                     });
                 }
                 let kept_heads = heads.iter().filter(|&&h| h).count() as i64;
-                let op = fa.resized(parts, kept_heads, [width(0), width(1), width(2)].map(|w| w as i64));
-                if op != *fa {
-                    patch.set_op(id, Op::FusedAttention(op));
+                let dims = [width(0), width(1), width(2)].map(|w| w as i64);
+                match &node.op {
+                    Op::FusedAttention(fa) => {
+                        let op = fa.resized(parts, kept_heads, dims);
+                        if op != *fa {
+                            patch.set_op(id, Op::FusedAttention(op));
+                        }
+                    }
+                    Op::MultiHeadAttention(m) => {
+                        let op = m.resized(kept_heads, parts[0] / n, dims[0]);
+                        if op != *m {
+                            patch.set_op(id, Op::MultiHeadAttention(op));
+                        }
+                    }
+                    _ => return Err(unmodelled(&label, &node.op)),
                 }
             }
             Some(SizeUse::PackedShape) => {

@@ -122,6 +122,9 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
             "`{}` (the quantised operator format) is not run by the libtorch executor yet",
             q.op_type()
         ))),
+        Op::MultiHeadAttention(_) => {
+            Err(Fail("`com.microsoft.MultiHeadAttention` is not run by the libtorch executor yet".into()))
+        }
         // Its cache, rotary and window options are not reproduced yet.
         Op::GroupQueryAttention(_) => {
             Err(Fail("`com.microsoft.GroupQueryAttention` is not run by the libtorch executor yet".into()))
