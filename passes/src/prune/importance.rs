@@ -91,6 +91,26 @@ pub enum ScoreError {
 
 /// Sum of squares of the weight over all axes but `axis`, per position of `axis`.
 fn position_energy(model: &Model, m: &Member) -> Option<Vec<f64>> {
+    // float32 weights are their own values: summed straight from their bytes,
+    // in the same order (the same sums), without a copy as f64.
+    let t = model.graph.value(m.value).constant.as_ref()?;
+    if t.dtype == ecospac_ir::DType::F32 {
+        let dims: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        let n = *dims.get(m.axis)?;
+        let inner: usize = dims[m.axis + 1..].iter().product();
+        let mut e = vec![0.0; n];
+        if n == 0 || inner == 0 {
+            return Some(e);
+        }
+        for (c, run) in t.bytes().chunks_exact(4 * inner).enumerate() {
+            let acc = &mut e[c % n];
+            for b in run.chunks_exact(4) {
+                let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
+                *acc += v * v;
+            }
+        }
+        return Some(e);
+    }
     let (dims, vals) = super::weight_values(model, m)?;
     let n = *dims.get(m.axis)?;
     let inner: usize = dims[m.axis + 1..].iter().product();
