@@ -146,16 +146,8 @@ pub(crate) fn fused_attention_axes(f: &FusedAttention, io: &Io<'_>, _: &[Dim]) -
     let Some((n, parts)) = fused_heads(f, io.ins, io.outs) else {
         return batch_and_sequence(io, |o, k| o == 0 && k < 2);
     };
-    let mut r = Vec::new();
-    let inner = |id: usize| Slot { port: Port::Inner(id), axis: 0 };
+    let mut r = head_spaces(n, parts);
     let heads = inner(3);
-    r.push(AxisRel::Inner { id: 3, size: n });
-    for (p, &width) in parts.iter().enumerate() {
-        r.push(AxisRel::Inner { id: p, size: width });
-        r.push(AxisRel::Inner { id: 4 + p, size: width / n });
-        r.push(AxisRel::Product(vec![inner(p)], vec![heads, inner(4 + p)]));
-    }
-    r.push(AxisRel::Same(inner(4), inner(5)));
     let qkv: Vec<Part> = (0..3).map(|p| Part::Slot(inner(p))).collect();
     r.push(AxisRel::Concat { whole: Slot { port: Port::In(1), axis: 1 }, parts: qkv.clone() });
     r.push(AxisRel::Concat { whole: Slot { port: Port::In(2), axis: 0 }, parts: qkv });
@@ -180,18 +172,12 @@ pub(crate) fn multi_head_attention_axes(m: &MultiHeadAttention, io: &Io<'_>, _: 
     let Some((n, parts)) = mha_heads(m, io.ins, io.outs) else {
         return batch_and_sequence(io, |o, k| o == 0 && k < 2);
     };
-    let mut r = Vec::new();
-    let inner = |id: usize| Slot { port: Port::Inner(id), axis: 0 };
+    let mut r = head_spaces(n, parts);
     let slot = |port: Port, axis: usize| Slot { port, axis };
     let heads = inner(3);
-    r.push(AxisRel::Inner { id: 3, size: n });
-    for (p, &width) in parts.iter().enumerate() {
-        r.push(AxisRel::Inner { id: p, size: width });
-        r.push(AxisRel::Inner { id: 4 + p, size: width / n });
-        r.push(AxisRel::Product(vec![inner(p)], vec![heads, inner(4 + p)]));
+    for p in 0..3 {
         r.push(AxisRel::Same(slot(Port::In(p), 2), inner(p)));
     }
-    r.push(AxisRel::Same(inner(4), inner(5)));
     if io.ins.get(3).is_some_and(Option::is_some) {
         let qkv: Vec<Part> = (0..3).map(|p| Part::Slot(inner(p))).collect();
         r.push(AxisRel::Concat { whole: slot(Port::In(3), 0), parts: qkv });
@@ -231,6 +217,26 @@ fn mha_heads(m: &MultiHeadAttention, ins: &[Option<Fact>], outs: &[Option<Fact>]
         Some(Some(f)) => matches!(fact_shape(Some(f)), Some([b]) if b.as_known() == Some(total)),
     };
     (whole && bias && ins.len() <= 5 && outs.len() == 1).then_some((n, parts))
+}
+
+/// Inner index space `id` of a fused attention: 0, 1, 2 the Q, K and V
+/// widths, 3 the heads, 4, 5, 6 the dims of a head in each part.
+fn inner(id: usize) -> Slot {
+    Slot { port: Port::Inner(id), axis: 0 }
+}
+
+/// The index spaces of attention in `n` heads over Q, K and V parts of
+/// widths `parts`: each part is heads × its head dims, and the Q and K dims
+/// are one space (their product is summed over).
+fn head_spaces(n: i64, parts: [i64; 3]) -> Vec<AxisRel> {
+    let mut r = vec![AxisRel::Inner { id: 3, size: n }];
+    for (p, &width) in parts.iter().enumerate() {
+        r.push(AxisRel::Inner { id: p, size: width });
+        r.push(AxisRel::Inner { id: 4 + p, size: width / n });
+        r.push(AxisRel::Product(vec![inner(p)], vec![inner(3), inner(4 + p)]));
+    }
+    r.push(AxisRel::Same(inner(4), inner(5)));
+    r
 }
 
 /// `EmbedLayerNormalization`: batch and sequence pass to the output and the
