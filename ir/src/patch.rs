@@ -64,11 +64,6 @@ impl Patch {
         Patch { values: g.num_values(), nodes: g.num_nodes(), added: Vec::new(), edits: Vec::new() }
     }
 
-    /// Whether it changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.edits.is_empty()
-    }
-
     /// The id the next new value gets.
     pub fn next_value(&self) -> ValueId {
         ValueId::new(self.values + self.added.len())
@@ -89,15 +84,17 @@ impl Patch {
         self.edits.push(Edit::Constant(value, tensor));
     }
 
-    /// The constant `value` has once the patch is applied, if the patch sets it.
-    pub fn constant(&self, value: ValueId) -> Option<&Tensor> {
+    /// The constant `value` has once the patch is applied to `g` (the graph
+    /// it was begun on): the one it sets, else `g`'s.
+    pub fn constant<'a>(&'a self, g: &'a Graph, value: ValueId) -> Option<&'a Tensor> {
         let pending = self.edits.iter().rev().find_map(|e| match e {
             Edit::Constant(v, t) if *v == value => Some(t.as_ref()),
             _ => None,
         });
-        match pending {
-            Some(t) => t,
-            None => value.index().checked_sub(self.values).and_then(|i| self.added.get(i)?.0.constant.as_ref()),
+        match (pending, value.index().checked_sub(self.values)) {
+            (Some(t), _) => t,
+            (None, Some(i)) => self.added.get(i)?.0.constant.as_ref(),
+            (None, None) => g.has_value(value).then(|| g.value(value).constant.as_ref()).flatten(),
         }
     }
 

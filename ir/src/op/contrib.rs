@@ -132,7 +132,7 @@ impl GroupQueryAttention {
     ///
     /// ```
     /// use ecospac_ir::op::GroupQueryAttention;
-    /// let g = GroupQueryAttention { num_heads: 4, kv_num_heads: 2, ..GroupQueryAttention::new(4, 2) };
+    /// let g = GroupQueryAttention::new(4, 2);
     /// assert_eq!(g.head_size(128, true), Some(16));
     /// assert_eq!(g.head_size(64, false), Some(16));
     /// assert_eq!(g.head_size(100, true), None);

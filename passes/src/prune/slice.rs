@@ -213,7 +213,7 @@ pub fn masked(model: &Model, coupling: &Coupling, removed: &[Vec<u32>], refits: 
     }
     for r in refits {
         let v = refit_target(model, r)?;
-        let full = patch.constant(v).or(model.graph.value(v).constant.as_ref()).cloned().ok_or_else(|| missing(r))?;
+        let full = patch.constant(&model.graph, v).cloned().ok_or_else(|| missing(r))?;
         let axes = cuts_of(&all_cuts, v);
         let t = scatter(&full, &axes, r)?;
         patch.set_constant(v, Some(t));
@@ -748,8 +748,7 @@ fn slicing(
         replace_use(model, &mut patch, *value, *reader, t, counts);
     }
     for (r, &v) in plan.refits.iter().zip(&targets) {
-        let current =
-            patch.constant(v).or(model.graph.value(v).constant.as_ref()).cloned().ok_or_else(|| missing(r))?;
+        let current = patch.constant(&model.graph, v).cloned().ok_or_else(|| missing(r))?;
         if current.dims != r.tensor.dims {
             return Err(SliceError::RefitShape {
                 weight: r.weight.clone(),
