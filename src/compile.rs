@@ -64,7 +64,8 @@ pub struct PruneArgs {
     /// uncoupled-act, coupled (EcoSpa, weights only), uncoupled, random.
     #[arg(long, default_value = "obs", value_parser = criterion)]
     pub criterion: Criterion,
-    /// Budget allocation: measured (exchange rates measured on calibration data), global, uniform;
+    /// Budget allocation: measured (exchange rates measured on calibration data), greedy (the
+    /// scores taken as one scale, with no measuring), global, uniform;
     /// auto: uniform when writing a checkpoint folder with scope config (so every layer keeps
     /// one width and the config stays standard), else measured.
     #[arg(long, default_value = "auto", value_parser = allocation)]

@@ -25,7 +25,8 @@ fn parse_allocation(s: &str) -> Result<Allocation, String> {
     match s {
         "uniform" => Ok(Allocation::Uniform),
         "global" => Ok(Allocation::Global),
-        _ => Err("one of uniform, global".into()),
+        "greedy" => Ok(Allocation::Greedy),
+        _ => Err("one of uniform, global, greedy".into()),
     }
 }
 
@@ -115,7 +116,10 @@ pub struct TrainArgs {
     /// teacher there is no gradient), the coupled weight magnitude decides.
     #[arg(long, default_value = "coupled", value_parser = parse_criterion)]
     pub(crate) criterion: TrainCriterion,
-    /// Budget allocation: uniform or global.
+    /// Budget allocation: uniform (every group keeps the same fraction, every head stays),
+    /// global (one ranking of scores normalised per group), or greedy (the cheapest
+    /// importance per parameter first, across layers and groups, whole heads included;
+    /// with the coupled criterion the scores are Taylor estimates of the loss, one scale).
     #[arg(long, default_value = "uniform", value_parser = parse_allocation)]
     pub(crate) allocation: Allocation,
     /// Kept counts are multiples of this where a group is at least twice as large.

@@ -13,7 +13,9 @@ use crate::TrainError;
 use ecospac_ir::Model as IrModel;
 use ecospac_passes::coupling::{analyze_with, AnalysisOptions, Coupling, Role};
 use ecospac_passes::pipeline::{Compilation, Env, Facts, Pipeline, Recipe};
-use ecospac_passes::prune::{plan_with_scores, scores, Allocation, Criterion, PlanOptions, SlicePlan};
+use ecospac_passes::prune::{
+    plan_with_scores, prunable_parameters, scores, Allocation, Criterion, PlanOptions, SlicePlan,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tch::{Kind, Tensor};
 
@@ -110,9 +112,10 @@ pub struct Sparsifier {
     dense_prunable: u64,
 }
 
-/// Heads are pruned as head dims for now (the same as before the executor):
-/// whole-head groups are not used while training.
-const TRAIN_ANALYSIS: AnalysisOptions = AnalysisOptions { heads: false };
+/// Whole heads are groups while training too: the greedy allocation removes
+/// them when their Taylor estimate is the cheapest per parameter (uniform and
+/// global keep every head).
+const TRAIN_ANALYSIS: AnalysisOptions = AnalysisOptions { heads: true };
 
 /// The analysis of a graph as training uses it; the graph must verify (the
 /// analysis takes the verifier's witness).
@@ -350,7 +353,8 @@ pub fn sliced_from(g: &ecospac_ir::Graph, v: ecospac_ir::ValueId) -> &str {
     &g.value(g.original(v)).name
 }
 
-/// Parameters of the prunable groups as they stand.
+/// Parameters of the prunable groups as they stand, each counted once where
+/// groups nest (a head's dims are inside the head).
 fn prunable(ir: &IrModel, coupling: &Coupling) -> u64 {
-    coupling.groups.iter().map(|g| g.cost_per_index(ir) * g.size as u64).sum()
+    prunable_parameters(ir, coupling, &vec![Vec::new(); coupling.groups.len()]).0
 }

@@ -11,7 +11,7 @@
 mod common;
 
 use common::root;
-use ecospac_passes::prune::Allocation;
+use ecospac_passes::prune::{Allocation, SlicePlan};
 use ecospac_runtime_train::data::{text_files, train_bpe, Dataset};
 use ecospac_runtime_train::net::{Net, Objective};
 use ecospac_runtime_train::optim::AdamWConfig;
@@ -84,6 +84,28 @@ fn ids(vocab: i64) -> Tensor {
     Tensor::from_slice(&v).reshape([2, 12])
 }
 
+/// `plan` applied to `m` (made as `model(arch, 97, 1)`) equals the masked
+/// model: every removed slice zeroed, nothing removed.
+fn shrink_equals_masked(arch: &str, m: &mut Net, sp: &mut Sparsifier, plan: SlicePlan, density: f64) {
+    let mut masked = model(arch, 97, 1);
+    let cuts = sp.cuts(m, &plan).expect("cuts");
+    tch::no_grad(|| {
+        for ((name, axis), removed) in &cuts {
+            let Some(t) = masked.params.get_mut(name) else { continue };
+            let idx: Vec<i64> = removed.iter().map(|&p| p as i64).collect();
+            let _ = t.index_fill_(*axis as i64, &Tensor::from_slice(&idx), 0.0);
+        }
+    });
+    let before = m.num_params();
+    sp.shrink(m, None, plan).expect("shrink");
+    assert!(m.num_params() < before, "{arch}: nothing removed");
+    assert!((sp.density(m) - density).abs() < 0.15, "{arch}: density {}", sp.density(m));
+    let x = ids(97);
+    let (a, b) = tch::no_grad(|| (masked.logits(&x).expect("masked"), m.logits(&x).expect("shrunk")));
+    let diff = (a - b).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "{arch}: shrunk differs from masked by {diff}");
+}
+
 #[test]
 fn one_shrink_step_equals_the_masked_model() {
     tch::set_num_threads(1);
@@ -92,24 +114,35 @@ fn one_shrink_step_equals_the_masked_model() {
         let mut sp = Sparsifier::new(&m, TrainCriterion::Magnitude, Allocation::Uniform, 1).expect("analysis");
         assert!(sp.coupling().groups.len() >= 4, "{arch}: {} groups", sp.coupling().groups.len());
         let plan = sp.plan(&mut m, 0.5).expect("planning").expect("a plan");
-        // The masked model: every removed slice zeroed, nothing removed.
-        let mut masked = model(arch, 97, 1);
-        let cuts = sp.cuts(&m, &plan).expect("cuts");
-        tch::no_grad(|| {
-            for ((name, axis), removed) in &cuts {
-                let Some(t) = masked.params.get_mut(name) else { continue };
-                let idx: Vec<i64> = removed.iter().map(|&p| p as i64).collect();
-                let _ = t.index_fill_(*axis as i64, &Tensor::from_slice(&idx), 0.0);
-            }
-        });
-        let before = m.num_params();
-        sp.shrink(&mut m, None, plan).expect("shrink");
-        assert!(m.num_params() < before, "{arch}: nothing removed");
-        assert!((sp.density(&m) - 0.5).abs() < 0.15, "{arch}: density {}", sp.density(&m));
-        let x = ids(97);
-        let (a, b) = tch::no_grad(|| (masked.logits(&x).expect("masked"), m.logits(&x).expect("shrunk")));
-        let diff = (a - b).abs().max().double_value(&[]);
-        assert!(diff < 1e-5, "{arch}: shrunk differs from masked by {diff}");
+        shrink_equals_masked(arch, &mut m, &mut sp, plan, 0.5);
+    }
+}
+
+/// The greedy allocation on collected Taylor importance removes whole heads
+/// (key/value heads with their query heads, under GQA) beside dims and
+/// channels, and the shrunk model still equals the masked one.
+#[test]
+fn greedy_shrinks_remove_whole_heads_and_equal_the_masked_model() {
+    tch::set_num_threads(1);
+    for arch in ["llama", "gpt2", "bert", "qwen2"] {
+        let mut m = model(arch, 97, 1);
+        let mut sp = Sparsifier::new(&m, TrainCriterion::Coupled, Allocation::Greedy, 1).expect("analysis");
+        let heads = sp.coupling().groups.iter().filter(|g| g.outer).count();
+        assert!(heads >= 2, "{arch}: {heads} whole-head groups");
+        let loss = m.logits(&ids(97)).expect("logits").square().mean(Kind::Float);
+        loss.backward();
+        sp.collect(&m);
+        let plan = sp.plan(&mut m, 0.3).expect("planning").expect("a plan");
+        let gone: usize = sp
+            .coupling()
+            .groups
+            .iter()
+            .zip(&plan.groups)
+            .filter(|(g, _)| g.outer)
+            .map(|(g, p)| g.size - p.kept.len())
+            .sum();
+        assert!(gone > 0, "{arch}: no whole head removed at 0.3");
+        shrink_equals_masked(arch, &mut m, &mut sp, plan, 0.3);
     }
 }
 

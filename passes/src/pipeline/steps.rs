@@ -478,6 +478,7 @@ impl Pass for Allocate {
         let per_block = match p.allocation {
             Allocation::Uniform => prune::uniform(coupling, p.budget, p.align),
             Allocation::Global => prune::global(&cx.model, coupling, scores, scope, p.budget, p.align),
+            Allocation::Greedy => prune::greedy(&cx.model, coupling, scores, scope, p.budget, p.align),
             Allocation::Measured => {
                 let (exec, data) = engine(env, Self::NAME)?;
                 let rates = prune::exchange_rates(

@@ -7,6 +7,9 @@
 //!   across layers, groups and granularities (whole heads, dims inside heads,
 //!   FFN channels), until the kept parameters reach the budget. Parameters are
 //!   counted exactly where groups nest (a head's dims go with the head).
+//! - `greedy`: the same greedy removal with the scores taken as they are, for
+//!   scores that are already on one scale (first-order Taylor estimates of the
+//!   loss each removal causes, as training collects them).
 //! - `global`: one ranking of scores normalised per group (no heads).
 //! - `uniform`: every group that is not a whole-head group keeps the same fraction.
 
@@ -25,12 +28,19 @@ pub enum Allocation {
     Global,
     /// Greedy by measured exchange rates, whole heads included.
     Measured,
+    /// Greedy by the scores as they are (they must share one scale, as Taylor
+    /// estimates of the loss do), whole heads included.
+    Greedy,
 }
 
 impl Allocation {
     /// Every allocation, by name.
-    pub const ALL: [(&'static str, Allocation); 3] =
-        [("measured", Allocation::Measured), ("global", Allocation::Global), ("uniform", Allocation::Uniform)];
+    pub const ALL: [(&'static str, Allocation); 4] = [
+        ("measured", Allocation::Measured),
+        ("greedy", Allocation::Greedy),
+        ("global", Allocation::Global),
+        ("uniform", Allocation::Uniform),
+    ];
 }
 
 /// The alignment step of a block of `size`: `align` where the block is at least twice as large, else 1.
@@ -310,6 +320,19 @@ pub fn measured(
         current -= delta;
     }
     groups.iter().zip(removed_per_block).map(|(g, r)| g.block - r).collect()
+}
+
+/// Greedy: [`measured`] with every group's error per unit of score 1, for
+/// scores that share one scale.
+pub fn greedy(
+    model: &Model,
+    coupling: &Coupling,
+    scores: &[Vec<f64>],
+    scope: &[bool],
+    budget: f64,
+    align: usize,
+) -> Vec<usize> {
+    measured(model, coupling, scores, &vec![1.0; coupling.groups.len()], scope, budget, align)
 }
 
 /// The exact kept fraction of the prunable parameters under `plan`'s removals.

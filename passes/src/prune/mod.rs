@@ -13,7 +13,7 @@ mod segments;
 mod slice;
 mod stats;
 
-pub use allocate::{global, keep_strongest, kept_fraction, measured, step, uniform, weakest_first, Allocation};
+pub use allocate::{global, greedy, keep_strongest, kept_fraction, measured, step, uniform, weakest_first, Allocation};
 pub use importance::{scores, scores_with, Criterion, ScoreError};
 pub use measure::{exchange_rates, relative_error, MeasureError};
 pub use plan::{
@@ -35,7 +35,7 @@ pub struct PlanOptions {
     pub budget: f64,
     /// Scoring (a weight-only criterion, or random).
     pub criterion: Criterion,
-    /// Spreading: uniform or global (measured needs an executor).
+    /// Spreading: uniform, global or greedy (measured needs an executor).
     pub allocation: Allocation,
     /// Kept counts are multiples of this where the group is at least twice as large.
     pub align: usize,
@@ -50,7 +50,7 @@ pub fn plan(model: &Model, coupling: &Coupling, opts: &PlanOptions) -> Result<Sl
 }
 
 /// Chooses what to keep under the budget from given scores (per group and
-/// index, linear, higher is more important), spread uniformly or globally
+/// index, linear, higher is more important), spread uniformly, globally or greedily
 /// (the measured allocation runs the model: see [`exchange_rates`]).
 pub fn plan_with_scores(
     model: &Model,
@@ -61,6 +61,7 @@ pub fn plan_with_scores(
     let per_block = match opts.allocation {
         Allocation::Uniform => uniform(coupling, opts.budget, opts.align),
         Allocation::Global => global(model, coupling, &scores, &[], opts.budget, opts.align),
+        Allocation::Greedy => greedy(model, coupling, &scores, &[], opts.budget, opts.align),
         Allocation::Measured => return Err(ScoreError::NeedsRates),
     };
     Ok(keep_strongest(model, coupling, &scores, &per_block))
