@@ -11,10 +11,11 @@ tokens only), and in-domain: 64 sentences of the docs that were not distilled on
 sentences, every --eval-every steps) comes from the run's log.jsonl and is drawn
 to bench/recover-minilm.svg.
 
-    recover_minilm.py sentences DOCS OUT.txt           sentences of 5-40 words from the docs, shuffled
-                                                        (seed 0), one per paragraph
+    recover_minilm.py sentences DOCS|WORDNET OUT.txt   sentences of 5-40 words from the docs (or
+                                                        WordNet's usage examples), shuffled (seed 0),
+                                                        one per paragraph
     recover_minilm.py heldout OUT.npz TOKENIZER      the held-out sentences as model inputs
-    recover_minilm.py score ORIGINAL COMPACT TOKENIZER RUN_DIR DOCS
+    recover_minilm.py score ORIGINAL COMPACT TOKENIZER RUN_DIR SOURCE...
 """
 import json
 import os
@@ -47,17 +48,47 @@ def docs_sentences(docs):
     return found
 
 
-def sentences(docs, out):
-    found = docs_sentences(docs)
+def wordnet_sentences(wordnet):
+    """WordNet's usage examples of 5-40 words as sentences (first letter
+    upper case, a full stop where none ends them), shuffled with seed 0,
+    without any sentence of bench/sentences.txt."""
+    import glob
+    import random
+    import re
+    with open(os.path.join(q.ROOT, "bench", "sentences.txt")) as f:
+        scored = {line.strip().lower().rstrip(".!?") for line in f if line.strip()}
+    found = []
+    for f in sorted(glob.glob(os.path.join(wordnet, "data.*"))):
+        for line in open(f, errors="ignore"):
+            if line.startswith("  ") or "|" not in line:
+                continue
+            for e in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                e = " ".join(e.split())
+                if not 5 <= len(e.split()) <= 40 or e.lower().rstrip(".!?") in scored:
+                    continue
+                e = e[0].upper() + e[1:]
+                found.append(e if e[-1] in ".!?" else e + ".")
+    found = sorted(set(found))
+    random.Random(0).shuffle(found)
+    return found
+
+
+def sentences(source, out):
+    found = source_sentences(source)
     with open(out, "w") as w:
         w.write("\n\n".join(found[:TRAIN]))
     print(f"{min(TRAIN, len(found))} of {len(found)} sentences -> {out}")
 
 
-def docs_heldout(docs, tokenizer):
-    """64 docs sentences never distilled on, as model inputs (as q.held_out pads them)."""
+def source_sentences(source):
+    """The sentences of a source folder: WordNet's data files or the docs."""
+    return wordnet_sentences(source) if os.path.exists(os.path.join(source, "data.noun")) else docs_sentences(source)
+
+
+def unseen(source, tokenizer):
+    """64 sentences of the source never distilled on, as model inputs (as q.held_out pads them)."""
     from tokenizers import Tokenizer
-    found = docs_sentences(docs)
+    found = source_sentences(source)
     used = set(found[:TRAIN])
     test = [t for t in found[TRAIN:] if t not in used][:64]
     tk = Tokenizer.from_file(tokenizer)
@@ -104,27 +135,31 @@ def svg(points, path, title):
                 f'<text x="{w / 2}" y="{h - 10}" text-anchor="middle" font-size="11">distillation steps</text></svg>')
 
 
-def score(original, compact, tokenizer, run, docs):
+def score(original, compact, tokenizer, run, *sources):
+    """Both models against the original on bench/sentences.txt and on unseen
+    sentences of each source folder (the docs, WordNet)."""
+    sets = [("sentences.txt", q.held_out(tokenizer))] + \
+        [("unseen " + ("WordNet" if os.path.exists(os.path.join(src, "data.noun")) else "docs") + " sentences",
+          unseen(src, tokenizer)) for src in sources]
     rows = {"compact": {}, "distilled": {}}
-    for data, feeds in [("sentences", q.held_out(tokenizer)), ("docs", docs_heldout(docs, tokenizer))]:
+    for data, feeds in sets:
         ref = q.run(original, feeds)
         mask = feeds["attention_mask"].astype(bool)
         for name, path in [("compact", compact), ("distilled", os.path.join(run, "model.onnx"))]:
             c = q.cosine(q.run(path, feeds), ref)
             rows[name][data] = (float(c.mean()), float(c[mask].mean()))
     log = [json.loads(line) for line in open(os.path.join(run, "log.jsonl"))]
-    curve = [(0, rows["compact"]["sentences"][0])] + \
+    curve = [(0, rows["compact"]["sentences.txt"][0])] + \
         [(e["step"], e["validation_cosine"]) for e in log if e["validation_cosine"] is not None]
     secs = log[-1]["seconds"] if log else 0.0
     svg(curve, os.path.join(q.ROOT, "bench", "recover-minilm.svg"),
         "all-MiniLM-L6-v2 at 0.764 of its parameters: held-out cosine (all rows) vs distillation steps")
-    print("| model | steps | wall s | sentences.txt all rows | real | unseen docs sentences all rows | real |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | steps | wall s | " + " | ".join(f"{d}: all rows | real" for d, _ in sets) + " |")
+    print("| --- | --- | --- | " + " | ".join("--- | ---" for _ in sets) + " |")
     for name, steps, wall in [("compact (default compile, --budget 0.5)", 0, "-"),
                               ("distilled", log[-1]["step"] if log else 0, f"{secs:.0f}")]:
         r = rows[name.split(" ")[0]]
-        print(f"| {name} | {steps} | {wall} | {r['sentences'][0]:.4f} | {r['sentences'][1]:.4f} | "
-              f"{r['docs'][0]:.4f} | {r['docs'][1]:.4f} |")
+        print(f"| {name} | {steps} | {wall} | " + " | ".join(f"{r[d][0]:.4f} | {r[d][1]:.4f}" for d, _ in sets) + " |")
     print("curve (step: held-out all rows): " + ", ".join(f"{s}: {c:.4f}" for s, c in curve))
     json.dump({"rows": rows, "curve": curve, "seconds": secs},
               open(os.path.join(run, "results.json"), "w"), indent=1)
@@ -136,6 +171,6 @@ if __name__ == "__main__":
     elif sys.argv[1] == "heldout":
         heldout(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "score":
-        score(*sys.argv[2:7])
+        score(*sys.argv[2:])
     else:
         sys.exit(__doc__)
