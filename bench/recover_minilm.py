@@ -1,13 +1,14 @@
 """Recovery by distillation on the real all-MiniLM-L6-v2: the default compile at
 --budget 0.5 (0.764 of the parameters), then `ecospac train --from compact.onnx
---teacher model.onnx`, distilling on the Python 3.11 documentation (never the
-scoring text), scored held-out on bench/sentences.txt against the original.
+--teacher model.onnx`, distilling on 20,000 sentences of one source (WordNet's
+usage examples or the Python 3.11 documentation; never the scoring text),
+scored held-out on bench/sentences.txt against the original.
 
-    bench/recover_minilm.sh [STEPS] [extra `ecospac train` flags]
+    [RECOVER_CORPUS=docs|wordnet] bench/recover_minilm.sh [STEPS] [extra `ecospac train` flags]
 
 Held-out data and metrics as in bench/quality_minilm.py (64 sentences x 64
 positions; all rows = mean row cosine over every position, real = over real
-tokens only), and in-domain: 64 sentences of the docs that were not distilled on. The curve (validation cosine over all rows, on the same held-out
+tokens only), and per source, 64 of its sentences that were not distilled on. The curve (validation cosine over all rows, on the same held-out
 sentences, every --eval-every steps) comes from the run's log.jsonl and is drawn
 to bench/recover-minilm.svg.
 
@@ -80,9 +81,14 @@ def sentences(source, out):
     print(f"{min(TRAIN, len(found))} of {len(found)} sentences -> {out}")
 
 
+def is_wordnet(source):
+    """Whether a source folder holds WordNet's data files (else the docs)."""
+    return os.path.exists(os.path.join(source, "data.noun"))
+
+
 def source_sentences(source):
     """The sentences of a source folder: WordNet's data files or the docs."""
-    return wordnet_sentences(source) if os.path.exists(os.path.join(source, "data.noun")) else docs_sentences(source)
+    return wordnet_sentences(source) if is_wordnet(source) else docs_sentences(source)
 
 
 def unseen(source, tokenizer):
@@ -139,7 +145,7 @@ def score(original, compact, tokenizer, run, *sources):
     """Both models against the original on bench/sentences.txt and on unseen
     sentences of each source folder (the docs, WordNet)."""
     sets = [("sentences.txt", q.held_out(tokenizer))] + \
-        [("unseen " + ("WordNet" if os.path.exists(os.path.join(src, "data.noun")) else "docs") + " sentences",
+        [("unseen " + ("WordNet" if is_wordnet(src) else "docs") + " sentences",
           unseen(src, tokenizer)) for src in sources]
     rows = {"compact": {}, "distilled": {}}
     for data, feeds in sets:
