@@ -449,8 +449,13 @@ pub fn compile(a: &CompileArgs<'_>) -> Result<()> {
         let t = Instant::now();
         let mut prepared = model.clone();
         ecospac_passes::infer_shapes(&mut prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let data = calibration_data(args, a.input, &prepared, checkpoint.as_ref())?;
+        let mut data = calibration_data(args, a.input, &prepared, checkpoint.as_ref())?;
         eprintln!("calibration data: {} ({:.2?})", data.source, t.elapsed());
+        let (batches, split) = ecospac_ir::exec::runnable_batches(&exec, &prepared, data.batches);
+        if split {
+            eprintln!("ONNX Runtime runs this model on one sample at a time only: its runs here go so (slower)");
+        }
+        data.batches = batches;
         (Some(exec), Some(data))
     } else {
         (None, None)

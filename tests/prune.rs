@@ -31,6 +31,9 @@ fn max_rel_diff(a: &[(String, Vec<i64>, Vec<f32>)], b: &[(String, Vec<i64>, Vec<
     worst
 }
 
+/// Fixtures that ONNX Runtime runs on one sample at a time only.
+const ONE_SAMPLE: &[&str] = &["llama-ortopt-rotary.onnx"];
+
 /// Slices by `plan` and checks against the masked original; returns (kept params ratio, diff).
 fn check(
     name: &str,
@@ -50,7 +53,7 @@ fn check(
     let (mp, sp) = (dir.path().join("masked.onnx"), dir.path().join("sliced.onnx"));
     write(&masked, &mp);
     write(&sliced, &sp);
-    let inputs = make_inputs(model);
+    let inputs = make_inputs_of(model, if ONE_SAMPLE.contains(&name) { 1 } else { 2 });
     let mut diff = max_rel_diff(&run_model(&mp, &inputs), &run_model(&sp, &inputs));
     if has_activation_quant(model) {
         // Re-quantising activations turns the float rounding of sums of another
@@ -334,6 +337,35 @@ fn exact_gpt2_ortopt() {
 #[test]
 fn exact_llama_ortopt() {
     exact_on("llama-ortopt.onnx");
+}
+
+/// ONNX Runtime's fused `RotaryEmbedding` (the default fusions for LLaMA):
+/// the Q/K dims that RoPE pairs (`j` with `j + D/2`, across heads and
+/// layers, one column of the cos/sin caches) stay one group, so the groups
+/// of the plain export survive, and cutting them equals masking them. ONNX
+/// Runtime runs this graph one sample at a time only (its positions are
+/// computed for one), and the compile's runs go so.
+#[test]
+fn exact_llama_ortopt_rotary() {
+    let name = "llama-ortopt-rotary.onnx";
+    let model = prepared(name);
+    assert!(model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::RotaryEmbedding(_))));
+    let coupling = analyze(&model);
+    assert_eq!(coupling.groups.len(), analyze(&prepared("llama-torchscript.onnx")).groups.len());
+    let cos = model.graph.values().find(|(_, v)| v.name == "cos_cache").map(|(id, _)| id).expect("cos_cache");
+    assert!(coupling.groups.iter().any(|g| g.members.iter().any(|m| m.value == cos)), "the cos cache is in no group");
+    exact_on(name);
+    let out = tempfile::tempdir().expect("tempdir");
+    let compact = out.path().join("c.onnx");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
+        .args(["compile", &fixture(name).display().to_string(), "--budget", "0.5", "--calibration-length", "16"])
+        .arg("-o")
+        .arg(&compact)
+        .output()
+        .expect("run ecospac");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let params = |p: &std::path::Path| ecospac_frontends::import_file(p).expect("import").graph.parameters();
+    assert!(params(&compact) < params(&fixture(name)));
 }
 
 /// An op outside the closed set pins the groups it touches; the rest still compile.

@@ -87,6 +87,9 @@ impl OrtExecutor {
     /// Opens an ONNX file as a session.
     pub fn open(&self, path: &Path) -> Result<OrtSession, ExecError> {
         let mut builder = ort::session::Session::builder(self.env).map_err(err("session options"))?;
+        // Its errors come back as the run's error; it need not print them too.
+        builder =
+            builder.with_log_level(ort::logging::LogLevel::Fatal).map_err(|e| ExecError(format!("log level: {e}")))?;
         if self.threads > 0 {
             builder = builder.with_intra_threads(self.threads).map_err(|e| ExecError(format!("threads: {e}")))?;
         }

@@ -105,6 +105,28 @@ pub fn split_batches(arrays: &[(String, Tensor)], rows: usize) -> Result<Vec<Bat
     Ok(out)
 }
 
+/// `batches` as `exec` runs `model` on them: as they are, or one sample per
+/// batch when the first batch fails where its first sample alone runs (some
+/// graphs run on one sample only: ONNX Runtime's optimizer computes a fused
+/// `RotaryEmbedding`'s positions for one). Returns the batches and whether
+/// they were split. Where the model fails either way they are returned as
+/// they are, for the run that needs them to report why.
+pub fn runnable_batches(exec: &dyn Executor, model: &Model, batches: Vec<Batch>) -> (Vec<Batch>, bool) {
+    let Some(first) = batches.first().filter(|b| batch_rows(b) > 1) else { return (batches, false) };
+    let Ok(mut session) = exec.load(model) else { return (batches, false) };
+    if session.run(first).is_ok() {
+        return (batches, false);
+    }
+    let Ok(one) = split_batches(first, 1) else { return (batches, false) };
+    if one.first().is_none_or(|b| session.run(b).is_err()) {
+        return (batches, false);
+    }
+    match batches.iter().map(|b| split_batches(b, 1)).collect::<Result<Vec<_>, _>>() {
+        Ok(rows) => (rows.into_iter().flatten().collect(), true),
+        Err(_) => (batches, false),
+    }
+}
+
 /// The number of samples (first axis) of a batch.
 pub fn batch_rows(batch: &Batch) -> usize {
     batch.first().and_then(|(_, t)| t.dims.first()).map_or(0, |&d| d.max(0) as usize)

@@ -196,6 +196,7 @@ pub fn infer(
         Op::MultiHeadAttention(m) => at::multi_head_attention(m, cx),
         Op::EmbedLayerNorm(_) => at::embed_layer_norm(cx),
         Op::GroupQueryAttention(g) => at::group_query_attention(g, cx),
+        Op::RotaryEmbedding(r) => at::rotary_embedding(r, cx),
         Op::Reshape { allowzero } => s::reshape(allowzero, cx),
         Op::Flatten { axis } => s::flatten(axis, cx),
         Op::Transpose { perm } => s::transpose(perm, cx),

@@ -13,7 +13,7 @@ mod contrib;
 mod facts;
 pub use contrib::{
     ContribGelu, EmbedLayerNorm, FusedAttention, GroupQueryAttention, MatMulNBits, MultiHeadAttention, QLinear, Quant,
-    SkipLayerNorm,
+    RotaryEmbedding, SkipLayerNorm,
 };
 pub use facts::ZeroLaw;
 
@@ -321,6 +321,8 @@ pub enum Op {
     EmbedLayerNorm(EmbedLayerNorm),
     /// `com.microsoft` `GroupQueryAttention`.
     GroupQueryAttention(GroupQueryAttention),
+    /// `com.microsoft` `RotaryEmbedding`.
+    RotaryEmbedding(RotaryEmbedding),
     /// `com.microsoft` `MatMulNBits`.
     MatMulNBits(MatMulNBits),
     /// The quantised operator format: `QLinearMatMul`, `QGemm`, `QLinearAdd`…
@@ -688,6 +690,7 @@ impl Op {
             Op::MultiHeadAttention(_) => "MultiHeadAttention",
             Op::EmbedLayerNorm(_) => "EmbedLayerNormalization",
             Op::GroupQueryAttention(_) => "GroupQueryAttention",
+            Op::RotaryEmbedding(_) => "RotaryEmbedding",
             Op::MatMulNBits(_) => "MatMulNBits",
             Op::QLinear(q) => q.op_type(),
             Op::Reshape { .. } => "Reshape",
@@ -719,6 +722,7 @@ impl Op {
             | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
+            | Op::RotaryEmbedding(_)
             | Op::MatMulNBits(_) => "com.microsoft",
             Op::QLinear(QLinear::MatMul | QLinear::Conv(_)) => "",
             Op::QLinear(_) => "com.microsoft",
@@ -867,6 +871,7 @@ impl Op {
                     put("scale", Attr::Float(sc));
                 }
             }
+            Op::RotaryEmbedding(r) => r.attrs(&mut put),
             Op::EmbedLayerNorm(e) => {
                 if let Some(eps) = e.epsilon {
                     put("epsilon", Attr::Float(eps));

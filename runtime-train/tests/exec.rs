@@ -74,13 +74,37 @@ fn requantised(model: &Model) -> bool {
     model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::Quantize(_) | ecospac_ir::Op::DynamicQuantize))
 }
 
+/// True when ONNX Runtime's `MatMulInteger` of uint8 by int8 saturates on
+/// this CPU (x86 without VNNI sums pairs of products in int16): 64 × 255 ×
+/// 127 comes back short of 2,072,640.
+fn ort_saturates_u8s8(ort: &OrtExecutor) -> bool {
+    let codes = vec!["127"; 64].join(", ");
+    let mut m = ecospac_ir::text::parse(&format!(
+        "opset \"\" 17\ngraph \"g\"\ninput v0 \"a\": u8[1, 64]\ninit v1 \"b\" = i8[64, 1] [{codes}]\n\
+         node n0 \"mm\" MatMulInteger (v0, v1) -> (v2 \"y\": i32[1, 1])\noutput v2\n"
+    ))
+    .expect("parse");
+    m.ir_version = 8;
+    let a = IrTensor::from_bytes(DType::U8, vec![1, 64], vec![255; 64]);
+    let y = ort.load(&m).expect("ORT loads").run(&vec![("a".to_string(), a)]).expect("ORT runs");
+    y[0].bytes() != 2_072_640i32.to_le_bytes()
+}
+
+/// The difference on two generated samples (one at a time where ONNX
+/// Runtime runs the graph on one sample only).
 fn compare(name: &str, model: &Model, ort: &OrtExecutor) -> f64 {
     let feeds = ecospac_passes::synthetic::synthetic_inputs(model, 2, &HashMap::new(), 7).expect("inputs");
-    let reference = ort.load(model).expect("ORT loads").run(&feeds).expect("ORT runs");
+    let (batches, _) = ecospac_ir::exec::runnable_batches(ort, model, vec![feeds]);
+    let mut reference = ort.load(model).expect("ORT loads");
     let tch = TchExecutor { device: Device::Cpu };
-    let got =
-        tch.load(model).unwrap_or_else(|e| panic!("{name}: {e}")).run(&feeds).unwrap_or_else(|e| panic!("{name}: {e}"));
-    difference(&reference, &got, name)
+    let mut session = tch.load(model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut worst = 0f64;
+    for feeds in &batches {
+        let want = reference.run(feeds).expect("ORT runs");
+        let got = session.run(feeds).unwrap_or_else(|e| panic!("{name}: {e}"));
+        worst = worst.max(difference(&want, &got, name));
+    }
+    worst
 }
 
 #[test]
@@ -88,6 +112,7 @@ fn executor_matches_onnx_runtime_on_every_fixture_graph() {
     tch::set_num_threads(1);
     let ort = ort();
     let plain = self::ort().unoptimised();
+    let saturates = ort_saturates_u8s8(&ort);
     let mut graphs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures"))
         .expect("fixtures")
         .flatten()
@@ -113,6 +138,11 @@ fn executor_matches_onnx_runtime_on_every_fixture_graph() {
         let tol = tolerance(&model);
         let d = compare(&name, &model, if requantised(&model) { &plain } else { &ort });
         println!("{name}: {d:.2e} (tolerance {tol:.0e})");
+        let integer = model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::MatMulInteger));
+        if d > tol && integer && saturates {
+            println!("  not compared: ONNX Runtime's uint8 x int8 products saturate on this CPU (no VNNI)");
+            continue;
+        }
         assert!(d <= tol, "{name}: libtorch differs from ONNX Runtime by {d:.3e} (relative), over {tol:.0e}");
         ran += 1;
     }

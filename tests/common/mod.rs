@@ -125,11 +125,16 @@ pub enum Input {
 /// (batch) or 16 (others, the length the TorchScript fixtures were traced at); ids in 0..100, masks of ones,
 /// token types of zeros, floats in [-1, 1); a key/value cache is empty (a prompt).
 pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
+    make_inputs_of(model, 2)
+}
+
+/// [`make_inputs`] for `batch` samples.
+pub fn make_inputs_of(model: &Model, batch: i64) -> Vec<(String, Input)> {
     let g = &model.graph;
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x9e37_79b9);
     let mut next = move || rng.random::<u64>();
-    let caches = ecospac_passes::synthetic::empty_caches(model, 2);
+    let caches = ecospac_passes::synthetic::empty_caches(model, batch as usize);
     g.inputs
         .iter()
         .map(|&v| {
@@ -143,7 +148,7 @@ pub fn make_inputs(model: &Model) -> Vec<(String, Input)> {
                 .expect("graph inputs declare shapes")
                 .iter()
                 .enumerate()
-                .map(|(i, d)| d.as_known().unwrap_or(if i == 0 { 2 } else { 16 }))
+                .map(|(i, d)| d.as_known().unwrap_or(if i == 0 { batch } else { 16 }))
                 .collect();
             let n: i64 = dims.iter().product();
             let input = match ty.dtype {

@@ -15,8 +15,10 @@ the exporter-made fixtures (`make_fixtures.py`), the way deployment guides do:
                            FastGelu/BiasGelu where matched)
   llama-ortopt.onnx        LLaMA with the gpt2 fusions but RotaryEmbedding: RMS norms as
                            SimplifiedLayerNormalization and SkipSimplifiedLayerNormalization
-                           (ORT's fused RotaryEmbedding graph takes position_ids of batch 1 only,
-                           so ONNX Runtime itself cannot run it on a batch)
+  llama-ortopt-rotary.onnx LLaMA with the default gpt2 fusions, RotaryEmbedding included
+                           (its position_ids are computed in the graph with a batch of 1, so
+                           ONNX Runtime runs it one sample at a time only); its cos/sin caches
+                           are cut to their first 256 positions to keep the file small
 
 (`onnxruntime.transformers.optimizer` imports torch, hence the dependency.)
 
@@ -26,8 +28,13 @@ import collections
 import os
 import sys
 
+from onnx import numpy_helper
 from onnxruntime.transformers import optimizer
 from onnxruntime.transformers.fusion_options import FusionOptions
+
+
+# Rows kept of a RotaryEmbedding's cos/sin caches (positions beyond any test's sequence).
+POSITIONS = 256
 
 
 def main(out):
@@ -46,10 +53,15 @@ def main(out):
         ("bert-ortopt-mha.onnx", "bert-torchscript.onnx", "bert", mha),
         ("gpt2-ortopt.onnx", "gpt2-torchscript.onnx", "gpt2", None),
         ("llama-ortopt.onnx", "llama-torchscript.onnx", "gpt2", no_rotary),
+        ("llama-ortopt-rotary.onnx", "llama-torchscript.onnx", "gpt2", None),
     ]
     for name, base, kind, opts in jobs:
         m = optimizer.optimize_model(src(base), model_type=kind, num_heads=4, hidden_size=64,
                                      optimization_options=opts, opt_level=0)
+        for init in m.model.graph.initializer:
+            if init.name in ("cos_cache", "sin_cache") and init.dims[0] > POSITIONS:
+                table = numpy_helper.to_array(init)[:POSITIONS]
+                init.CopyFrom(numpy_helper.from_array(table, init.name))
         m.save_model_to_file(src(name))
         ops = collections.Counter(f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in m.model.graph.node)
         print(name, os.path.getsize(src(name)), dict(sorted(ops.items())))

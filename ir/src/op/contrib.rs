@@ -2,7 +2,7 @@
 //! the quantisation ops that quantised graphs bring.
 
 use super::{opaque, AttrError, Op, Reader};
-use crate::attr::Attrs;
+use crate::attr::{Attr, Attrs};
 
 /// ONNX Runtime's `com.microsoft` `SkipLayerNormalization` and
 /// `SkipSimplifiedLayerNormalization`: the normalisation (LayerNorm, or RMS norm
@@ -212,6 +212,60 @@ pub struct EmbedLayerNorm {
     pub epsilon: Option<f32>,
     /// Form of the mask index output.
     pub mask_index_type: Option<i64>,
+}
+
+/// ONNX Runtime's `com.microsoft` `RotaryEmbedding` (what its transformer
+/// optimizer fuses LLaMA-style RoPE into): input 0 (`[B, N, S, D]`, or `[B, S,
+/// H]`) rotated by position, the pair (`j`, `j + R/2`) of each head (or (`2j`,
+/// `2j + 1`) when interleaved) turned by the angle whose cosine and sine are
+/// column `j` of `cos_cache` and `sin_cache` (`[positions, R/2]`, input 2 and
+/// 3) at row `position_ids` (input 1, `[B, S]`); `R` is `rotary_embedding_dim`,
+/// else the head size. Attributes are kept as written (`None`: not written).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RotaryEmbedding {
+    /// Pairs are adjacent elements instead of the two halves.
+    pub interleaved: Option<i64>,
+    /// Sequences packed without padding.
+    pub is_packed_batching: Option<i64>,
+    /// Heads of a `[B, S, H]` input.
+    pub num_heads: Option<i64>,
+    /// Rotated dims of a head (0: all).
+    pub rotary_embedding_dim: Option<i64>,
+    /// Scale of the positions.
+    pub scale: Option<f32>,
+}
+
+impl RotaryEmbedding {
+    /// True when a head's dims pair as its two halves, all of them rotated,
+    /// in a `[B, N, S, D]` input: the form whose head dims are sliced.
+    ///
+    /// ```
+    /// use ecospac_ir::op::RotaryEmbedding;
+    /// let r = RotaryEmbedding { interleaved: Some(0), is_packed_batching: None, num_heads: None, rotary_embedding_dim: None, scale: None };
+    /// assert!(r.halves_all_dims());
+    /// assert!(!RotaryEmbedding { interleaved: Some(1), ..r.clone() }.halves_all_dims());
+    /// assert!(!RotaryEmbedding { rotary_embedding_dim: Some(8), ..r }.halves_all_dims());
+    /// ```
+    pub fn halves_all_dims(&self) -> bool {
+        let off = |v: Option<i64>| v.unwrap_or(0) == 0;
+        off(self.interleaved) && off(self.is_packed_batching) && off(self.rotary_embedding_dim)
+    }
+
+    /// Its attributes as written, each through `put`.
+    pub(super) fn attrs(&self, put: &mut impl FnMut(&str, Attr)) {
+        let ints = [
+            ("interleaved", self.interleaved),
+            ("is_packed_batching", self.is_packed_batching),
+            ("num_heads", self.num_heads),
+            ("rotary_embedding_dim", self.rotary_embedding_dim),
+        ];
+        for (name, v) in ints.into_iter().filter_map(|(n, v)| Some((n, v?))) {
+            put(name, Attr::Int(v));
+        }
+        if let Some(sc) = self.scale {
+            put("scale", Attr::Float(sc));
+        }
+    }
 }
 
 /// `QuantizeLinear` (`y = saturate(round(x / scale) + zero_point)`) and
@@ -485,6 +539,13 @@ pub(super) fn from_parts(op_type: &str, attrs: &Attrs) -> Result<Op, AttrError> 
             "EmbedLayerNormalization" => Op::EmbedLayerNorm(EmbedLayerNorm {
                 epsilon: r.float("epsilon")?,
                 mask_index_type: r.int("mask_index_type")?,
+            }),
+            "RotaryEmbedding" => Op::RotaryEmbedding(RotaryEmbedding {
+                interleaved: r.int("interleaved")?,
+                is_packed_batching: r.int("is_packed_batching")?,
+                num_heads: r.int("num_heads")?,
+                rotary_embedding_dim: r.int("rotary_embedding_dim")?,
+                scale: r.float("scale")?,
             }),
             "MultiHeadAttention" => match r.int("num_heads")? {
                 Some(num_heads) if (1..=1 << 20).contains(&num_heads) => Op::MultiHeadAttention(MultiHeadAttention {

@@ -71,6 +71,8 @@ impl Op {
             | Op::EmbedLayerNorm(_)
             // Its head counts restate sizes, but every axis it reads is pinned.
             | Op::GroupQueryAttention(_)
+            // Its head count restates a size only of a [B, S, H] input, whose heads are pinned.
+            | Op::RotaryEmbedding(_)
             | Op::Flatten { .. }
             | Op::Transpose { .. }
             | Op::Gather { .. }
@@ -114,6 +116,7 @@ impl Op {
             | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
+            | Op::RotaryEmbedding(_)
             | Op::DynamicQuantize
             | Op::Reshape { .. }
             | Op::Flatten { .. }
@@ -173,6 +176,7 @@ impl Op {
             | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
+            | Op::RotaryEmbedding(_)
             | Op::Reshape { .. }
             | Op::Flatten { .. }
             | Op::Transpose { .. }
@@ -221,6 +225,8 @@ impl Op {
             Op::EmbedLayerNorm(_) => (7, 9, 2, 3),
             // seqlens_k and total_sequence_length (inputs 5 and 6) are required.
             Op::GroupQueryAttention(_) => (7, 16, 1, 4),
+            // input, position_ids, cos_cache, sin_cache.
+            Op::RotaryEmbedding(_) => (4, 4, 1, 1),
             Op::MatMulNBits(_) => (3, 6, 1, 1),
             Op::QLinear(q) => match q {
                 QLinear::MatMul => (8, 8, 1, 1),
@@ -321,6 +327,8 @@ impl Op {
             | Op::MultiHeadAttention(_)
             | Op::EmbedLayerNorm(_)
             | Op::GroupQueryAttention(_)
+            // Each output element mixes two input elements.
+            | Op::RotaryEmbedding(_)
             | Op::Shape { .. }
             | Op::Constant { .. }
             | Op::ConstantOfShape { .. }

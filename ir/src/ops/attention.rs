@@ -1,5 +1,5 @@
 //! ONNX Runtime's fused attention ops (`Attention`, `EmbedLayerNormalization`,
-//! `GroupQueryAttention`): their output facts and axis relations.
+//! `GroupQueryAttention`, `RotaryEmbedding`): their output facts and axis relations.
 
 use super::*;
 
@@ -291,4 +291,78 @@ fn fused_heads(f: &crate::op::FusedAttention, ins: &[Option<Fact>], outs: &[Opti
     let whole = parts.iter().all(|&p| p > 0 && p % n == 0) && parts[0] == parts[1];
     let total = parts.iter().try_fold(0i64, |t, &p| t.checked_add(p))?;
     (whole && total == w[1] && b[0] == w[1]).then_some((n, parts))
+}
+
+/// `RotaryEmbedding`: the input's type; a `[B, N, S, D]` or `[B, S, H]`
+/// input, two-dimensional caches of one shape whose columns are half the
+/// rotated dims.
+pub(crate) fn rotary_embedding(r: &RotaryEmbedding, cx: &mut Cx<'_>) -> Result<Vec<Fact>, InferError> {
+    let x = cx.shape(0);
+    if let Some(x) = x.filter(|x| !matches!(x.len(), 3 | 4)) {
+        return err(format!("RotaryEmbedding of an input of rank {}, not 3 or 4", x.len()));
+    }
+    let (cos, sin) = (cx.shape(2), cx.shape(3));
+    match (cos, sin) {
+        (Some(c), _) | (_, Some(c)) if c.len() != 2 => {
+            return err(format!("RotaryEmbedding: a cache of rank {}, not 2", c.len()))
+        }
+        (Some(c), Some(s))
+            if c.iter().zip(s).any(|(a, b)| matches!((a.as_known(), b.as_known()), (Some(p), Some(q)) if p != q)) =>
+        {
+            return err(format!("RotaryEmbedding: caches {c:?} and {s:?} differ"))
+        }
+        _ => {}
+    }
+    if let (Some([.., d]), Some([_, half])) = (x.filter(|x| x.len() == 4), cos) {
+        let rotated = r.rotary_embedding_dim.filter(|&n| n > 0).or(d.as_known());
+        if let (Some(rot), Some(h)) = (rotated, half.as_known()) {
+            if h.checked_mul(2) != Some(rot) || d.as_known().is_some_and(|d| rot > d) {
+                return err(format!("RotaryEmbedding: caches of {h} columns rotate {rot} dims of a head of {d:?}"));
+            }
+        }
+    }
+    Ok(vec![Fact::of_ty(cx.input(0).and_then(|f| f.ty.clone()))])
+}
+
+/// `RotaryEmbedding`: every axis of the input is the output's. In a `[B, N,
+/// S, D]` input whose pairs are the halves of every head ([`RotaryEmbedding::halves_all_dims`]),
+/// dim `j` and dim `j + D/2` of a head are one index, column `j` of both
+/// caches; otherwise the head dims (or the `[B, S, H]` width) are pinned.
+/// Positions are read by data.
+pub(crate) fn rotary_embedding_axes(r: &RotaryEmbedding, io: &Io<'_>, o0: &[Dim]) -> Vec<AxisRel> {
+    let rank = o0.len();
+    let mut rels: Vec<AxisRel> = (0..rank.saturating_sub(1)).map(|k| same(0, k, 0, k)).collect();
+    for i in 1..4 {
+        for k in 0..io.in_shape(i).map_or(0, <[Dim]>::len) {
+            if !(i >= 2 && k == 1) {
+                rels.push(pin(i, k, PinReason::Indexed));
+            }
+        }
+    }
+    let half = match (io.in_shape(0), io.in_shape(2), io.in_shape(3)) {
+        (Some([_, _, _, d]), Some([_, c]), Some([_, s])) if r.halves_all_dims() => {
+            d.as_known().filter(|&d| d > 0 && d % 2 == 0 && c.as_known() == Some(d / 2) && s.as_known() == Some(d / 2))
+        }
+        _ => None,
+    };
+    let Some(d) = half else {
+        rels.push(pin(0, rank.saturating_sub(1), PinReason::Fused));
+        rels.push(pin_out(0, rank.saturating_sub(1), PinReason::Fused));
+        for i in 2..4 {
+            if io.in_shape(i).is_some_and(|s| s.len() == 2) {
+                rels.push(pin(i, 1, PinReason::Fused));
+            }
+        }
+        return rels;
+    };
+    let halves = vec![Part::Slot(inner(0)), Part::Slot(inner(1))];
+    rels.push(AxisRel::Inner { id: 0, size: d / 2 });
+    rels.push(AxisRel::Inner { id: 1, size: d / 2 });
+    rels.push(AxisRel::Same(inner(0), inner(1)));
+    rels.push(AxisRel::Concat { whole: Slot { port: Port::In(0), axis: 3 }, parts: halves.clone() });
+    rels.push(AxisRel::Concat { whole: Slot { port: Port::Out(0), axis: 3 }, parts: halves });
+    for i in 2..4 {
+        rels.push(AxisRel::Same(Slot { port: Port::In(i), axis: 1 }, inner(0)));
+    }
+    rels
 }

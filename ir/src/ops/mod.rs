@@ -23,7 +23,7 @@ pub(crate) use crate::infer::{
 };
 pub(crate) use crate::op::{
     BinaryOp, Cast, Conv, FusedAttention, Gemm, GroupQueryAttention, LayerNorm, MatMulNBits, MultiHeadAttention,
-    QLinear, Quant, Reduce, SkipLayerNorm, Softmax, Split, UnaryOp,
+    QLinear, Quant, Reduce, RotaryEmbedding, SkipLayerNorm, Softmax, Split, UnaryOp,
 };
 pub(crate) use crate::tensor::Tensor;
 pub(crate) use crate::ty::{DType, Dim, TensorTy};

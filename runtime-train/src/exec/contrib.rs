@@ -6,7 +6,9 @@
 use super::ops::{need, normalise, one, opt, Cx, Outs};
 use super::{Fail, R};
 use ecospac_ir::attr::{Attr, Attrs};
-use ecospac_ir::op::{ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, Opaque, Quant, SkipLayerNorm};
+use ecospac_ir::op::{
+    ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, Opaque, Quant, RotaryEmbedding, SkipLayerNorm,
+};
 use ecospac_ir::DType;
 use tch::{Kind, Tensor};
 
@@ -249,6 +251,62 @@ fn only_attrs(o: &Opaque, known: &[&str]) -> R<()> {
         Some((n, _)) => Err(Fail(format!("attribute `{n}` is not supported"))),
         None => Ok(()),
     }
+}
+
+/// `RotaryEmbedding`: each head's rotated dims turned by the angles of its
+/// positions (`cos_cache`/`sin_cache` rows at `position_ids`, or from a
+/// start position when `position_ids` has one element); the rest pass.
+pub(crate) fn rotary_embedding(r: &RotaryEmbedding, x: &[Option<&Tensor>]) -> R<Outs> {
+    let (input, pos, cos, sin) = (need(x, 0)?, need(x, 1)?, need(x, 2)?, need(x, 3)?);
+    if r.is_packed_batching.unwrap_or(0) != 0 || r.scale.is_some_and(|s| s != 1.0) {
+        return Err(Fail(
+            "RotaryEmbedding with packed batching or a scale is not run by the libtorch executor yet".into(),
+        ));
+    }
+    let dims = input.size();
+    let half = cos.size().get(1).copied().ok_or_else(|| Fail("RotaryEmbedding: a cache of rank < 2".into()))?;
+    let rot = 2 * half;
+    // As [B, S, N, D] (3-D input) or [B, N, S, D].
+    let (heads, seq_axis) = match dims[..] {
+        [b, s, h] => {
+            let n = match r.num_heads.filter(|&n| n > 0) {
+                Some(n) => n,
+                None => h / r.rotary_embedding_dim.filter(|&d| d > 0).unwrap_or(rot).max(1),
+            };
+            if n <= 0 || h % n != 0 {
+                return Err(Fail(format!("RotaryEmbedding: a width of {h} is not {n} heads")));
+            }
+            (input.f_reshape([b, s, n, h / n])?, 1)
+        }
+        [_, _, _, _] => (input.shallow_clone(), 2),
+        _ => return Err(Fail(format!("RotaryEmbedding of an input of shape {dims:?}"))),
+    };
+    let (seq, head) = (heads.size()[seq_axis], heads.size()[3]);
+    if rot > head {
+        return Err(Fail(format!("RotaryEmbedding: caches of {half} columns for a head of {head}")));
+    }
+    let positions = if pos.numel() == 1 {
+        (Tensor::f_arange(seq, (Kind::Int64, input.device()))? + pos.f_reshape([])?).f_unsqueeze(0)?
+    } else {
+        pos.f_to_kind(Kind::Int64)?
+    };
+    // [B or 1, S, half], with a heads axis of 1 where the input has one.
+    let table = |t: &Tensor| -> R<Tensor> {
+        let rows = t.f_index_select(0, &positions.f_reshape([-1])?)?.f_reshape([-1, seq, half])?;
+        Ok(rows.f_unsqueeze(if seq_axis == 1 { 2 } else { 1 })?.f_to_kind(input.kind())?)
+    };
+    let (c, s) = (table(cos)?, table(sin)?);
+    let rotated = heads.f_narrow(3, 0, rot)?;
+    let out = if r.interleaved.unwrap_or(0) != 0 {
+        let (a, b) = (rotated.f_slice(3, 0, rot, 2)?, rotated.f_slice(3, 1, rot, 2)?);
+        let (p, q) = (&a * &c - &b * &s, &b * &c + &a * &s);
+        Tensor::f_stack(&[p, q], -1)?.f_flatten(3, 4)?
+    } else {
+        let (a, b) = (rotated.f_narrow(3, 0, half)?, rotated.f_narrow(3, half, half)?);
+        Tensor::f_cat(&[&a * &c - &b * &s, &b * &c + &a * &s], 3)?
+    };
+    let out = if rot < head { Tensor::f_cat(&[out, heads.f_narrow(3, rot, head - rot)?], 3)? } else { out };
+    one(out.f_reshape(dims.as_slice())?)
 }
 
 /// The ops outside the closed set that the executor runs by name.

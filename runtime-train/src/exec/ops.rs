@@ -116,6 +116,7 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
         Op::FusedAttention(a) => contrib::attention(a, x, cx),
         Op::EmbedLayerNorm(e) => contrib::embed_layer_norm(e, x, cx),
         Op::MatMulNBits(m) => contrib::matmul_nbits(m, x),
+        Op::RotaryEmbedding(r) => contrib::rotary_embedding(r, x),
         // Requantised integer products round as ONNX Runtime's kernels do;
         // that is not reproduced here yet.
         Op::QLinear(q) => Err(Fail(format!(
