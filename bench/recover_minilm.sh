@@ -8,7 +8,7 @@
 # Writes .cache/bench/recover/ and bench/recover-minilm.svg; prints a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-600}
+steps=${1:-700}
 shift || true
 ./scripts/setup.sh
 ./scripts/setup-torch.sh
@@ -34,6 +34,6 @@ mkdir -p "$out"
 .venv/bin/python bench/recover_minilm.py sentences "$source" "$out/sentences.txt"
 rm -rf "$out/run"
 "$bin" train --from "$out/compact.onnx" --teacher .cache/minilm/model.onnx --data "$out/sentences.txt" --tokenizer "$tok" \
-  --validation "$out/heldout.npz" --steps "$steps" --batch 16 --seq-len 64 --lr 2e-4 --warmup 20 \
+  --validation "$out/heldout.npz" --steps "$steps" --batch 32 --seq-len 32 --lr 6e-4 --warmup 20 \
   --weight-decay 0 --eval-every 50 --match-layers --device cpu -o "$out/run" "$@"
 .venv/bin/python bench/recover_minilm.py score .cache/minilm/model.onnx "$out/compact.onnx" "$tok" "$out/run" "$docs" "$wordnet"
