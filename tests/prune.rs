@@ -350,6 +350,19 @@ fn exact_llama_ortopt_rotary() {
     let name = "llama-ortopt-rotary.onnx";
     let model = prepared(name);
     assert!(model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::RotaryEmbedding(_))));
+    // Its cos/sin caches are tables, not parameters.
+    let g = &model.graph;
+    let floats: u128 = g
+        .initializers
+        .iter()
+        .filter_map(|&v| g.value(v).constant.as_ref().filter(|t| t.dtype.is_float()))
+        .map(|t| t.numel())
+        .sum();
+    let tables: u128 = ["cos_cache", "sin_cache"]
+        .iter()
+        .map(|n| g.values().find(|(_, v)| v.name == *n).and_then(|(_, v)| v.constant.as_ref()).expect(n).numel())
+        .sum();
+    assert_eq!(g.parameters(), floats - tables);
     let coupling = analyze(&model);
     assert_eq!(coupling.groups.len(), analyze(&prepared("llama-torchscript.onnx")).groups.len());
     let cos = model.graph.values().find(|(_, v)| v.name == "cos_cache").map(|(id, _)| id).expect("cos_cache");

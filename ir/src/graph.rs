@@ -271,15 +271,51 @@ impl Graph {
         }
         p
     }
-    /// Float parameters: the elements of every float initializer, each counted
-    /// once however many nodes read it.
+    /// Float parameters: the elements of every float initializer but the
+    /// tables ([`Graph::tables`]), each counted once however many nodes read it.
     pub fn float_parameters(&self) -> u128 {
+        let tables = self.tables();
         self.initializers
             .iter()
+            .filter(|v| !tables.get(v.index()).copied().unwrap_or(false))
             .filter_map(|&v| self.value(v).constant.as_ref())
             .filter(|t| t.dtype.is_float())
             .map(|t| t.numel())
             .sum()
+    }
+    /// For each value: a float constant that nodes read only as tables
+    /// ([`Op::table_inputs`](crate::Op::table_inputs): the cos/sin caches of
+    /// rotary embeddings). A table is cut with the weights it is read with,
+    /// but it is not a parameter.
+    pub fn tables(&self) -> Vec<bool> {
+        // Read somewhere other than at a table input (or a graph output).
+        let mut other = vec![false; self.values.len()];
+        let mut table = vec![false; self.values.len()];
+        for &o in &self.outputs {
+            if let Some(slot) = other.get_mut(o.index()) {
+                *slot = true;
+            }
+        }
+        for (_, node) in self.nodes() {
+            for (i, v) in node.inputs.iter().enumerate() {
+                let Some(v) = v else { continue };
+                let slot = if node.op.table_inputs().contains(&i) { &mut table } else { &mut other };
+                if let Some(s) = slot.get_mut(v.index()) {
+                    *s = true;
+                }
+            }
+            for c in &node.captures {
+                if let Some(s) = other.get_mut(c.index()) {
+                    *s = true;
+                }
+            }
+        }
+        table
+            .iter()
+            .zip(&other)
+            .zip(self.values.iter())
+            .map(|((&t, &o), (_, v))| t && !o && v.constant.as_ref().is_some_and(|c| c.dtype.is_float()))
+            .collect()
     }
     /// For each value: a constant that holds weights, i.e. a float constant or
     /// one that some node reads at a quantised-data input
@@ -306,7 +342,7 @@ impl Graph {
     /// one each), each counted once however many nodes read it (what
     /// `ecospac inspect` reports).
     pub fn parameters(&self) -> u128 {
-        let w = self.weights();
+        let (w, tables) = (self.weights(), self.tables());
         let mut codes = vec![1u32; self.values.len()];
         for (_, node) in self.nodes() {
             for (i, v) in node.inputs.iter().enumerate() {
@@ -319,7 +355,7 @@ impl Graph {
         }
         self.initializers
             .iter()
-            .filter(|v| w.get(v.index()).copied().unwrap_or(false))
+            .filter(|v| w.get(v.index()).copied().unwrap_or(false) && !tables.get(v.index()).copied().unwrap_or(false))
             .filter_map(|&v| {
                 Some(self.value(v).constant.as_ref()?.numel().saturating_mul(u128::from(codes[v.index()])))
             })

@@ -196,6 +196,55 @@ impl Op {
         }
     }
 
+    /// Inputs that hold tables computed from the op's hyperparameters, not
+    /// learned weights (the cos/sin caches of rotary embeddings): constants
+    /// read only there are not parameters ([`crate::Graph::weights`]),
+    /// although a slice cuts them with what they are read with.
+    pub fn table_inputs(&self) -> &'static [usize] {
+        match self {
+            Op::RotaryEmbedding(_) => &[2, 3],
+            Op::GroupQueryAttention(_) => &[7, 8],
+            Op::MatMulNBits(_)
+            | Op::QLinear(_)
+            | Op::MatMul
+            | Op::Gemm(_)
+            | Op::Conv(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::Softmax(_)
+            | Op::LayerNorm(_)
+            | Op::ReduceMean(_)
+            | Op::ReduceSum(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::DynamicQuantize
+            | Op::MatMulInteger
+            | Op::Gelu(_)
+            | Op::SkipLayerNorm(_)
+            | Op::ContribGelu(_)
+            | Op::FusedAttention(_)
+            | Op::MultiHeadAttention(_)
+            | Op::EmbedLayerNorm(_)
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Split(_)
+            | Op::Slice
+            | Op::Concat { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Expand
+            | Op::Cast(_)
+            | Op::Constant { .. }
+            | Op::ConstantOfShape { .. }
+            | Op::Range
+            | Op::Opaque(_) => &[],
+        }
+    }
+
     /// Inputs and outputs the op accepts: `(min_in, max_in, min_out, max_out)`.
     pub fn arity(&self) -> (usize, usize, usize, usize) {
         const ANY: usize = usize::MAX;

@@ -101,8 +101,10 @@ impl Group {
     /// through it; a tensor shared by several uses counts once).
     pub fn cost_per_index(&self, model: &Model) -> u64 {
         let mut seen = BTreeSet::new();
+        let tables = model.graph.tables();
         self.members
             .iter()
+            .filter(|m| !tables.get(m.value.index()).copied().unwrap_or(false))
             .filter(|m| seen.insert((m.storage(), m.axis)))
             .map(|m| {
                 let t = model.graph.value(m.value).constant.as_ref().map_or(0, |t| {

@@ -8,7 +8,7 @@
 //! mismatch named (a plan from another graph never silently cuts other layers).
 
 use crate::coupling::{Coupling, Group};
-use ecospac_ir::{DType, Model, NodeId, Tensor, ValueId};
+use ecospac_ir::{DType, EntityId, Model, NodeId, Tensor, ValueId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -399,7 +399,12 @@ pub fn prunable_parameters_in(
             }
         }
     }
+    let tables = model.graph.tables();
     for ((value, _), axes) in all {
+        // Tables (cos/sin caches) are cut with the weights but are not parameters.
+        if tables.get(value.index()).copied().unwrap_or(false) {
+            continue;
+        }
         let Some(t) = model.graph.value(value).constant.as_ref() else { continue };
         let dims: Vec<u64> = t.dims.iter().map(|&d| d.max(0) as u64).collect();
         before = before.saturating_add(dims.iter().product());
