@@ -66,7 +66,15 @@ fn check(
         }
         diff = max_rel_diff(&run_model(&mp, &inputs), &run_model(&sp, &inputs));
     }
-    assert!(diff < 1e-4, "{name}: sliced differs from masked by {diff:e} (relative)");
+    // Where ONNX Runtime's uint8 x int8 products saturate (no VNNI), integer
+    // products depend on which elements pair up, which slicing along K changes.
+    let integer =
+        model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::MatMulInteger | ecospac_ir::Op::QLinear(_)));
+    let tol = if integer && ort_saturates_u8s8() { 5e-2 } else { 1e-4 };
+    if tol > 1e-4 {
+        println!("{name}: {diff:e} (ONNX Runtime's uint8 x int8 products saturate on this CPU: tolerance {tol:e})");
+    }
+    assert!(diff < tol, "{name}: sliced differs from masked by {diff:e} (relative)");
     assert!(sliced.graph.parameters() < model.graph.parameters(), "{name}: nothing was removed");
     diff
 }
