@@ -359,11 +359,13 @@ fn output_named(program: &Program, name: &str) -> Result<ValueId, TrainError> {
 
 /// The weights of `model`: its float initializers with more than one element
 /// that reach a graph output other than through a `Cos` or `Sin` (what feeds
-/// only those is a RoPE frequency table, not a weight; a cos/sin table
-/// computed before export is indistinguishable from a learned one, and is
-/// trained).
+/// only those is a RoPE frequency table, not a weight), and are not tables
+/// ([`ecospac_ir::Graph::tables`]: the cos/sin caches of a fused rotary
+/// embedding). A cos/sin table that other ops read is indistinguishable from
+/// a learned one, and is trained.
 pub fn weights(model: &IrModel) -> BTreeSet<String> {
     let g = &model.graph;
+    let tables = g.tables();
     let consumers = g.consumers();
     let outputs: BTreeSet<ValueId> = g.outputs.iter().copied().collect();
     let reaches_output = |start: ValueId| {
@@ -389,7 +391,7 @@ pub fn weights(model: &IrModel) -> BTreeSet<String> {
         .iter()
         .copied()
         .filter(|&v| g.value(v).constant.as_ref().is_some_and(|t| t.dtype.is_float() && t.numel() > 1))
-        .filter(|&v| reaches_output(v))
+        .filter(|&v| !tables.get(v.index()).copied().unwrap_or(false) && reaches_output(v))
         .map(|v| g.value(v).name.clone())
         .collect()
 }

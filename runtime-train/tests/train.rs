@@ -336,7 +336,8 @@ fn dense_checkpoints_round_trip_through_the_checkpoint_frontend() {
 }
 
 /// What an ONNX file trains: its weights, not the RoPE frequency table the
-/// dynamo exporter stores as an initializer (it feeds only `Cos` and `Sin`).
+/// dynamo exporter stores as an initializer (it feeds only `Cos` and `Sin`)
+/// nor the cos/sin caches of a fused `RotaryEmbedding`.
 #[test]
 fn rope_frequencies_of_an_onnx_file_are_not_weights() {
     let ir = ecospac_frontends::import_file(&root().join("tests/fixtures/llama-dynamo.onnx")).expect("import");
@@ -352,4 +353,8 @@ fn rope_frequencies_of_an_onnx_file_are_not_weights() {
     assert!(float.contains(&"expand_2"), "the fixture's frequency table: {float:?}");
     assert!(!weights.contains("expand_2"), "the frequency table is trained");
     assert_eq!(weights.len(), float.len() - 1, "every other float initializer is a weight: {weights:?}");
+    // The cos/sin caches of ONNX Runtime's fused RotaryEmbedding are tables.
+    let ir = ecospac_frontends::import_file(&root().join("tests/fixtures/llama-ortopt-rotary.onnx")).expect("import");
+    let weights = ecospac_runtime_train::net::weights(&ir);
+    assert!(!weights.is_empty() && !weights.contains("cos_cache") && !weights.contains("sin_cache"), "{weights:?}");
 }
