@@ -6,6 +6,8 @@
 #[path = "../../tests/common/blocks.rs"]
 mod blocks;
 mod common;
+#[path = "../../tests/common/ort_probe.rs"]
+mod ort_probe;
 
 use common::root;
 use ecospac_backends::ort::OrtExecutor;
@@ -74,22 +76,6 @@ fn requantised(model: &Model) -> bool {
     model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::Quantize(_) | ecospac_ir::Op::DynamicQuantize))
 }
 
-/// True when ONNX Runtime's `MatMulInteger` of uint8 by int8 saturates on
-/// this CPU (x86 without VNNI sums pairs of products in int16): 64 × 255 ×
-/// 127 comes back short of 2,072,640.
-fn ort_saturates_u8s8(ort: &OrtExecutor) -> bool {
-    let codes = vec!["127"; 64].join(", ");
-    let mut m = ecospac_ir::text::parse(&format!(
-        "opset \"\" 17\ngraph \"g\"\ninput v0 \"a\": u8[1, 64]\ninit v1 \"b\" = i8[64, 1] [{codes}]\n\
-         node n0 \"mm\" MatMulInteger (v0, v1) -> (v2 \"y\": i32[1, 1])\noutput v2\n"
-    ))
-    .expect("parse");
-    m.ir_version = 8;
-    let a = IrTensor::from_bytes(DType::U8, vec![1, 64], vec![255; 64]);
-    let y = ort.load(&m).expect("ORT loads").run(&vec![("a".to_string(), a)]).expect("ORT runs");
-    y[0].bytes() != 2_072_640i32.to_le_bytes()
-}
-
 /// The difference on two generated samples (one at a time where ONNX
 /// Runtime runs the graph on one sample only).
 fn compare(name: &str, model: &Model, ort: &OrtExecutor) -> f64 {
@@ -112,7 +98,7 @@ fn executor_matches_onnx_runtime_on_every_fixture_graph() {
     tch::set_num_threads(1);
     let ort = ort();
     let plain = self::ort().unoptimised();
-    let saturates = ort_saturates_u8s8(&ort);
+    let saturates = ort_probe::ort_saturates_u8s8(&ort);
     let mut graphs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures"))
         .expect("fixtures")
         .flatten()

@@ -2,6 +2,8 @@
 //! generated from a model's declared inputs, and the compile pipeline.
 #![allow(dead_code)]
 
+mod ort_probe;
+
 use ecospac_ir::{DType, Model};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor as OrtTensor};
@@ -98,26 +100,14 @@ pub fn ort_env() -> &'static ort::environment::Environment {
     ecospac_backends::ort::environment(Some(&ort_library())).expect("load ONNX Runtime")
 }
 
-/// True when ONNX Runtime's `MatMulInteger` of uint8 by int8 saturates on
-/// this CPU (x86 without VNNI sums pairs of products in int16): 64 × 255 ×
-/// 127 comes back short of 2,072,640. Integer products then depend on which
-/// elements pair up, so a graph sliced along K is not bit-identical to its
-/// masked original there.
+/// [`ort_probe::ort_saturates_u8s8`], probed once: where it holds, a graph
+/// of integer products sliced along K is not bit-identical to its masked
+/// original (slicing changes which elements pair up).
 pub fn ort_saturates_u8s8() -> bool {
     static SATURATES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SATURATES.get_or_init(|| {
-        use ecospac_ir::exec::Executor;
-        let codes = vec!["127"; 64].join(", ");
-        let mut m = ecospac_ir::text::parse(&format!(
-            "opset \"\" 17\ngraph \"g\"\ninput v0 \"a\": u8[1, 64]\ninit v1 \"b\" = i8[64, 1] [{codes}]\n\
-             node n0 \"mm\" MatMulInteger (v0, v1) -> (v2 \"y\": i32[1, 1])\noutput v2\n"
-        ))
-        .expect("parse");
-        m.ir_version = 8;
         let ort = ecospac_backends::ort::OrtExecutor::new(Some(&ort_library()), 1).expect("load ORT");
-        let a = ecospac_ir::Tensor::from_bytes(DType::U8, vec![1, 64], vec![255; 64]);
-        let y = ort.load(&m).expect("ORT loads").run(&vec![("a".to_string(), a)]).expect("ORT runs");
-        y[0].bytes() != 2_072_640i32.to_le_bytes()
+        ort_probe::ort_saturates_u8s8(&ort)
     })
 }
 
