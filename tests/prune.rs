@@ -635,8 +635,12 @@ fn plans_meet_the_budget_within_one_step() {
             }
             let global = plan(&model, &coupling, &opts(Allocation::Global)).expect("plan");
             let (kept, total) = fraction(&global);
-            // Global keeps whole heads; in a fused Attention they are the only way in.
-            if !model.graph.nodes().any(|(_, n)| matches!(n.op, ecospac_ir::Op::FusedAttention(_))) {
+            // Global keeps whole heads; in a fused Attention and a
+            // GroupQueryAttention (whose head dims stay) they are the only way in.
+            let heads_only = |op: &ecospac_ir::Op| {
+                matches!(op, ecospac_ir::Op::FusedAttention(_) | ecospac_ir::Op::GroupQueryAttention(_))
+            };
+            if !model.graph.nodes().any(|(_, n)| heads_only(&n.op)) {
                 assert!(
                     (kept - budget * total).abs() <= max_step as f64,
                     "{name}: global {budget}: kept {kept} of {total} (step {max_step})"
@@ -892,26 +896,66 @@ fn exact_cnn_qop() {
     check("cnn-qop.onnx", &model, &half);
 }
 
-/// A decoder from ONNX Runtime GenAI's model builder (`GroupQueryAttention`
-/// with the key/value cache as graph inputs): the import ignores its one
-/// contradicted `value_info` annotation and names it; the FFN groups are
-/// found, the attention's weights stay (its cache is the model's interface);
-/// and the compact model equals the masked original on a prompt (empty cache).
+/// Decoders from ONNX Runtime GenAI's model builder (`GroupQueryAttention`
+/// with the key/value cache as graph inputs; Q, K and V packed in one
+/// projection, and the builder's `disable_qkv_fusion` form with three): the
+/// import ignores its one contradicted `value_info` annotation and names it;
+/// the FFN groups are found, and the query heads a head of every key/value
+/// group at a time (the cache, the model's interface, keeps its heads and
+/// head size); the compact model equals the masked original on a prompt
+/// (empty cache).
 #[test]
 fn genai_builder_graphs_compile_exactly() {
-    let imported = ecospac_frontends::import_file_with_data(&fixture("llama-genai.onnx")).expect("import");
-    let ignored: Vec<&str> = imported.ignored.iter().map(|d| d.value.as_str()).collect();
-    assert_eq!(ignored, ["/model/constants/INT64/[1]"]);
-    assert_eq!((imported.ignored[0].declared.as_str(), imported.ignored[0].inferred.as_str()), ("i64[]", "i64[1]"));
-    let model = prepared("llama-genai.onnx");
-    let coupling = analyze(&model);
-    let names: Vec<&str> =
-        coupling.groups.iter().flat_map(|g| &g.members).map(|m| model.graph.value(m.value).name.as_str()).collect();
-    assert_eq!(coupling.groups.len(), 2, "{names:?}");
-    assert!(names.iter().all(|n| n.contains(".mlp.")), "{names:?}");
-    let fused = coupling.pinned.iter().any(|p| {
-        model.graph.value(p.value).name.contains("qkv_proj") && p.reasons.contains(&ecospac_ir::axes::PinReason::Fused)
-    });
-    assert!(fused, "the packed QKV weight is pinned by the GroupQueryAttention");
-    exact_on("llama-genai.onnx");
+    for name in ["llama-genai.onnx", "llama-genai-unfused.onnx"] {
+        let imported = ecospac_frontends::import_file_with_data(&fixture(name)).expect("import");
+        let ignored: Vec<&str> = imported.ignored.iter().map(|d| d.value.as_str()).collect();
+        assert_eq!(ignored, ["/model/constants/INT64/[1]"], "{name}");
+        let declared = (imported.ignored[0].declared.as_str(), imported.ignored[0].inferred.as_str());
+        assert_eq!(declared, ("i64[]", "i64[1]"), "{name}");
+        let model = prepared(name);
+        let coupling = analyze(&model);
+        let named = |g: &ecospac_passes::coupling::Group, part: &str| {
+            g.members.iter().any(|m| model.graph.value(m.value).name.contains(part))
+        };
+        let names: Vec<&str> =
+            coupling.groups.iter().flat_map(|g| &g.members).map(|m| model.graph.value(m.value).name.as_str()).collect();
+        assert_eq!(coupling.groups.len(), 4, "{name}: {names:?}");
+        let heads: Vec<_> = coupling.groups.iter().filter(|g| named(g, "attn.q")).collect();
+        assert_eq!(heads.len(), 2, "{name}: {names:?}");
+        for g in &heads {
+            assert!(named(g, "o_proj") && !named(g, ".k_proj") && !named(g, ".v_proj"), "{name}: {names:?}");
+            assert_eq!((g.block, g.size), (2, 4), "{name}: a head of 2 per group, in 2 groups");
+        }
+        exact_on(name);
+        // Half the query heads of every key/value group go (the second of
+        // group 0, the first of group 1; half the FFN channels too): 2 query
+        // heads over the 2 key/value heads.
+        let halves = |c: &ecospac_passes::coupling::Coupling| -> Vec<Vec<u32>> {
+            c.groups
+                .iter()
+                .map(|g| {
+                    // Block b keeps its first half when b is even, else its second.
+                    let half = g.block / 2;
+                    (0..g.blocks())
+                        .flat_map(|b| (0..half).map(move |i| (b * g.block + (b % 2) * half + i) as u32))
+                        .collect()
+                })
+                .collect()
+        };
+        let mut sliced = model.clone();
+        let mut c = analyze(&model);
+        let p = SlicePlan::from_kept(&model, &c, halves(&c));
+        apply_plan(&mut sliced, &mut c, &p).expect("slice");
+        let counts: Vec<(i64, i64)> = sliced
+            .graph
+            .order
+            .iter()
+            .filter_map(|&n| match &sliced.graph.node(n).op {
+                ecospac_ir::Op::GroupQueryAttention(g) => Some((g.num_heads, g.kv_num_heads)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts, [(2, 2), (2, 2)], "{name}");
+        check(name, &model, &move |m, c| SlicePlan::from_kept(m, c, halves(c)));
+    }
 }

@@ -30,6 +30,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("llama-qop.onnx", "is not run by the libtorch executor"),
     ("cnn-qop.onnx", "is not run by the libtorch executor"),
     ("llama-genai.onnx", "GroupQueryAttention` is not run by the libtorch executor"),
+    ("llama-genai-unfused.onnx", "GroupQueryAttention` is not run by the libtorch executor"),
     ("bert-ortopt-mha.onnx", "MultiHeadAttention` is not run by the libtorch executor"),
 ];
 

@@ -47,6 +47,7 @@ pub const FIXTURES: &[&str] = &[
     "llama-optimum-o1.onnx",
     "llama-optimum-o2.onnx",
     "llama-genai.onnx",
+    "llama-genai-unfused.onnx",
     "if-reads-weight.onnx",
     "bert-qdq.onnx",
     "gpt2-qdq.onnx",

@@ -25,6 +25,8 @@ positions) and a word-level tokenizer made here (the builder requires one):
                     builder annotates its [1]-shaped constant as a scalar in
                     value_info (ONNX Runtime ignores that; so does ecospac, with
                     a warning).
+  llama-genai-unfused.onnx  the same with `--extra_options disable_qkv_fusion=true`:
+                    separate Q, K and V projections feeding the GroupQueryAttention.
 
 The weights are stored in the file (the builder writes external data; it is
 inlined here). No model hub is needed.
@@ -61,13 +63,15 @@ def main(out_dir):
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
         tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", bos_token="t1",
                                    eos_token="t2").save_pretrained(ckpt)
-        built = os.path.join(tmp, "out")
-        subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", ckpt, "-o", built,
-                        "-p", "fp32", "-e", "cpu", "-c", os.path.join(tmp, "cache")],
-                       check=True, stdout=subprocess.DEVNULL)
-        m = onnx.load(os.path.join(built, "model.onnx"))
-        onnx.save(m, os.path.join(out_dir, "llama-genai.onnx"))
-    print("wrote llama-genai.onnx")
+        for name, extra in [("llama-genai.onnx", []),
+                            ("llama-genai-unfused.onnx", ["--extra_options", "disable_qkv_fusion=true"])]:
+            built = os.path.join(tmp, "out-" + name)
+            subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", ckpt, "-o", built,
+                            "-p", "fp32", "-e", "cpu", "-c", os.path.join(tmp, "cache")] + extra,
+                           check=True, stdout=subprocess.DEVNULL)
+            m = onnx.load(os.path.join(built, "model.onnx"))
+            onnx.save(m, os.path.join(out_dir, name))
+            print("wrote", name)
 
 
 if __name__ == "__main__":

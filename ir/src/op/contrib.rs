@@ -89,9 +89,11 @@ impl FusedAttention {
 /// 3 and 4 (`past_key`, `past_value`, `[B, kv_num_heads, P, head_size]`) and
 /// outputs 1 and 2. Query is `[B, S, num_heads · head_size]`, or Q, K and V
 /// packed (`[B, S, (num_heads + 2 · kv_num_heads) · head_size]`) when key and
-/// value are omitted. Not sliced: the cache is the model's interface, and the
-/// rotary caches are sized by the head. Attributes other than the head counts
-/// are kept as written (`None`: not written).
+/// value are omitted. Its query heads are sliced a head of every group at a
+/// time ([`GroupQueryAttention::resized`]); the head size stays, since the
+/// rotary caches are sized by it, and the key/value heads stay wherever the
+/// cache is the model's interface. Attributes other than the head counts are
+/// kept as written (`None`: not written).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupQueryAttention {
     /// Query heads.
@@ -141,6 +143,18 @@ impl GroupQueryAttention {
         let heads =
             if packed { self.kv_num_heads.checked_mul(2)?.checked_add(self.num_heads)? } else { self.num_heads };
         (heads > 0 && width > 0 && width % heads == 0).then(|| width / heads)
+    }
+
+    /// The op after slicing: `num_heads` query heads over `kv_num_heads`
+    /// key/value heads, the rest as it was.
+    ///
+    /// ```
+    /// use ecospac_ir::op::GroupQueryAttention;
+    /// let g = GroupQueryAttention::new(8, 2).resized(4, 2);
+    /// assert_eq!((g.num_heads, g.kv_num_heads), (4, 2));
+    /// ```
+    pub fn resized(&self, num_heads: i64, kv_num_heads: i64) -> GroupQueryAttention {
+        GroupQueryAttention { num_heads, kv_num_heads, ..self.clone() }
     }
 
     /// The op with these head counts and no other attribute written.

@@ -69,8 +69,6 @@ impl Op {
             | Op::Gelu(_)
             | Op::ContribGelu(_)
             | Op::EmbedLayerNorm(_)
-            // Its head counts restate sizes, but every axis it reads is pinned.
-            | Op::GroupQueryAttention(_)
             // Its head count restates a size only of a [B, S, H] input, whose heads are pinned.
             | Op::RotaryEmbedding(_)
             | Op::Flatten { .. }
@@ -83,7 +81,9 @@ impl Op {
             // K and N, and the head count, are attributes: the slicer sets them
             // from the sliced weights ([`MatMulNBits::resized`], [`FusedAttention::resized`]).
             Op::MatMulNBits(_) => (None, Some(SizeUse::PackedShape)),
-            Op::FusedAttention(_) | Op::MultiHeadAttention(_) => (None, Some(SizeUse::AttentionHeads)),
+            Op::FusedAttention(_) | Op::MultiHeadAttention(_) | Op::GroupQueryAttention(_) => {
+                (None, Some(SizeUse::AttentionHeads))
+            }
         };
         SizeFacts { flows, uses }
     }

@@ -245,10 +245,101 @@ pub(crate) fn embed_layer_norm_axes(io: &Io<'_>, _: &[Dim]) -> Vec<AxisRel> {
     batch_and_sequence(io, |o, k| (o != 1 && k < 2) || (o == 1 && k == 0))
 }
 
-/// `GroupQueryAttention`: batch and sequence pass to the output; its heads
-/// stay, since its cache is the model's interface.
-pub(crate) fn group_query_attention_axes(io: &Io<'_>, _: &[Dim]) -> Vec<AxisRel> {
-    batch_and_sequence(io, |o, k| o == 0 && k < 2)
+/// `GroupQueryAttention`: where its heads can be sliced ([`gqa_heads`]),
+/// query head `h` reads key/value head `h / G` (`G` = `num_heads /
+/// kv_num_heads`), so the query's width is key/value heads × `G` × head dims
+/// and the key's and the value's are key/value heads × head dims, as are the
+/// caches' axes 1 and 3 and the output's width. The `G` index space is a
+/// query head of every group: removing it keeps the cache (the model's
+/// interface) as it is. The head dims stay (one head size for Q, K and V,
+/// and the rotary caches are sized by it); the slicer sets the head counts.
+/// Otherwise only batch and sequence pass on.
+pub(crate) fn group_query_attention_axes(g: &GroupQueryAttention, io: &Io<'_>, _: &[Dim]) -> Vec<AxisRel> {
+    let Some((packed, head)) = gqa_heads(g, io.ins, io.outs) else {
+        return batch_and_sequence(io, |o, k| o == 0 && k < 2);
+    };
+    let slot = |port: Port, axis: usize| Slot { port, axis };
+    // Inner spaces: 0 key/value heads, 1 query heads per group, 2 head dims,
+    // 3, 4, 5 the Q, K and V widths.
+    let (kv, per, dims) = (inner(0), inner(1), inner(2));
+    let group = g.num_heads / g.kv_num_heads;
+    let mut r = vec![
+        AxisRel::Inner { id: 0, size: g.kv_num_heads },
+        AxisRel::Inner { id: 1, size: group },
+        AxisRel::Inner { id: 2, size: head },
+        AxisRel::Inner { id: 3, size: g.num_heads * head },
+        AxisRel::Inner { id: 4, size: g.kv_num_heads * head },
+        AxisRel::Inner { id: 5, size: g.kv_num_heads * head },
+        AxisRel::Product(vec![inner(3)], vec![kv, per, dims]),
+        AxisRel::Product(vec![inner(4)], vec![kv, dims]),
+        AxisRel::Product(vec![inner(5)], vec![kv, dims]),
+        AxisRel::Pin(dims, PinReason::Fused),
+        AxisRel::Product(vec![slot(Port::Out(0), 2)], vec![kv, per, dims]),
+        same(0, 0, 0, 0),
+        same(0, 1, 0, 1),
+    ];
+    if packed {
+        let parts = (3..6).map(|p| Part::Slot(inner(p))).collect();
+        r.push(AxisRel::Concat { whole: slot(Port::In(0), 2), parts });
+    } else {
+        for i in 0..3 {
+            r.push(AxisRel::Same(slot(Port::In(i), 2), inner(3 + i)));
+        }
+        for i in [1, 2] {
+            r.push(AxisRel::Same(slot(Port::In(i), 0), slot(Port::In(0), 0)));
+            r.push(AxisRel::Same(slot(Port::In(i), 1), slot(Port::In(0), 1)));
+        }
+    }
+    // The caches read and written: [B, kv heads, time, head dims].
+    let caches = [3, 4]
+        .map(|i| (Port::In(i), io.in_shape(i)))
+        .into_iter()
+        .chain([1, 2].map(|o| (Port::Out(o), io.out_shape(o))));
+    for (port, shape) in caches {
+        if shape.is_some_and(|s| s.len() == 4) {
+            r.push(AxisRel::Same(slot(port, 0), slot(Port::In(0), 0)));
+            r.push(AxisRel::Same(slot(port, 1), kv));
+            r.push(AxisRel::Pin(slot(port, 2), PinReason::Fused));
+            r.push(AxisRel::Same(slot(port, 3), dims));
+        }
+    }
+    // Sequence lengths, the rotary caches and position ids keep their shapes.
+    for i in 5..io.ins.len() {
+        for k in 0..io.in_shape(i).map_or(0, <[Dim]>::len) {
+            r.push(pin(i, k, PinReason::Fused));
+        }
+    }
+    r
+}
+
+/// Whether a `GroupQueryAttention`'s heads can be sliced, and then whether
+/// Q, K and V come packed and the head size: query (and key and value)
+/// `[B, S, width]` of known widths, whole groups of query heads, a float
+/// cache of four-dimensional inputs and outputs; no attention bias, head
+/// sinks or scores output (they are per query head).
+fn gqa_heads(g: &GroupQueryAttention, ins: &[Option<Fact>], outs: &[Option<Fact>]) -> Option<(bool, i64)> {
+    let width = |i: usize| -> Option<i64> {
+        match fact_shape(ins.get(i)?.as_ref())? {
+            [_, _, w] => w.as_known(),
+            _ => None,
+        }
+    };
+    let packed = ins.get(1).is_none_or(Option::is_none) && ins.get(2).is_none_or(Option::is_none);
+    let head = g.head_size(width(0)?, packed)?;
+    if !packed && (width(1)? != g.kv_num_heads.checked_mul(head)? || width(2)? != width(1)?) {
+        return None;
+    }
+    let four = |f: Option<&Option<Fact>>| {
+        f.is_none_or(|f| f.as_ref().is_none_or(|f| fact_shape(Some(f)).is_some_and(|s| s.len() == 4)))
+    };
+    let whole_groups = g.kv_num_heads > 0 && g.num_heads % g.kv_num_heads == 0;
+    let per_head_extras = ins.iter().skip(10).any(Option::is_some) || outs.len() > 3;
+    (whole_groups
+        && !per_head_extras
+        && g.kv_cache_bit_width.is_none()
+        && [3, 4].iter().all(|&i| four(ins.get(i)))
+        && [1, 2].iter().all(|&o| four(outs.get(o))))
+    .then_some((packed, head))
 }
 
 /// Input 0's batch and sequence axes pass to the output axes `passes` names;

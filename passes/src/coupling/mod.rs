@@ -600,6 +600,25 @@ pub fn analyze_with(graph: Verified<'_>, opts: &AnalysisOptions) -> Coupling {
             context_of.entry(l).and_modify(|c| c.retain(|x| others.contains(x))).or_insert(others);
         }
     }
+    // A head space separates the kept sets of the leaves inside it, never of
+    // those it lies inside: for query heads of a group ([kv, group, dims])
+    // the key/value head may, a head dim may not.
+    for (_, _, _, elems) in &expansions {
+        let mut seen: BTreeSet<Vec<AtomId>> = BTreeSet::new();
+        for e in elems {
+            let order: Vec<AtomId> = e.iter().map(|&(l, _)| l).collect();
+            if !seen.insert(order.clone()) {
+                continue;
+            }
+            for (p, l) in order.iter().enumerate() {
+                if let Some(c) = context_of.get_mut(l) {
+                    for x in &order[p + 1..] {
+                        c.remove(x);
+                    }
+                }
+            }
+        }
+    }
     for (_, _, _, elems) in &expansions {
         let axis_leaves: BTreeSet<AtomId> =
             elems.first().map(|e| e.iter().map(|&(l, _)| l).collect()).unwrap_or_default();

@@ -567,6 +567,16 @@ fn slicing(
                     }
                 }
             }
+            Some(SizeUse::AttentionHeads) if matches!(node.op, Op::GroupQueryAttention(_)) => {
+                let Op::GroupQueryAttention(gqa) = &node.op else { return Err(unmodelled(&label, &node.op)) };
+                if let Some(op) = gqa_resized(gqa, &node, &facts, &mut |x, axis, i| {
+                    coupling.keep_mask(x, axis, Some((id, i)), &removed)
+                })
+                .map_err(|what| SliceError::Unrewritable { node: label.clone(), what })?
+                {
+                    patch.set_op(id, Op::GroupQueryAttention(op));
+                }
+            }
             Some(SizeUse::AttentionHeads) => {
                 // The kept indices of the Q, K and V parts, and the head count.
                 let (mask, parts, n) = match &node.op {
@@ -771,4 +781,62 @@ fn drop_orphans(model: &mut Model, before: &HashMap<ValueId, usize>) {
         model.graph.value_mut(v).constant = None;
     }
     model.graph.initializers.retain(|v| !orphans.contains(v));
+}
+
+/// A `GroupQueryAttention` with the head counts that its sliced inputs keep
+/// (`None`: none cut), from the kept indices of the query's (packed: Q, K
+/// and V's) width, `mask(value, axis, input)`. Every kept head keeps all its
+/// dims, key and value keep the same heads, and every kept group the same
+/// number of query heads; else the layout is named.
+fn gqa_resized(
+    g: &ecospac_ir::op::GroupQueryAttention,
+    node: &ecospac_ir::Node,
+    facts: &[Option<Fact>],
+    mask: &mut dyn FnMut(ValueId, usize, usize) -> Option<Vec<bool>>,
+) -> Result<Option<ecospac_ir::op::GroupQueryAttention>, String> {
+    let input = |i: usize| node.inputs.get(i).copied().flatten();
+    let width = |v: ValueId| facts[v.index()].as_ref()?.ty.as_ref()?.shape.as_ref()?.get(2)?.as_known();
+    let Some(q) = input(0) else { return Ok(None) };
+    let packed = input(1).is_none() && input(2).is_none();
+    let Some(head) = width(q).and_then(|w| g.head_size(w, packed)) else { return Ok(None) };
+    let (n, kv) = (g.num_heads.max(0) as usize, g.kv_num_heads.max(0) as usize);
+    let head_u = head.max(1) as usize;
+    let mut keep = Vec::new();
+    let mut cut = false;
+    if packed {
+        match mask(q, 2, 0) {
+            Some(m) => (keep, cut) = (m, true),
+            None => return Ok(None),
+        }
+    } else {
+        for i in 0..3 {
+            let Some(v) = input(i) else { return Ok(None) };
+            let m = mask(v, 2, i);
+            cut |= m.is_some();
+            keep.extend(m.unwrap_or_else(|| vec![true; width(v).unwrap_or(0).max(0) as usize]));
+        }
+    }
+    if !cut {
+        return Ok(None);
+    }
+    let per_head: Vec<usize> = keep.chunks(head_u).map(|c| c.iter().filter(|&&k| k).count()).collect();
+    let layout =
+        || format!("the head layout (heads of {head} keep {per_head:?}; {n} query heads over {kv} key/value heads)");
+    if per_head.len() != n + 2 * kv || per_head.iter().any(|&c| c != 0 && c != head_u) {
+        return Err(layout());
+    }
+    let kept = |r: std::ops::Range<usize>| per_head[r].iter().map(|&c| c > 0).collect::<Vec<bool>>();
+    let (qh, kh, vh) = (kept(0..n), kept(n..n + kv), kept(n + kv..n + 2 * kv));
+    let group = n / kv.max(1);
+    let per_group: Vec<usize> = qh.chunks(group.max(1)).map(|c| c.iter().filter(|&&k| k).count()).collect();
+    let kept_q = per_group.iter().copied().find(|&c| c > 0).unwrap_or(0);
+    let regular = kh == vh
+        && kh.contains(&true)
+        && per_group.len() == kv
+        && per_group.iter().zip(&kh).all(|(&c, &k)| if k { c == kept_q } else { c == 0 });
+    if !regular {
+        return Err(layout());
+    }
+    let kv_kept = kh.iter().filter(|&&k| k).count();
+    Ok(Some(g.resized((kept_q * kv_kept) as i64, kv_kept as i64)).filter(|op| op != g))
 }
