@@ -91,10 +91,28 @@ fn paragraphs(files: &[PathBuf]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The model inputs of `names`, from the data: an `.npz` of arrays, or text.
-fn samples(s: &Settings, names: &[String], wanted: usize) -> Result<Vec<(String, ecospac_ir::Tensor)>> {
+/// The arrays of the model's inputs, in their order (others left out), and
+/// an empty key/value cache for each cache input they lack (a prompt).
+fn model_inputs(model: &Model, mut arrays: Vec<(String, ecospac_ir::Tensor)>) -> Vec<(String, ecospac_ir::Tensor)> {
+    let g = &model.graph;
+    let rows = arrays.first().and_then(|(_, t)| t.dims.first()).copied().unwrap_or(0).max(0) as usize;
+    let mut caches = ecospac_passes::synthetic::empty_caches(model, rows);
+    let mut out = Vec::new();
+    for &v in &g.inputs {
+        let name = &g.value(v).name;
+        match arrays.iter().position(|(n, _)| n == name) {
+            Some(i) => out.push(arrays.swap_remove(i)),
+            None => out.extend(caches.remove(&v).map(|c| (name.clone(), c))),
+        }
+    }
+    out
+}
+
+/// The model's inputs from the data: an `.npz` of arrays, or text; a
+/// key/value cache the data lacks is empty, as for a prompt.
+fn samples(s: &Settings, model: &Model, wanted: usize) -> Result<Vec<(String, ecospac_ir::Tensor)>> {
     if s.data.extension().is_some_and(|e| e == "npz") {
-        return Ok(data::read_npz(&s.data)?.into_iter().filter(|(n, _)| names.contains(n)).collect());
+        return Ok(model_inputs(model, data::read_npz(&s.data)?));
     }
     let tok = s.tokenizer.as_ref().context(
         "distilling on text needs the model's tokenizer (--tokenizer tokenizer.json), or give an .npz of inputs",
@@ -111,27 +129,23 @@ fn samples(s: &Settings, names: &[String], wanted: usize) -> Result<Vec<(String,
     texts.shuffle(&mut rand::rngs::StdRng::seed_from_u64(s.seed));
     texts.truncate(wanted);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    Ok(data::tokenize(tok, &refs, s.seq_len, names)?)
+    crate::compile::tokenized(model, tok, &refs, s.seq_len)
 }
 
 /// Distils `student` from `teacher`; returns the trained student, its
 /// validation cosine before and after, and one validation batch for checks.
 pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64, f64, Batch)> {
     ecospac_runtime_train::tch::manual_seed(s.seed as i64);
-    let names: Vec<String> = student.graph.inputs.iter().map(|&v| student.graph.value(v).name.clone()).collect();
     let batch = s.batch.max(1);
     let wanted = s.steps.saturating_mul(batch).clamp(1, 50_000) + VALIDATION;
-    let all = samples(s, &names, wanted)?;
+    let all = samples(s, student, wanted)?;
     let total = all.first().and_then(|(_, t)| t.dims.first()).copied().unwrap_or(0).max(0) as usize;
     if total < 2 {
         bail!("the distillation data has {total} sample(s)");
     }
     let mut batches = split_batches(&all, batch)?;
     let validation: Vec<Batch> = match &s.validation {
-        Some(npz) => {
-            let arrays = data::read_npz(npz)?.into_iter().filter(|(n, _)| names.contains(n)).collect::<Vec<_>>();
-            split_batches(&arrays, batch)?
-        }
+        Some(npz) => split_batches(&model_inputs(student, data::read_npz(npz)?), batch)?,
         None => {
             if batches.len() < 2 {
                 bail!("{total} samples make one batch of {batch}; holding some out to validate needs more samples");

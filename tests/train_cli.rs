@@ -187,6 +187,45 @@ fn train_distils_a_compact_model_from_its_original() {
     assert!(!never.exists());
 }
 
+/// A decoder from ONNX Runtime GenAI's builder (`GroupQueryAttention`, the
+/// key/value cache as graph inputs) compiled down to fewer query heads is
+/// repaired the same way: the `.npz` holds the token inputs only, the cache
+/// starts empty (a prompt), and the written model keeps its cut head count.
+#[test]
+fn train_distils_a_genai_decoder_with_its_cache_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = common::fixture("llama-genai.onnx");
+    let compact = dir.path().join("compact.onnx");
+    let (orig, comp) = (original.to_str().unwrap(), compact.to_str().unwrap());
+    let (ok, text) = ecospac(&["compile", orig, "--budget", "0.3", "-o", comp]);
+    assert!(ok, "{text}");
+    let heads = |path: &std::path::Path| -> Vec<i64> {
+        let m = ecospac_frontends::import_file_with_data(path).expect("import").model;
+        m.graph
+            .nodes()
+            .filter_map(|(_, n)| match &n.op {
+                ecospac_ir::Op::GroupQueryAttention(g) => Some(g.num_heads),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(heads(&compact), [2, 2], "the compile at 0.3 cuts half the query heads (BENCHMARKS.md)");
+    let ids: Vec<i64> = (0..48 * 12).map(|i| 3 + (i * 37 % 250)).collect();
+    let arrays = vec![
+        ("input_ids".to_string(), ecospac_ir::Tensor::from_i64s(vec![48, 12], &ids)),
+        ("attention_mask".to_string(), ecospac_ir::Tensor::from_i64s(vec![48, 12], &[1; 48 * 12])),
+    ];
+    let npz = dir.path().join("tokens.npz");
+    ecospac_frontends::data::write_npz(&npz, &arrays).expect("npz");
+    let out = dir.path().join("run");
+    let args = ["--from", comp, "--teacher", orig, "--data", npz.to_str().unwrap(), "--steps", "10", "--batch", "8"];
+    let (ok, text) =
+        train(&[&args[..], &["--eval-every", "5", "--device", "cpu", "-o", out.to_str().unwrap()]].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("step 10/10") && text.contains("ONNX Runtime vs the trained model"), "{text}");
+    assert_eq!(heads(&out.join("model.onnx")), [2, 2]);
+}
+
 /// `train --from model.onnx`: an exporter-made GPT-2 graph with no checkpoint
 /// behind it trains as a causal LM with the EcoSpa schedule, shrinks, and its
 /// export is checked in ONNX Runtime; without a tokenizer or an objective, or

@@ -29,8 +29,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("gpt2-qop.onnx", "is not run by the libtorch executor"),
     ("llama-qop.onnx", "is not run by the libtorch executor"),
     ("cnn-qop.onnx", "is not run by the libtorch executor"),
-    ("llama-genai.onnx", "GroupQueryAttention` is not run by the libtorch executor"),
-    ("llama-genai-unfused.onnx", "GroupQueryAttention` is not run by the libtorch executor"),
     ("bert-ortopt-mha.onnx", "MultiHeadAttention` is not run by the libtorch executor"),
 ];
 
@@ -134,6 +132,48 @@ fn executor_matches_onnx_runtime_on_every_fixture_graph() {
         ran += 1;
     }
     assert!(ran >= 20, "graphs run: {ran}");
+}
+
+/// GenAI's decoders step by step: a prompt of 5 tokens for 2 samples, then
+/// one new token each with the prompt's present cache as the past; outputs
+/// (logits and the present caches) match ONNX Runtime at both steps.
+#[test]
+fn group_query_attention_decodes_with_a_cache_as_onnx_runtime_does() {
+    tch::set_num_threads(1);
+    let ort = ort();
+    for name in ["llama-genai.onnx", "llama-genai-unfused.onnx"] {
+        let model = ecospac_frontends::onnx::import_file(&root().join("tests/fixtures").join(name)).expect("import");
+        let names: Vec<String> = model.graph.inputs.iter().map(|&v| model.graph.value(v).name.clone()).collect();
+        let outputs: Vec<String> = model.graph.outputs.iter().map(|&v| model.graph.value(v).name.clone()).collect();
+        let (mut reference, mut session) =
+            (ort.load(&model).expect("ORT loads"), TchExecutor { device: Device::Cpu }.load(&model).expect("load"));
+        let ids = IrTensor::from_i64s(vec![2, 5], &[3, 17, 92, 5, 200, 8, 41, 77, 150, 9]);
+        let mut feeds: ecospac_ir::exec::Batch =
+            vec![("input_ids".into(), ids), ("attention_mask".into(), IrTensor::from_i64s(vec![2, 5], &[1; 10]))];
+        for n in names.iter().filter(|n| n.starts_with("past_key_values")) {
+            feeds.push((n.clone(), IrTensor::from_f32s(vec![2, 2, 0, 16], &[])));
+        }
+        let want = reference.run(&feeds).expect("ORT runs the prompt");
+        let got = session.run(&feeds).expect("libtorch runs the prompt");
+        let d = difference(&want, &got, name);
+        assert!(d < 1e-4, "{name}: prompt differs by {d:e}");
+        // One more token each, the cache as the past.
+        let mut step: ecospac_ir::exec::Batch = vec![
+            ("input_ids".into(), IrTensor::from_i64s(vec![2, 1], &[33, 61])),
+            ("attention_mask".into(), IrTensor::from_i64s(vec![2, 6], &[1; 12])),
+        ];
+        for n in names.iter().filter(|n| n.starts_with("past_key_values")) {
+            let present = n.replace("past_key_values", "present");
+            let i = outputs.iter().position(|o| *o == present).expect("a present cache per past");
+            assert_eq!(want[i].dims, [2, 2, 5, 16], "{name}: {present}");
+            step.push((n.clone(), want[i].clone()));
+        }
+        let want = reference.run(&step).expect("ORT runs the step");
+        let got = session.run(&step).expect("libtorch runs the step");
+        let d = difference(&want, &got, name);
+        println!("{name}: prompt and one cached step within {d:.2e}");
+        assert!(d < 1e-4, "{name}: the cached step differs by {d:e}");
+    }
 }
 
 #[test]

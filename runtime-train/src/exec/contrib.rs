@@ -3,11 +3,12 @@
 //! (those exporters write: `GatherND`, `ReduceSum`), with ONNX Runtime's
 //! semantics.
 
-use super::ops::{need, normalise, one, opt, Cx, Outs};
+use super::ops::{ints, need, normalise, one, opt, Cx, Outs};
 use super::{Fail, R};
 use ecospac_ir::attr::{Attr, Attrs};
 use ecospac_ir::op::{
-    ContribGelu, EmbedLayerNorm, FusedAttention, MatMulNBits, Opaque, Quant, RotaryEmbedding, SkipLayerNorm,
+    ContribGelu, EmbedLayerNorm, FusedAttention, GroupQueryAttention, MatMulNBits, Opaque, Quant, RotaryEmbedding,
+    SkipLayerNorm,
 };
 use ecospac_ir::DType;
 use tch::{Kind, Tensor};
@@ -307,6 +308,140 @@ pub(crate) fn rotary_embedding(r: &RotaryEmbedding, x: &[Option<&Tensor>]) -> R<
     };
     let out = if rot < head { Tensor::f_cat(&[out, heads.f_narrow(3, rot, head - rot)?], 3)? } else { out };
     one(out.f_reshape(dims.as_slice())?)
+}
+
+/// Turns the first `2 · half` dims of `t` (`[.., S, D]`) by the angles of
+/// `cos`/`sin` (`[.., S, half]`): the two halves, or (`interleaved`) the
+/// even and odd dims, as pairs; the other dims pass.
+fn rotate(t: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> R<Tensor> {
+    let head = t.size().last().copied().unwrap_or(0);
+    let half = cos.size().last().copied().unwrap_or(0);
+    let rot = 2 * half;
+    if rot > head || half <= 0 {
+        return Err(Fail(format!("rotary caches of {half} columns for a head of {head}")));
+    }
+    let rotated = t.f_narrow(-1, 0, rot)?;
+    let out = if interleaved {
+        let (a, b) = (rotated.f_slice(-1, 0, rot, 2)?, rotated.f_slice(-1, 1, rot, 2)?);
+        Tensor::f_stack(&[&a * cos - &b * sin, &b * cos + &a * sin], -1)?.f_flatten(-2, -1)?
+    } else {
+        let (a, b) = (rotated.f_narrow(-1, 0, half)?, rotated.f_narrow(-1, half, half)?);
+        Tensor::f_cat(&[&a * cos - &b * sin, &b * cos + &a * sin], -1)?
+    };
+    Ok(if rot < head { Tensor::f_cat(&[out, t.f_narrow(-1, rot, head - rot)?], -1)? } else { out })
+}
+
+/// `GroupQueryAttention` as ONNX Runtime's CPU kernel computes it: query
+/// head `h` attends with key/value head `h / (num_heads / kv_num_heads)`;
+/// sample `b` holds `seqlens_k[b] + 1` tokens in all, of which the last `S`
+/// are new (none are past in a first prompt, where `S` is
+/// `total_sequence_length`); each new token attends causally to the past and
+/// to the new tokens up to itself (within `local_window_size`), with the
+/// rotary embedding at its position when `do_rotary`, the scores soft-capped
+/// and the softmax smooth as the attributes say. The present cache is the
+/// past's valid rows, then the new keys and values, then zeros, `max(total,
+/// past)` rows long. Attention biases, head sinks, the scores output and
+/// quantised caches are refused.
+pub(crate) fn group_query_attention(g: &GroupQueryAttention, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
+    if x.len() > 10 && x[10..].iter().any(Option::is_some) || cx.wants.len() > 3 || g.kv_cache_bit_width.is_some() {
+        return Err(Fail(
+            "GroupQueryAttention with an attention bias, head sinks, a scores output or a quantised cache is not run \
+             by the libtorch executor yet"
+                .into(),
+        ));
+    }
+    let query = need(x, 0)?;
+    let [b, s, width] = query.size()[..] else { return Err(Fail("query is not [batch, sequence, width]".into())) };
+    let (n, kv) = (g.num_heads, g.kv_num_heads);
+    let packed = opt(x, 1).is_none();
+    let bad = || Fail(format!("{n} query heads over {kv} key/value heads do not divide a query of width {width}"));
+    let d = g.head_size(width, packed).ok_or_else(bad)?;
+    if kv <= 0 || n % kv != 0 {
+        return Err(bad());
+    }
+    let heads = |t: &Tensor, h: i64| -> R<Tensor> { Ok(t.f_reshape([b, s, h, d])?.f_permute([0, 2, 1, 3])?) };
+    let (mut q, mut k, v) = if packed {
+        let part = |at: i64, h: i64| -> R<Tensor> { heads(&query.f_narrow(-1, at * d, h * d)?, h) };
+        (part(0, n)?, part(n, kv)?, part(n + kv, kv)?)
+    } else {
+        (heads(query, n)?, heads(need(x, 1)?, kv)?, heads(need(x, 2)?, kv)?)
+    };
+    let total: Vec<i64> = ints(need(x, 5)?)?.iter().map(|&t| t + 1).collect();
+    let total_len = ints(need(x, 6)?)?.first().copied().ok_or_else(|| Fail("total_sequence_length is empty".into()))?;
+    let (past_k, past_v) = (opt(x, 3), opt(x, 4));
+    let past_rows = past_k.map_or(0, |p| p.size().get(2).copied().unwrap_or(0));
+    let first = s == total_len;
+    let past: Vec<i64> = total.iter().map(|&t| if first { 0 } else { t - s }).collect();
+    if total.len() != b as usize || past.iter().any(|&p| p < 0 || p > past_rows) {
+        return Err(Fail(format!("seqlens_k {total:?} (+1) do not fit {s} new tokens after {past_rows} cached")));
+    }
+    let device = query.device();
+    if g.do_rotary.unwrap_or(0) != 0 {
+        let (cos, sin) = (need(x, 7)?, need(x, 8)?);
+        let positions = match opt(x, 9) {
+            Some(p) => p.f_to_kind(Kind::Int64)?.f_narrow(1, 0, s)?,
+            None => {
+                let start = Tensor::f_from_slice(&past)?.f_to(device)?.f_reshape([b, 1])?;
+                Tensor::f_arange(s, (Kind::Int64, device))?.f_reshape([1, s])?.f_add(&start)?
+            }
+        };
+        let table = |t: &Tensor| -> R<Tensor> {
+            let half = t.size().get(1).copied().unwrap_or(0);
+            Ok(t.f_index_select(0, &positions.f_reshape([-1])?)?.f_reshape([b, 1, s, half])?.f_to_kind(q.kind())?)
+        };
+        let (c, si) = (table(cos)?, table(sin)?);
+        let interleaved = g.rotary_interleaved.unwrap_or(0) != 0;
+        q = rotate(&q, &c, &si, interleaved)?;
+        k = rotate(&k, &c, &si, interleaved)?;
+    }
+    let rows = total_len.max(past_rows);
+    // The present cache of sample i: its valid past rows, the new ones, zeros.
+    let present = |past_t: Option<&Tensor>, new: &Tensor, i: i64| -> R<Tensor> {
+        let mut parts = Vec::new();
+        let p = past[i as usize];
+        if let (Some(t), true) = (past_t, p > 0) {
+            parts.push(t.f_narrow(0, i, 1)?.f_narrow(2, 0, p)?);
+        }
+        parts.push(new.f_narrow(0, i, 1)?);
+        let filled = p + s;
+        if filled < rows {
+            parts.push(Tensor::f_zeros([1, kv, rows - filled, d], (new.kind(), device))?);
+        }
+        Ok(Tensor::f_cat(&parts, 2)?)
+    };
+    let scale = g.scale.filter(|&x| x != 0.0).map_or(1.0 / (d as f64).sqrt(), f64::from);
+    let softcap = f64::from(g.softcap.unwrap_or(0.0));
+    let window = g.local_window_size.unwrap_or(-1);
+    let (mut outs, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..b {
+        let (pk, pv) = (present(past_k, &k, i)?, present(past_v, &v, i)?);
+        let group = n / kv;
+        let (ke, ve) =
+            (pk.f_repeat_interleave_self_int(group, 1, None)?, pv.f_repeat_interleave_self_int(group, 1, None)?);
+        let mut scores = q.f_narrow(0, i, 1)?.f_matmul(&ke.f_transpose(-1, -2)?)?.f_mul_scalar(scale)?;
+        if softcap > 0.0 {
+            scores = scores.f_div_scalar(softcap)?.f_tanh()?.f_mul_scalar(softcap)?;
+        }
+        // Query row r sees keys up to past + r (and, in a window, the last window + 1 of them).
+        let last = Tensor::f_arange(s, (Kind::Int64, device))?.f_add_scalar(past[i as usize])?.f_reshape([s, 1])?;
+        let key = Tensor::f_arange(rows, (Kind::Int64, device))?.f_reshape([1, rows])?;
+        let mut hidden = key.f_gt_tensor(&last)?;
+        if window > 0 {
+            hidden = hidden.f_logical_or(&key.f_le_tensor(&last.f_sub_scalar(window + 1)?)?)?;
+        }
+        scores = scores.f_masked_fill(&hidden, f64::NEG_INFINITY)?;
+        let probs = if g.smooth_softmax.unwrap_or(0) != 0 {
+            // A zero logit beside the scores takes part of the mass.
+            let zero = Tensor::f_zeros([1, n, s, 1], (scores.kind(), device))?;
+            Tensor::f_cat(&[scores, zero], -1)?.f_softmax(-1, None::<Kind>)?.f_narrow(-1, 0, rows)?
+        } else {
+            scores.f_softmax(-1, None::<Kind>)?
+        };
+        outs.push(probs.f_matmul(&ve)?.f_permute([0, 2, 1, 3])?.f_reshape([1, s, n * d])?);
+        keys.push(pk);
+        values.push(pv);
+    }
+    Ok(vec![Some(Tensor::f_cat(&outs, 0)?), Some(Tensor::f_cat(&keys, 0)?), Some(Tensor::f_cat(&values, 0)?)])
 }
 
 /// The ops outside the closed set that the executor runs by name.

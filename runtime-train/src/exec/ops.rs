@@ -126,10 +126,7 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
         Op::MultiHeadAttention(_) => {
             Err(Fail("`com.microsoft.MultiHeadAttention` is not run by the libtorch executor yet".into()))
         }
-        // Its cache, rotary and window options are not reproduced yet.
-        Op::GroupQueryAttention(_) => {
-            Err(Fail("`com.microsoft.GroupQueryAttention` is not run by the libtorch executor yet".into()))
-        }
+        Op::GroupQueryAttention(g) => contrib::group_query_attention(g, x, cx),
         Op::Reshape { allowzero } => one(reshape(need(x, 0)?, &ints(need(x, 1)?)?, *allowzero)?),
         Op::Flatten { axis } => {
             let t = need(x, 0)?;
