@@ -7,8 +7,8 @@ use super::ops::{ints, need, normalise, one, opt, Cx, Outs};
 use super::{Fail, R};
 use ecospac_ir::attr::{Attr, Attrs};
 use ecospac_ir::op::{
-    ContribGelu, EmbedLayerNorm, FusedAttention, GroupQueryAttention, MatMulNBits, Opaque, Quant, RotaryEmbedding,
-    SkipLayerNorm,
+    ContribGelu, EmbedLayerNorm, FusedAttention, GroupQueryAttention, MatMulNBits, MultiHeadAttention, Opaque, Quant,
+    RotaryEmbedding, SkipLayerNorm,
 };
 use ecospac_ir::DType;
 use tch::{Kind, Tensor};
@@ -165,6 +165,53 @@ pub(crate) fn attention(a: &FusedAttention, x: &[Option<&Tensor>], cx: &Cx) -> R
     }
     let probs = scores.f_softmax(-1, None::<Kind>)?;
     one(probs.f_matmul(&v)?.f_permute([0, 2, 1, 3])?.f_reshape([b, s, hv])?)
+}
+
+/// `MultiHeadAttention` over separate `[B, S, W]` query, key and value
+/// (their packed bias added), with a key padding mask (`[B]` lengths, `[B,
+/// L]` or `[B, S, L]`), causal when `unidirectional`, and an attention bias;
+/// packed inputs and past or present states are refused.
+pub(crate) fn multi_head_attention(m: &MultiHeadAttention, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
+    if x.len() > 6 && x[6..].iter().any(Option::is_some) || cx.wants.len() > 1 {
+        return Err(Fail(
+            "MultiHeadAttention with past or present key/value states is not run by the libtorch executor yet".into(),
+        ));
+    }
+    let (q, k, v) = (need(x, 0)?, need(x, 1)?, need(x, 2)?);
+    let ([b, s, wq], [bk, l, wk], [_, lv, wv]) = (&q.size()[..], &k.size()[..], &v.size()[..]) else {
+        return Err(Fail(
+            "MultiHeadAttention over packed or 4-D inputs is not run by the libtorch executor yet".into(),
+        ));
+    };
+    let (b, s, l, wq, wk, wv) = (*b, *s, *l, *wq, *wk, *wv);
+    let n = m.num_heads;
+    if n <= 0 || *bk != b || *lv != l || wq != wk || wq % n != 0 || wv % n != 0 {
+        return Err(Fail(format!("{n} heads do not divide the Q/K/V widths {wq}/{wk}/{wv}")));
+    }
+    let (mut q, mut k, mut v) = (q.shallow_clone(), k.shallow_clone(), v.shallow_clone());
+    if let Some(bias) = opt(x, 3) {
+        q = q.f_add(&bias.f_narrow(0, 0, wq)?)?;
+        k = k.f_add(&bias.f_narrow(0, wq, wk)?)?;
+        v = v.f_add(&bias.f_narrow(0, wq + wk, wv)?)?;
+    }
+    let heads =
+        |t: &Tensor, rows: i64, w: i64| -> R<Tensor> { Ok(t.f_reshape([b, rows, n, w / n])?.f_permute([0, 2, 1, 3])?) };
+    let (q, k, v) = (heads(&q, s, wq)?, heads(&k, l, wk)?, heads(&v, l, wv)?);
+    let scale = m.scale.map_or(1.0 / ((wq / n) as f64).sqrt(), f64::from);
+    let mut scores = q.f_matmul(&k.f_transpose(-1, -2)?)?.f_mul_scalar(scale)?;
+    let filter = f64::from(m.mask_filter_value.unwrap_or(-10000.0));
+    if let Some(mask) = opt(x, 4) {
+        scores = scores.f_add(&attention_mask(mask, b, s, l, filter)?.f_to_dtype(scores.f_kind()?, false, false)?)?;
+    }
+    if m.unidirectional.unwrap_or(0) != 0 {
+        let future = Tensor::f_ones([s, l], (Kind::Bool, scores.device()))?.f_triu(1 + l - s)?;
+        scores = scores.f_masked_fill(&future, filter)?;
+    }
+    if let Some(bias) = opt(x, 5) {
+        scores = scores.f_add(bias)?;
+    }
+    let probs = scores.f_softmax(-1, None::<Kind>)?;
+    one(probs.f_matmul(&v)?.f_permute([0, 2, 1, 3])?.f_reshape([b, s, wv])?)
 }
 
 pub(crate) fn embed_layer_norm(e: &EmbedLayerNorm, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {

@@ -123,9 +123,7 @@ pub(crate) fn run(op: &Op, x: &[Option<&Tensor>], cx: &Cx) -> R<Outs> {
             "`{}` (the quantised operator format) is not run by the libtorch executor yet",
             q.op_type()
         ))),
-        Op::MultiHeadAttention(_) => {
-            Err(Fail("`com.microsoft.MultiHeadAttention` is not run by the libtorch executor yet".into()))
-        }
+        Op::MultiHeadAttention(m) => contrib::multi_head_attention(m, x, cx),
         Op::GroupQueryAttention(g) => contrib::group_query_attention(g, x, cx),
         Op::Reshape { allowzero } => one(reshape(need(x, 0)?, &ints(need(x, 1)?)?, *allowzero)?),
         Op::Flatten { axis } => {
