@@ -822,7 +822,10 @@ fn gqa_resized(
     let per_head: Vec<usize> = keep.chunks(head_u).map(|c| c.iter().filter(|&&k| k).count()).collect();
     let layout =
         || format!("the head layout (heads of {head} keep {per_head:?}; {n} query heads over {kv} key/value heads)");
-    if per_head.len() != n + 2 * kv || per_head.iter().any(|&c| c != 0 && c != head_u) {
+    // The head counts are attributes: checked before they index anything.
+    if Some(per_head.len()) != kv.checked_mul(2).and_then(|k| k.checked_add(n))
+        || per_head.iter().any(|&c| c != 0 && c != head_u)
+    {
         return Err(layout());
     }
     let kept = |r: std::ops::Range<usize>| per_head[r].iter().map(|&c| c > 0).collect::<Vec<bool>>();

@@ -413,14 +413,19 @@ pub(crate) fn group_query_attention(g: &GroupQueryAttention, x: &[Option<&Tensor
     } else {
         (heads(query, n)?, heads(need(x, 1)?, kv)?, heads(need(x, 2)?, kv)?)
     };
-    let total: Vec<i64> = ints(need(x, 5)?)?.iter().map(|&t| t + 1).collect();
+    let total: Vec<i64> = ints(need(x, 5)?)?.iter().map(|&t| t.saturating_add(1)).collect();
     let total_len = ints(need(x, 6)?)?.first().copied().ok_or_else(|| Fail("total_sequence_length is empty".into()))?;
     let (past_k, past_v) = (opt(x, 3), opt(x, 4));
     let past_rows = past_k.map_or(0, |p| p.size().get(2).copied().unwrap_or(0));
     let first = s == total_len;
-    let past: Vec<i64> = total.iter().map(|&t| if first { 0 } else { t - s }).collect();
+    let past: Vec<i64> = total.iter().map(|&t| if first { 0 } else { t.saturating_sub(s) }).collect();
     if total.len() != b as usize || past.iter().any(|&p| p < 0 || p > past_rows) {
         return Err(Fail(format!("seqlens_k {total:?} (+1) do not fit {s} new tokens after {past_rows} cached")));
+    }
+    // The present cache is sized by total_sequence_length: checked against
+    // what it can hold before anything that size is made.
+    if total_len < 1 || total_len > past_rows.saturating_add(s) {
+        return Err(Fail(format!("total_sequence_length {total_len} with {s} new tokens after {past_rows} cached")));
     }
     let device = query.device();
     if g.do_rotary.unwrap_or(0) != 0 {
@@ -474,7 +479,7 @@ pub(crate) fn group_query_attention(g: &GroupQueryAttention, x: &[Option<&Tensor
         let key = Tensor::f_arange(rows, (Kind::Int64, device))?.f_reshape([1, rows])?;
         let mut hidden = key.f_gt_tensor(&last)?;
         if window > 0 {
-            hidden = hidden.f_logical_or(&key.f_le_tensor(&last.f_sub_scalar(window + 1)?)?)?;
+            hidden = hidden.f_logical_or(&key.f_le_tensor(&last.f_sub_scalar(window.saturating_add(1))?)?)?;
         }
         scores = scores.f_masked_fill(&hidden, f64::NEG_INFINITY)?;
         let probs = if g.smooth_softmax.unwrap_or(0) != 0 {
