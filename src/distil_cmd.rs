@@ -76,49 +76,16 @@ pub struct Settings {
     pub align: usize,
 }
 
-/// Paragraphs (blank-line separated, lines joined) of at least three words.
-fn paragraphs(files: &[PathBuf]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        for p in text.split("\n\n") {
-            let joined = p.split_whitespace().collect::<Vec<_>>().join(" ");
-            if joined.split(' ').count() >= 3 {
-                out.push(joined);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The arrays of the model's inputs, in their order (others left out), and
-/// an empty key/value cache for each cache input they lack (a prompt).
-fn model_inputs(model: &Model, mut arrays: Vec<(String, ecospac_ir::Tensor)>) -> Vec<(String, ecospac_ir::Tensor)> {
-    let g = &model.graph;
-    let rows = arrays.first().and_then(|(_, t)| t.dims.first()).copied().unwrap_or(0).max(0) as usize;
-    let mut caches = ecospac_passes::synthetic::empty_caches(model, rows);
-    let mut out = Vec::new();
-    for &v in &g.inputs {
-        let name = &g.value(v).name;
-        match arrays.iter().position(|(n, _)| n == name) {
-            Some(i) => out.push(arrays.swap_remove(i)),
-            None => out.extend(caches.remove(&v).map(|c| (name.clone(), c))),
-        }
-    }
-    out
-}
-
 /// The model's inputs from the data: an `.npz` of arrays, or text; a
 /// key/value cache the data lacks is empty, as for a prompt.
 fn samples(s: &Settings, model: &Model, wanted: usize) -> Result<Vec<(String, ecospac_ir::Tensor)>> {
     if s.data.extension().is_some_and(|e| e == "npz") {
-        return Ok(model_inputs(model, data::read_npz(&s.data)?));
+        return Ok(crate::compile::model_inputs(model, data::read_npz(&s.data)?));
     }
     let tok = s.tokenizer.as_ref().context(
         "distilling on text needs the model's tokenizer (--tokenizer tokenizer.json), or give an .npz of inputs",
     )?;
-    let files = ecospac_runtime_train::data::text_files(&s.data)?;
-    let mut texts = paragraphs(&files)?;
+    let mut texts = data::read_paragraphs(&s.data)?;
     if texts.len() < 2 {
         bail!(
             "{} holds {} paragraph(s) of three words or more; distillation needs more",
@@ -145,7 +112,7 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
     }
     let mut batches = split_batches(&all, batch)?;
     let validation: Vec<Batch> = match &s.validation {
-        Some(npz) => split_batches(&model_inputs(student, data::read_npz(npz)?), batch)?,
+        Some(npz) => split_batches(&crate::compile::model_inputs(student, data::read_npz(npz)?), batch)?,
         None => {
             if batches.len() < 2 {
                 bail!("{total} samples make one batch of {batch}; holding some out to validate needs more samples");

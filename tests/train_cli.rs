@@ -224,6 +224,13 @@ fn train_distils_a_genai_decoder_with_its_cache_inputs() {
     assert!(ok, "{text}");
     assert!(text.contains("step 10/10") && text.contains("ONNX Runtime vs the trained model"), "{text}");
     assert_eq!(heads(&out.join("model.onnx")), [2, 2]);
+    // In one command: the recovery data calibrates too (the cache filled in).
+    let recovered = dir.path().join("recovered.onnx");
+    let one = ["compile", orig, "--budget", "0.3", "--recover", "4", "--data", npz.to_str().unwrap()];
+    let (ok, text) = ecospac(&[&one[..], &["-o", recovered.to_str().unwrap()]].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("tokens.npz (48 samples, the --recover data)"), "{text}");
+    assert!(text.contains("recovered by 4 distillation steps"), "{text}");
 }
 
 /// `train --from model.onnx`: an exporter-made GPT-2 graph with no checkpoint

@@ -163,3 +163,52 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, DataError> {
     }
     Ok(lines)
 }
+
+/// The paragraphs (blank-line separated, lines joined, at least three
+/// words) of a text file, or of every `.txt`, `.rst` and `.md` file under a
+/// folder (in sorted order): the texts that distillation and the
+/// calibration for it read.
+///
+/// ```
+/// let dir = std::env::temp_dir().join("ecospac-doc-paragraphs");
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("a.txt"), "One two three.\n\nToo short\n\nA line\nand its next.").unwrap();
+/// let texts = ecospac_frontends::data::read_paragraphs(&dir).unwrap();
+/// assert_eq!(texts, ["One two three.", "A line and its next."]);
+/// ```
+pub fn read_paragraphs(path: &Path) -> Result<Vec<String>, DataError> {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+        move |source| DataError::Io { path: path.to_path_buf(), source }
+    }
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "txt" || x == "rst" || x == "md") {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut out = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(io(f))?;
+        for p in text.split("\n\n") {
+            let joined = p.split_whitespace().collect::<Vec<_>>().join(" ");
+            if joined.split(' ').count() >= 3 {
+                out.push(joined);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(DataError::Empty(path.display().to_string()));
+    }
+    Ok(out)
+}
