@@ -233,6 +233,28 @@ fn train_distils_a_genai_decoder_with_its_cache_inputs() {
     assert!(text.contains("recovered by 4 distillation steps"), "{text}");
 }
 
+/// `compile --recover --data TEXT`: the text calibrates too (one text per
+/// line in a file with no blank line), unless calibration data is given.
+#[test]
+fn compile_recover_calibrates_on_its_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = root().join("tests/fixtures/gpt2-torchscript.onnx");
+    let tok = root().join("tests/fixtures/tiny-tokenizer.json");
+    let data = root().join("bench/sentences.txt");
+    let out = dir.path().join("c.onnx");
+    let (m, t, d, o) = (model.to_str().unwrap(), tok.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    // The fixture was exported for sequences of 16 tokens.
+    let args = ["compile", m, "--budget", "0.5", "--tokenizer", t, "--calibration-length", "16"];
+    let args = [&args[..], &["--recover", "2", "--data", d, "-o", o]].concat();
+    let (ok, text) = ecospac(&args);
+    assert!(ok, "{text}");
+    assert!(text.contains("sentences.txt (64 texts × 16 tokens, the --recover data)"), "{text}");
+    let (ok, text) = ecospac(&[&args[..], &["--calibration-samples", "24"]].concat());
+    assert!(ok && text.contains("(24 texts × 16 tokens, the --recover data)"), "{text}");
+    let (ok, text) = ecospac(&[&args[..], &["--no-calibration"]].concat());
+    assert!(ok && !text.contains("the --recover data"), "{text}");
+}
+
 /// `train --from model.onnx`: an exporter-made GPT-2 graph with no checkpoint
 /// behind it trains as a causal LM with the EcoSpa schedule, shrinks, and its
 /// export is checked in ONNX Runtime; without a tokenizer or an objective, or

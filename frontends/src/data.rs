@@ -165,16 +165,17 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, DataError> {
 }
 
 /// The paragraphs (blank-line separated, lines joined, at least three
-/// words) of a text file, or of every `.txt`, `.rst` and `.md` file under a
-/// folder (in sorted order): the texts that distillation and the
-/// calibration for it read.
+/// words; in a file with no blank line, its lines) of a text file, or of
+/// every `.txt`, `.rst` and `.md` file under a folder (in sorted order):
+/// the texts that distillation and the calibration for it read.
 ///
 /// ```
 /// let dir = std::env::temp_dir().join("ecospac-doc-paragraphs");
 /// std::fs::create_dir_all(&dir).unwrap();
 /// std::fs::write(dir.join("a.txt"), "One two three.\n\nToo short\n\nA line\nand its next.").unwrap();
+/// std::fs::write(dir.join("b.txt"), "A text a line.\nAnd another one.").unwrap();
 /// let texts = ecospac_frontends::data::read_paragraphs(&dir).unwrap();
-/// assert_eq!(texts, ["One two three.", "A line and its next."]);
+/// assert_eq!(texts, ["One two three.", "A line and its next.", "A text a line.", "And another one."]);
 /// ```
 pub fn read_paragraphs(path: &Path) -> Result<Vec<String>, DataError> {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
@@ -200,7 +201,10 @@ pub fn read_paragraphs(path: &Path) -> Result<Vec<String>, DataError> {
     let mut out = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).map_err(io(f))?;
-        for p in text.split("\n\n") {
+        let text = text.replace("\r\n", "\n");
+        let blocks: Vec<&str> =
+            if text.contains("\n\n") { text.split("\n\n").collect() } else { text.lines().collect() };
+        for p in blocks {
             let joined = p.split_whitespace().collect::<Vec<_>>().join(" ");
             if joined.split(' ').count() >= 3 {
                 out.push(joined);
