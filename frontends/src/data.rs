@@ -164,6 +164,28 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, DataError> {
     Ok(lines)
 }
 
+/// `path` itself when it is a file, else every `.txt`, `.rst` and `.md`
+/// file under the folder, sorted (none: empty).
+pub fn text_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| DataError::Io { path: dir.clone(), source })?;
+        for p in entries.flatten().map(|e| e.path()) {
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "txt" || x == "rst" || x == "md") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// The paragraphs (blank-line separated, lines joined, at least three
 /// words; in a file with no blank line, its lines) of a text file, or of
 /// every `.txt`, `.rst` and `.md` file under a folder (in sorted order):
@@ -181,23 +203,7 @@ pub fn read_paragraphs(path: &Path) -> Result<Vec<String>, DataError> {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
         move |source| DataError::Io { path: path.to_path_buf(), source }
     }
-    let mut files = Vec::new();
-    if path.is_dir() {
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "txt" || x == "rst" || x == "md") {
-                    files.push(p);
-                }
-            }
-        }
-        files.sort();
-    } else {
-        files.push(path.to_path_buf());
-    }
+    let files = text_files(path)?;
     let mut out = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).map_err(io(f))?;

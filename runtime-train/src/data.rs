@@ -16,23 +16,10 @@ pub const EOS: &str = "<|endoftext|>";
 
 /// Text files under `path` (a file, or a folder searched for .txt, .rst and .md), sorted.
 pub fn text_files(path: &Path) -> Result<Vec<PathBuf>, TrainError> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| TrainError::Io(dir.clone(), e))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "txt" || x == "rst" || x == "md") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
+    let out = ecospac_frontends::data::text_files(path).map_err(|e| match e {
+        ecospac_frontends::data::DataError::Io { path, source } => TrainError::Io(path, source),
+        other => TrainError::Config(other.to_string()),
+    })?;
     if out.is_empty() {
         return Err(TrainError::Config(format!("no .txt, .rst or .md files under {}", path.display())));
     }
