@@ -37,6 +37,6 @@ mkdir -p "$out"
   --calibration-text "$out/sentences.txt" --calibration-samples 2000 -o "$out/compact.onnx"
 rm -rf "$out/run"
 "$bin" train --from "$out/compact.onnx" --teacher .cache/minilm/model.onnx --data "$out/sentences.txt" --tokenizer "$tok" \
-  --validation "$out/heldout.npz" --steps "$steps" --batch 32 --seq-len 32 --lr 6e-4 --warmup 20 \
+  --validation "$out/heldout.npz" --steps "$steps" --batch 48 --seq-len 24 --lr 6e-4 --warmup 20 \
   --weight-decay 0 --eval-every 50 --match-layers --device cpu -o "$out/run" "$@"
 .venv/bin/python bench/recover_minilm.py score .cache/minilm/model.onnx "$out/compact.onnx" "$tok" "$out/run" "$docs" "$wordnet"

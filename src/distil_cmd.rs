@@ -28,6 +28,13 @@ use std::time::Instant;
 /// Validation samples held out of the distillation data.
 const VALIDATION: usize = 64;
 
+/// Training samples are grouped by length within runs of this many batches.
+const LENGTH_WINDOW: usize = 64;
+
+/// Columns of padding a length-grouped batch keeps past its longest text,
+/// so that padding rows (outputs of a padded batch too) are still learnt.
+const PADDING_KEPT: usize = 4;
+
 /// What a distillation run is told.
 pub struct Settings {
     /// Text (a file or folder) or an `.npz` of input arrays.
@@ -60,6 +67,8 @@ pub struct Settings {
     pub train_embeddings: bool,
     /// Match every block's output too.
     pub match_layers: bool,
+    /// Batch texts of like length, each batch padded to a few tokens past its longest only.
+    pub group_by_length: bool,
     /// Where to write the step log (JSON lines).
     pub log: Option<PathBuf>,
     /// Every this many steps, the student as it stands is written to
@@ -99,6 +108,15 @@ fn samples(s: &Settings, model: &Model, wanted: usize) -> Result<Vec<(String, ec
     crate::compile::tokenized(model, tok, &refs, s.seq_len)
 }
 
+/// Whether a 2-D graph input (token ids, a mask) of `model` has a fixed length.
+fn fixed_length(model: &Model) -> bool {
+    let g = &model.graph;
+    g.inputs
+        .iter()
+        .filter_map(|&v| g.value(v).declared.as_ref()?.shape.as_ref())
+        .any(|shape| shape.len() == 2 && shape[1].as_known().is_some())
+}
+
 /// Distils `student` from `teacher`; returns the trained student, its
 /// validation cosine before and after, and one validation batch for checks.
 pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64, f64, Batch)> {
@@ -110,25 +128,46 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
     if total < 2 {
         bail!("the distillation data has {total} sample(s)");
     }
-    let mut batches = split_batches(&all, batch)?;
-    let validation: Vec<Batch> = match &s.validation {
-        Some(npz) => split_batches(&crate::compile::model_inputs(student, data::read_npz(npz)?), batch)?,
+    let (train, validation): (Vec<(String, ecospac_ir::Tensor)>, Vec<Batch>) = match &s.validation {
+        Some(npz) => (all, split_batches(&crate::compile::model_inputs(student, data::read_npz(npz)?), batch)?),
         None => {
-            if batches.len() < 2 {
+            if total <= batch {
                 bail!("{total} samples make one batch of {batch}; holding some out to validate needs more samples");
             }
-            // The last samples validate (whole batches, so at least `held` of them).
+            // The last samples validate (at least one, at most a fifth).
             let held = VALIDATION.min(total / 5).max(1);
-            let val_batches = held.div_ceil(batch).min(batches.len() - 1).max(1);
-            batches.split_off(batches.len() - val_batches)
+            let rows: Vec<usize> = (0..total).collect();
+            let (fit, val) = rows.split_at(total - held);
+            (data::select_rows(&all, fit)?, split_batches(&data::select_rows(&all, val)?, batch)?)
         }
+    };
+    // Grouped by length, texts of like length share a batch, padded to a
+    // few columns past its longest: the same samples, and most columns of
+    // padding no sample of a batch uses stay out.
+    let batches = if !s.group_by_length {
+        split_batches(&train, batch)?
+    } else if let Some(who) = [(student, "student"), (teacher, "teacher")].iter().find(|(m, _)| fixed_length(m)) {
+        bail!("--group-by-length: the {} takes token inputs of a fixed length, so batches cannot be shortened", who.1)
+    } else {
+        data::length_grouped_batches(&train, batch, LENGTH_WINDOW, PADDING_KEPT)?
     };
     let Some(check) = validation.first().cloned() else { bail!("no validation samples") };
     if batches.is_empty() {
         bail!("no training batches");
     }
+    // Token positions a sample, where the inputs are token ids.
+    let ids: Vec<&ecospac_ir::Tensor> =
+        batches.iter().filter_map(|b| b.iter().find(|(n, _)| n == "input_ids")).map(|(_, t)| t).collect();
+    let length = if ids.len() == batches.len() && ids.iter().all(|t| t.dims.len() == 2) {
+        let (cells, rows) = ids.iter().fold((0i64, 0i64), |(c, r), t| {
+            (c.saturating_add(t.dims[0].saturating_mul(t.dims[1])), r.saturating_add(t.dims[0]))
+        });
+        format!(" of {:.1} positions on average", cells as f64 / rows.max(1) as f64)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "distillation data: {} training batches of {batch}, {} validation samples",
+        "distillation data: {} training batches of {batch}{length}, {} validation samples",
         batches.len(),
         validation.iter().map(ecospac_ir::exec::batch_rows).sum::<usize>(),
     );
@@ -254,6 +293,7 @@ pub fn distil(a: &TrainArgs) -> Result<()> {
         device,
         train_embeddings: a.train_embeddings,
         match_layers: a.match_layers,
+        group_by_length: a.group_by_length,
         log: Some(log),
         snapshots: (a.checkpoint_every, Some(a.output.clone())),
         schedule: (a.target < 1.0).then(|| crate::train_cmd::schedule(a)),

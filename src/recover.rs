@@ -98,6 +98,7 @@ fn run(p: &RecoverParams, cx: &mut Compilation, env: &Env<'_>) -> anyhow::Result
         device,
         train_embeddings: false,
         match_layers: true,
+        group_by_length: false,
         log: None,
         snapshots: (0, None),
         schedule: None,

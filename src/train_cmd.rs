@@ -56,6 +56,11 @@ pub struct TrainArgs {
     /// cosine, together weighted as one output.
     #[arg(long, requires = "teacher")]
     pub(crate) match_layers: bool,
+    /// With --teacher and text: batch texts of like length, each batch padded to 4 tokens past
+    /// its longest only, not to --seq-len (more texts a second where they are short; the
+    /// padding rows, outputs too, are then learnt less).
+    #[arg(long, requires = "teacher")]
+    pub(crate) group_by_length: bool,
     /// With --teacher: validate on the input arrays of this .npz (e.g. held-out text of
     /// your own) instead of on 64 samples held out of --data.
     #[arg(long, requires = "teacher")]

@@ -101,6 +101,16 @@ fn train_shrinks_exports_and_resumes() {
     assert_eq!(a, b);
 }
 
+/// The TorchScript BERT fixture and its compile at `--budget 0.5` (no calibration) in `dir`.
+fn compact_bert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let original = common::fixture("bert-torchscript.onnx");
+    let compact = dir.join("compact.onnx");
+    let (orig, comp) = (original.to_str().unwrap(), compact.to_str().unwrap());
+    let (ok, text) = ecospac(&["compile", orig, "--budget", "0.5", "--no-calibration", "-o", comp]);
+    assert!(ok, "{text}");
+    (original, compact)
+}
+
 /// `train --from compact.onnx --teacher original.onnx`: a compile at half the
 /// parameters repaired by distillation on `.npz` input batches, written as
 /// ONNX and checked in ONNX Runtime; the original shrunk while distilling
@@ -108,11 +118,8 @@ fn train_shrinks_exports_and_resumes() {
 #[test]
 fn train_distils_a_compact_model_from_its_original() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let original = common::fixture("bert-torchscript.onnx");
-    let compact = dir.path().join("compact.onnx");
+    let (original, compact) = compact_bert(dir.path());
     let (orig, comp) = (original.to_str().unwrap(), compact.to_str().unwrap());
-    let (ok, text) = ecospac(&["compile", orig, "--budget", "0.5", "--no-calibration", "-o", comp]);
-    assert!(ok, "{text}");
     let model = ecospac_frontends::import_file(&original).expect("import");
     let bind = std::collections::HashMap::from([("*".to_string(), 16)]);
     let arrays = ecospac_passes::synthetic::synthetic_inputs(&model, 48, &bind, 3).expect("inputs");
@@ -231,6 +238,37 @@ fn train_distils_a_genai_decoder_with_its_cache_inputs() {
     assert!(ok, "{text}");
     assert!(text.contains("tokens.npz (48 samples, the --recover data)"), "{text}");
     assert!(text.contains("recovered by 4 distillation steps"), "{text}");
+}
+
+/// `train --teacher --group-by-length` on text: batches of like-length
+/// texts padded to a few tokens past their longest, so fewer positions a sample than the
+/// fixed `--seq-len`, and the same model written and checked.
+#[test]
+fn distillation_groups_texts_by_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (original, compact) = compact_bert(dir.path());
+    let (orig, comp) = (original.to_str().unwrap(), compact.to_str().unwrap());
+    let tok = root().join("tests/fixtures/tiny-tokenizer.json");
+    let data = root().join("bench/sentences.txt");
+    let base =
+        ["--from", comp, "--teacher", orig, "--data", data.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap()];
+    let settings = ["--steps", "6", "--batch", "8", "--seq-len", "48", "--eval-every", "3", "--device", "cpu"];
+    let average = |text: &str| -> f64 {
+        let at = text.find(" positions on average").unwrap_or_else(|| panic!("no length in {text}"));
+        text[..at].rsplit(' ').next().and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("{text}"))
+    };
+    let (fixed, grouped) = (dir.path().join("fixed"), dir.path().join("grouped"));
+    let (ok, text) = train(&[&base[..], &settings, &["-o", fixed.to_str().unwrap()]].concat());
+    assert!(ok, "{text}");
+    assert_eq!(average(&text), 48.0, "{text}");
+    let (ok, text) = train(&[&base[..], &settings, &["--group-by-length", "-o", grouped.to_str().unwrap()]].concat());
+    assert!(ok, "{text}");
+    let shorter = average(&text);
+    assert!(shorter > 1.0 && shorter < 40.0, "{text}");
+    assert!(text.contains("ONNX Runtime vs the trained model"), "{text}");
+    let written = ecospac_frontends::import_file(&grouped.join("model.onnx")).expect("written model");
+    let compact_model = ecospac_frontends::import_file(&compact).expect("compact");
+    assert_eq!(written.graph.parameters(), compact_model.graph.parameters());
 }
 
 /// `compile --recover --data TEXT`: the text calibrates too (one text per

@@ -48,6 +48,9 @@ pub enum DataError {
     /// No texts.
     #[error("{0} has no text")]
     Empty(String),
+    /// Whole-dataset arrays that disagree on their samples.
+    #[error("data arrays: {0}")]
+    Arrays(String),
 }
 
 /// The texts of the built-in corpus, in a fixed order.
@@ -152,6 +155,108 @@ pub fn tokenize(
         out.push((name.clone(), Tensor::from_i64s(dims.clone(), &values)));
     }
     Ok(out)
+}
+
+/// The samples `rows` (indices on the first axis) of whole-dataset `arrays`, in that order.
+///
+/// ```
+/// use ecospac_ir::Tensor;
+/// let ids = Tensor::from_i64s(vec![3, 2], &[1, 2, 3, 4, 5, 6]);
+/// let picked = ecospac_frontends::data::select_rows(&[("input_ids".into(), ids)], &[2, 0]).unwrap();
+/// assert_eq!(picked[0].1.to_i64s().unwrap(), [5, 6, 1, 2]);
+/// ```
+pub fn select_rows(arrays: &[(String, Tensor)], rows: &[usize]) -> Result<Vec<(String, Tensor)>, DataError> {
+    arrays.iter().map(|(name, t)| Ok((name.clone(), gather(name, t, rows, None)?))).collect()
+}
+
+/// Batches of `batch` samples, each `padding` columns longer than its
+/// longest text (at most as long as the arrays): within every run of
+/// `batch × window` consecutive samples (shuffle them first), the samples
+/// are sorted by their length (the last real position of `attention_mask`)
+/// and cut into batches, and the other padding columns are dropped from the
+/// batch's `[samples, length]` arrays. Each sample's real positions are as
+/// they were; only padding goes.
+/// Without an `attention_mask` the batches are [`split_batches`]'s.
+///
+/// [`split_batches`]: ecospac_ir::exec::split_batches
+///
+/// ```
+/// use ecospac_ir::Tensor;
+/// let ids = Tensor::from_i64s(vec![4, 4], &[1, 7, 2, 0, 1, 2, 0, 0, 1, 7, 7, 2, 1, 2, 0, 0]);
+/// let mask = Tensor::from_i64s(vec![4, 4], &[1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0]);
+/// let arrays = [("input_ids".to_string(), ids), ("attention_mask".to_string(), mask)];
+/// let batches = ecospac_frontends::data::length_grouped_batches(&arrays, 2, 2, 0).unwrap();
+/// // The two texts of two tokens, then those of three and four.
+/// assert_eq!(batches[0][0].1.dims, [2, 2]);
+/// assert_eq!(batches[0][0].1.to_i64s().unwrap(), [1, 2, 1, 2]);
+/// assert_eq!(batches[1][0].1.to_i64s().unwrap(), [1, 7, 2, 0, 1, 7, 7, 2]);
+/// // With a column of padding kept (where there is one).
+/// let padded = ecospac_frontends::data::length_grouped_batches(&arrays, 2, 2, 1).unwrap();
+/// assert_eq!(padded[0][1].1.to_i64s().unwrap(), [1, 1, 0, 1, 1, 0]);
+/// assert_eq!(padded[1][1].1.dims, [2, 4]);
+/// ```
+pub fn length_grouped_batches(
+    arrays: &[(String, Tensor)],
+    batch: usize,
+    window: usize,
+    padding: usize,
+) -> Result<Vec<ecospac_ir::exec::Batch>, DataError> {
+    let split = |a: &[(String, Tensor)]| {
+        ecospac_ir::exec::split_batches(a, batch).map_err(|e| DataError::Arrays(e.to_string()))
+    };
+    let Some((_, mask)) = arrays.iter().find(|(n, t)| n == "attention_mask" && t.dims.len() == 2) else {
+        return split(arrays);
+    };
+    let (n, width) = (usize::try_from(mask.dims[0]).unwrap_or(0), usize::try_from(mask.dims[1]).unwrap_or(0));
+    let values = mask.to_i64s().ok_or_else(|| DataError::Arrays(format!("attention_mask is {}", mask.dtype)))?;
+    if n == 0 || width == 0 || n.checked_mul(width) != Some(values.len()) {
+        return split(arrays);
+    }
+    let lengths: Vec<usize> =
+        values.chunks(width).map(|row| row.iter().rposition(|&m| m != 0).map_or(0, |p| p + 1)).collect();
+    let batch = batch.max(1);
+    let mut out = Vec::new();
+    for run in (0..n).collect::<Vec<_>>().chunks(batch.saturating_mul(window.max(1))) {
+        let mut run = run.to_vec();
+        run.sort_by_key(|&i| lengths[i]);
+        for rows in run.chunks(batch) {
+            let longest = rows.iter().map(|&i| lengths[i]).max().unwrap_or(width).max(1).saturating_add(padding);
+            let b = arrays
+                .iter()
+                .map(|(name, t)| {
+                    let cut = (t.dims == mask.dims).then_some(longest);
+                    Ok((name.clone(), gather(name, t, rows, cut)?))
+                })
+                .collect::<Result<_, DataError>>()?;
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// Rows `rows` of `t` (first axis = samples), of a 2-D `t` only its first `columns` when given.
+fn gather(name: &str, t: &Tensor, rows: &[usize], columns: Option<usize>) -> Result<Tensor, DataError> {
+    let bad = |what: String| DataError::Arrays(format!("`{name}`: {what}"));
+    t.check_size().map_err(|e| bad(e.to_string()))?;
+    let n = t.dims.first().and_then(|&d| usize::try_from(d).ok()).ok_or_else(|| bad("no sample axis".into()))?;
+    if let Some(&r) = rows.iter().find(|&&r| r >= n) {
+        return Err(bad(format!("sample {r} of {n}")));
+    }
+    let row_bytes = t.bytes().len().checked_div(n).unwrap_or(0);
+    let (keep, cols) = match (columns, t.dims.get(1).and_then(|&d| usize::try_from(d).ok())) {
+        (Some(c), Some(w)) if t.dims.len() == 2 && w > 0 => (row_bytes / w * c.min(w), c.min(w) as i64),
+        _ => (row_bytes, t.dims.get(1).copied().unwrap_or(0)),
+    };
+    let mut bytes = Vec::with_capacity(keep * rows.len());
+    for &r in rows {
+        bytes.extend_from_slice(&t.bytes()[r * row_bytes..r * row_bytes + keep]);
+    }
+    let mut dims = t.dims.clone();
+    dims[0] = rows.len() as i64;
+    if t.dims.len() == 2 {
+        dims[1] = cols;
+    }
+    Ok(Tensor::from_bytes(t.dtype, dims, bytes))
 }
 
 /// Reads one text per non-empty line.
