@@ -107,6 +107,24 @@ fn default_sigpipe() {
     }
 }
 
+/// Ends the process from the interrupt handler's thread without running
+/// exit handlers: libtorch's static destructors would otherwise tear down its
+/// operator registry under a training step still running on the main thread,
+/// which then fails on an internal assertion instead of ending quietly.
+fn exit_now(code: i32) -> ! {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn _exit(status: i32) -> !;
+        }
+        // SAFETY: `_exit` takes any status and never returns; the staged
+        // outputs are removed and stderr is unbuffered.
+        unsafe { _exit(code) }
+    }
+    #[cfg(not(unix))]
+    std::process::exit(code)
+}
+
 fn main() {
     #[cfg(unix)]
     default_sigpipe();
@@ -114,7 +132,7 @@ fn main() {
     let _ = ctrlc::set_handler(|| {
         let n = ecospac_ir::staging::remove_own();
         eprintln!("\ninterrupted: removed {n} unfinished output file(s)");
-        std::process::exit(130);
+        exit_now(130);
     });
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {}", message(&e));

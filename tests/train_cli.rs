@@ -271,6 +271,44 @@ fn distillation_groups_texts_by_length() {
     assert_eq!(written.graph.parameters(), compact_model.graph.parameters());
 }
 
+/// SIGTERM in the middle of a distillation ends it quietly with status 130,
+/// staged outputs removed and no model written (no failure inside libtorch
+/// from exit handlers run under a step).
+#[cfg(unix)]
+#[test]
+fn an_interrupted_distillation_ends_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (original, compact) = compact_bert(dir.path());
+    let tok = root().join("tests/fixtures/tiny-tokenizer.json");
+    let data = root().join("bench/sentences.txt");
+    let out = dir.path().join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecospac"))
+        .args(["train", "--from", compact.to_str().unwrap(), "--teacher", original.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--steps", "100000"])
+        .args(["--batch", "8", "--seq-len", "32", "--device", "cpu", "-o", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut text = String::new();
+    while !text.contains("step 0/") {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).expect("read") > 0, "ended early: {text}");
+        text.push_str(&line);
+    }
+    // Mid-step: the validation before step 1 is done.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    std::io::Read::read_to_string(&mut err, &mut text).expect("read");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted: removed"), "{text}");
+    assert!(!text.contains("panicked") && !text.contains("INTERNAL ASSERT"), "{text}");
+    assert!(!out.join("model.onnx").exists());
+}
+
 /// `compile --recover --data TEXT`: the text calibrates too (one text per
 /// line in a file with no blank line), unless calibration data is given.
 #[test]
