@@ -283,8 +283,9 @@ fn calibration_data(
     let rows = 16;
     let limit = if args.calibration_samples == 0 { usize::MAX } else { args.calibration_samples };
     let take_first = |arrays: Vec<(String, ecospac_ir::Tensor)>, n: usize| -> Result<Vec<ecospac_ir::exec::Batch>> {
-        let limited: Vec<(String, ecospac_ir::Tensor)> =
-            arrays.into_iter().map(|(name, t)| Ok((name, first_rows(&t, n)?))).collect::<Result<_>>()?;
+        let total = arrays.first().and_then(|(_, t)| t.dims.first()).map_or(0, |&d| usize::try_from(d).unwrap_or(0));
+        let limited =
+            if n == 0 || total <= n { arrays } else { data::select_rows(&arrays, &(0..n).collect::<Vec<_>>())? };
         Ok(ecospac_ir::exec::split_batches(&limited, rows)?)
     };
     let take = |arrays| take_first(arrays, args.calibration_samples);
@@ -371,18 +372,6 @@ fn calibration_data(
 
 fn count(batches: &[ecospac_ir::exec::Batch]) -> usize {
     batches.iter().map(ecospac_ir::exec::batch_rows).sum()
-}
-
-/// The first `n` samples (first axis) of `t`.
-fn first_rows(t: &ecospac_ir::Tensor, n: usize) -> Result<ecospac_ir::Tensor> {
-    let total = *t.dims.first().context("a calibration array is a scalar")?;
-    if n == 0 || total as usize <= n {
-        return Ok(t.clone());
-    }
-    let row = t.bytes().len() / total.max(1) as usize;
-    let mut dims = t.dims.clone();
-    dims[0] = n as i64;
-    Ok(ecospac_ir::Tensor::from_bytes(t.dtype, dims, t.bytes()[..row * n].to_vec()))
 }
 
 /// Settings of `ecospac compile` besides the pruning flags.

@@ -148,6 +148,8 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
         split_batches(&train, batch)?
     } else if let Some(who) = [(student, "student"), (teacher, "teacher")].iter().find(|(m, _)| fixed_length(m)) {
         bail!("--group-by-length: the {} takes token inputs of a fixed length, so batches cannot be shortened", who.1)
+    } else if !train.iter().any(|(n, t)| n == "attention_mask" && t.dims.len() == 2) {
+        bail!("--group-by-length: the data has no [samples, length] attention_mask to tell the texts' lengths")
     } else {
         data::length_grouped_batches(&train, batch, LENGTH_WINDOW, PADDING_KEPT)?
     };
