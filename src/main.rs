@@ -130,7 +130,7 @@ fn main() {
     default_sigpipe();
     // Ctrl-C, SIGTERM, SIGHUP: remove what this run has staged, then exit.
     let _ = ctrlc::set_handler(|| {
-        let n = ecospac_ir::staging::remove_own();
+        let n = ecospac_ir::staging::close();
         eprintln!("\ninterrupted: removed {n} unfinished output file(s)");
         exit_now(130);
     });

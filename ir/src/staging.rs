@@ -2,7 +2,7 @@
 //!
 //! Every output is staged beside its destination under a name that carries the
 //! writer's process id (`.ecospac-<pid>-…`) and renamed over it when complete.
-//! Staged files are removed when dropped (an error), by [`remove_own`] when a
+//! Staged files are removed when dropped (an error), by [`close`] when a
 //! signal ends the run, and, after a `kill -9`, by the next run in that folder
 //! ([`remove_stale`]: entries whose process is gone).
 //!
@@ -19,8 +19,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Folders this process has staged files in.
-static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Folders this process has staged files in, and whether staging is closed
+/// (a signal is ending the run). Staging happens under this lock, so an entry
+/// is either made before [`close`] looks for it or refused.
+static DIRS: Mutex<Staged> = Mutex::new(Staged { dirs: Vec::new(), closed: false });
+
+struct Staged {
+    dirs: Vec<PathBuf>,
+    closed: bool,
+}
 
 const STEM: &str = ".ecospac-";
 
@@ -29,19 +36,23 @@ pub fn prefix() -> String {
     format!("{STEM}{}-", std::process::id())
 }
 
-fn remember(dir: &Path) {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    if let Ok(mut d) = DIRS.lock() {
-        if !d.contains(&dir) {
-            d.push(dir);
-        }
+/// Runs `make` (which creates an entry in `dir`) under the lock, remembering
+/// `dir`; refused once staging is closed.
+fn staged<T>(dir: &Path, make: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut s = DIRS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if s.closed {
+        return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "the run is being interrupted"));
     }
+    if !s.dirs.contains(&canonical) {
+        s.dirs.push(canonical);
+    }
+    make()
 }
 
 /// A staged file in `dir`, to be persisted over its destination; readable by
 /// all like a file written in place (not the 0600 of a private temp file).
 pub fn file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    remember(dir);
     let prefix = prefix();
     let mut b = tempfile::Builder::new();
     b.prefix(&prefix);
@@ -50,7 +61,7 @@ pub fn file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         use std::os::unix::fs::PermissionsExt;
         b.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    b.tempfile_in(dir).map_err(plain)
+    staged(dir, || b.tempfile_in(dir).map_err(plain))
 }
 
 /// The OS error without the staged name `tempfile` appends (the caller names
@@ -62,19 +73,40 @@ fn plain(e: std::io::Error) -> std::io::Error {
 
 /// A staged folder in `parent` (for outputs of several files).
 pub fn dir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
-    remember(parent);
     let prefix = prefix();
-    tempfile::Builder::new().prefix(&prefix).tempdir_in(parent).map_err(plain)
+    staged(parent, || tempfile::Builder::new().prefix(&prefix).tempdir_in(parent).map_err(plain))
 }
 
 /// Removes every file and folder this process has staged and not yet
-/// persisted; for a signal handler. Returns how many were removed.
+/// persisted. Returns how many were removed.
 pub fn remove_own() -> usize {
-    let dirs = DIRS.lock().map(|d| d.clone()).unwrap_or_default();
+    let s = DIRS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    remove_in(&s.dirs)
+}
+
+/// For a signal handler that ends the run: removes what [`remove_own`] does
+/// and refuses all staging from then on (an `Interrupted` error), so nothing
+/// staged by another thread meanwhile is left behind. Returns how many were removed.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let staged = ecospac_ir::staging::file(dir.path()).unwrap();
+/// assert_eq!(ecospac_ir::staging::close(), 1);
+/// assert!(!staged.path().exists());
+/// let refused = ecospac_ir::staging::file(dir.path()).unwrap_err();
+/// assert_eq!(refused.kind(), std::io::ErrorKind::Interrupted);
+/// ```
+pub fn close() -> usize {
+    let mut s = DIRS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    s.closed = true;
+    remove_in(&s.dirs)
+}
+
+fn remove_in(dirs: &[PathBuf]) -> usize {
     let prefix = prefix();
     let mut n = 0;
     for d in dirs {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(d) else { continue };
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with(&prefix) && remove(&e.path()) {
                 n += 1;
