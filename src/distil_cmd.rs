@@ -8,6 +8,7 @@
 //! distillation), from its own size (the original itself, say) to the target.
 //! The trained model is checked in ONNX Runtime against the trained libtorch model.
 
+pub use crate::recover::Lengths;
 use crate::train_cmd::TrainArgs;
 use anyhow::{bail, Context, Result};
 use ecospac_frontends::data;
@@ -47,6 +48,9 @@ pub struct Settings {
     pub steps: usize,
     /// Samples per step.
     pub batch: usize,
+    /// Where the data has fewer training samples than `batch`, a batch is
+    /// all of them (said) instead of an error.
+    pub fit_batch: bool,
     /// Tokens per text sample.
     pub seq_len: usize,
     /// Peak learning rate.
@@ -67,8 +71,8 @@ pub struct Settings {
     pub train_embeddings: bool,
     /// Match every block's output too.
     pub match_layers: bool,
-    /// Batch texts of like length, each batch padded to a few tokens past its longest only.
-    pub group_by_length: bool,
+    /// How long the rows of a batch are.
+    pub lengths: Lengths,
     /// Where to write the step log (JSON lines).
     pub log: Option<PathBuf>,
     /// Every this many steps, the student as it stands is written to
@@ -128,30 +132,46 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
     if total < 2 {
         bail!("the distillation data has {total} sample(s)");
     }
+    // The last samples validate (at least one, at most a fifth) unless an .npz is given.
+    let held = if s.validation.is_some() { 0 } else { VALIDATION.min(total / 5).max(1) };
+    let batch = if s.fit_batch && total.saturating_sub(held) < batch {
+        let fitted = total.saturating_sub(held).max(1);
+        eprintln!("batches of {fitted} (not {batch}): the data has {fitted} training samples");
+        fitted
+    } else {
+        batch
+    };
     let (train, validation): (Vec<(String, ecospac_ir::Tensor)>, Vec<Batch>) = match &s.validation {
         Some(npz) => (all, split_batches(&crate::compile::model_inputs(student, data::read_npz(npz)?), batch)?),
         None => {
             if total <= batch {
                 bail!("{total} samples make one batch of {batch}; holding some out to validate needs more samples");
             }
-            // The last samples validate (at least one, at most a fifth).
-            let held = VALIDATION.min(total / 5).max(1);
             let rows: Vec<usize> = (0..total).collect();
-            let (fit, val) = rows.split_at(total - held);
+            let (fit, val) = rows.split_at(total.saturating_sub(held));
             (data::select_rows(&all, fit)?, split_batches(&data::select_rows(&all, val)?, batch)?)
         }
     };
     // Grouped by length, texts of like length share a batch, padded to a
     // few columns past its longest: the same samples, and most columns of
     // padding no sample of a batch uses stay out.
-    let batches = if !s.group_by_length {
-        split_batches(&train, batch)?
-    } else if let Some(who) = [(student, "student"), (teacher, "teacher")].iter().find(|(m, _)| fixed_length(m)) {
-        bail!("--group-by-length: the {} takes token inputs of a fixed length, so batches cannot be shortened", who.1)
-    } else if !train.iter().any(|(n, t)| n == "attention_mask" && t.dims.len() == 2) {
-        bail!("--group-by-length: the data has no [samples, length] attention_mask to tell the texts' lengths")
-    } else {
+    let fixed_model = [(student, "student"), (teacher, "teacher")].into_iter().find(|(m, _)| fixed_length(m));
+    let has_mask = train.iter().any(|(n, t)| n == "attention_mask" && t.dims.len() == 2);
+    let grouped = match (s.lengths, fixed_model, has_mask) {
+        (Lengths::Fixed, _, _) => false,
+        (Lengths::Grouped, Some((_, who)), _) => {
+            bail!("--group-by-length: the {who} takes token inputs of a fixed length, so batches cannot be shortened")
+        }
+        (Lengths::Grouped, None, false) => {
+            bail!("--group-by-length: the data has no [samples, length] attention_mask to tell the texts' lengths")
+        }
+        (Lengths::Grouped, None, true) => true,
+        (Lengths::Auto, fixed, mask) => fixed.is_none() && mask,
+    };
+    let batches = if grouped {
         data::length_grouped_batches(&train, batch, LENGTH_WINDOW, PADDING_KEPT)?
+    } else {
+        split_batches(&train, batch)?
     };
     let Some(check) = validation.first().cloned() else { bail!("no validation samples") };
     if batches.is_empty() {
@@ -169,8 +189,9 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
         String::new()
     };
     eprintln!(
-        "distillation data: {} training batches of {batch}{length}, {} validation samples",
+        "distillation data: {} training batches of {batch}{length}{}, {} validation samples",
         batches.len(),
+        if grouped { " (grouped by length)" } else { "" },
         validation.iter().map(ecospac_ir::exec::batch_rows).sum::<usize>(),
     );
     let cfg = DistilConfig {
@@ -295,7 +316,8 @@ pub fn distil(a: &TrainArgs) -> Result<()> {
         device,
         train_embeddings: a.train_embeddings,
         match_layers: a.match_layers,
-        group_by_length: a.group_by_length,
+        fit_batch: false,
+        lengths: if a.group_by_length { Lengths::Grouped } else { Lengths::Fixed },
         log: Some(log),
         snapshots: (a.checkpoint_every, Some(a.output.clone())),
         schedule: (a.target < 1.0).then(|| crate::train_cmd::schedule(a)),

@@ -168,6 +168,8 @@ fn train_distils_a_compact_model_from_its_original() {
             && text.contains("ONNX Runtime vs the recovered model: max"),
         "{text}"
     );
+    // 48 samples, 9 held out: a batch is the 39 left (the default is 48).
+    assert!(text.contains("batches of 39 (not 48)"), "{text}");
     let written = ecospac_frontends::import_file(&recovered).expect("recovered model");
     assert_eq!(written.graph.parameters(), compact_model.graph.parameters());
     let never = dir.path().join("never.onnx");
@@ -179,6 +181,7 @@ fn train_distils_a_compact_model_from_its_original() {
     // `--dump-after recover` shows the graph it leaves.
     let (ok, recipe) = ecospac(&["recipe", "--budget", "0.5", "--no-calibration", "--recover", "12", "--data", data]);
     assert!(ok && recipe.contains("pass = \"recover\"") && recipe.contains("steps = 12"), "{recipe}");
+    assert!(recipe.contains("lengths = \"auto\"") && recipe.contains("batch = 48"), "{recipe}");
     let r = dir.path().join("r.toml");
     std::fs::write(&r, &recipe).expect("recipe");
     let via_recipe = dir.path().join("via-recipe.onnx");
@@ -325,6 +328,8 @@ fn compile_recover_calibrates_on_its_text() {
     let (ok, text) = ecospac(&args);
     assert!(ok, "{text}");
     assert!(text.contains("sentences.txt (64 texts × 16 tokens, the --recover data)"), "{text}");
+    // Text with a mask, token inputs of no fixed length: batches of like-length texts by default.
+    assert!(text.contains("(grouped by length)"), "{text}");
     let (ok, text) = ecospac(&[&args[..], &["--calibration-samples", "24"]].concat());
     assert!(ok && text.contains("(24 texts × 16 tokens, the --recover data)"), "{text}");
     let (ok, text) = ecospac(&[&args[..], &["--no-calibration"]].concat());
