@@ -18,6 +18,7 @@ to bench/recover-minilm.svg.
                                                         one per paragraph
     recover_minilm.py heldout OUT.npz TOKENIZER      the held-out sentences as model inputs
     recover_minilm.py score ORIGINAL COMPACT TOKENIZER RUN_DIR SOURCE...
+    recover_minilm.py bands ORIGINAL TOKENIZER MODEL...  held-out cosine by position band
 """
 import json
 import os
@@ -172,6 +173,22 @@ def score(original, compact, tokenizer, run, *sources):
               open(os.path.join(run, "results.json"), "w"), indent=1)
 
 
+def bands(original, tokenizer, *models):
+    """Held-out cosine on bench/sentences.txt (64-token rows) by position band:
+    all rows, real tokens, the first ([CLS]) row, padding before position 32
+    and padding from 32 on (half of all rows)."""
+    feeds = q.held_out(tokenizer)
+    ref = q.run(original, feeds)
+    pad = ~feeds["attention_mask"].astype(bool)
+    print("| model | all rows | real | CLS | padding < 32 | padding >= 32 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for path in models:
+        c = q.cosine(q.run(path, feeds), ref)
+        band = [c[:, :32][pad[:, :32]].mean(), c[:, 32:][pad[:, 32:]].mean()]
+        print(f"| {path} | {c.mean():.4f} | {c[~pad].mean():.4f} | {c[:, 0].mean():.4f} | "
+              f"{band[0]:.4f} | {band[1]:.4f} |")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "sentences":
         sentences(sys.argv[2], sys.argv[3])
@@ -179,5 +196,7 @@ if __name__ == "__main__":
         heldout(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "score":
         score(*sys.argv[2:])
+    elif sys.argv[1] == "bands":
+        bands(*sys.argv[2:])
     else:
         sys.exit(__doc__)

@@ -160,10 +160,10 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
     let grouped = match (s.lengths, fixed_model, has_mask) {
         (Lengths::Fixed, _, _) => false,
         (Lengths::Grouped, Some((_, who)), _) => {
-            bail!("--group-by-length: the {who} takes token inputs of a fixed length, so batches cannot be shortened")
+            bail!("grouping batches by length: the {who} takes token inputs of a fixed length, so batches cannot be shortened")
         }
         (Lengths::Grouped, None, false) => {
-            bail!("--group-by-length: the data has no [samples, length] attention_mask to tell the texts' lengths")
+            bail!("grouping batches by length: the data has no [samples, length] attention_mask to tell the texts' lengths")
         }
         (Lengths::Grouped, None, true) => true,
         (Lengths::Auto, fixed, mask) => fixed.is_none() && mask,

@@ -51,7 +51,7 @@ pub enum Lengths {
 }
 
 impl Default for RecoverParams {
-    /// No steps and no data yet; the rest as a recipe step leaves them out.
+    /// No steps and no data yet; every other setting as when a recipe step leaves it out.
     fn default() -> Self {
         RecoverParams {
             steps: 0,
