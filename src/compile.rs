@@ -135,8 +135,8 @@ pub struct PruneArgs {
     #[arg(long, value_enum, default_value_t = ScopeFlag::Auto)]
     pub scope: ScopeFlag,
     /// After compiling, repair the compact model by this many distillation steps from the
-    /// original on --data (48 samples a step at lr 6e-4, texts of like length batched together
-    /// and cut at --calibration-length tokens, every block's output matched; the recipe's
+    /// original on --data (48 samples a step at lr 6e-4, texts of like length batched together where
+    /// the model runs them, cut at --calibration-length tokens, every block's output matched; the recipe's
     /// `recover` step sets more; needs the training runtime, `cargo build --features train`).
     #[arg(long, default_value_t = 0)]
     pub recover: usize,

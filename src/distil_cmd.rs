@@ -157,7 +157,7 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
     // padding no sample of a batch uses stay out.
     let fixed_model = [(student, "student"), (teacher, "teacher")].into_iter().find(|(m, _)| fixed_length(m));
     let has_mask = train.iter().any(|(n, t)| n == "attention_mask" && t.dims.len() == 2);
-    let grouped = match (s.lengths, fixed_model, has_mask) {
+    let mut grouped = match (s.lengths, fixed_model, has_mask) {
         (Lengths::Fixed, _, _) => false,
         (Lengths::Grouped, Some((_, who)), _) => {
             bail!("grouping batches by length: the {who} takes token inputs of a fixed length, so batches cannot be shortened")
@@ -168,7 +168,7 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
         (Lengths::Grouped, None, true) => true,
         (Lengths::Auto, fixed, mask) => fixed.is_none() && mask,
     };
-    let batches = if grouped {
+    let mut batches = if grouped {
         data::length_grouped_batches(&train, batch, LENGTH_WINDOW, PADDING_KEPT)?
     } else {
         split_batches(&train, batch)?
@@ -176,6 +176,37 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
     let Some(check) = validation.first().cloned() else { bail!("no validation samples") };
     if batches.is_empty() {
         bail!("no training batches");
+    }
+    let cfg = DistilConfig {
+        steps: s.steps,
+        adamw: AdamWConfig { lr: s.lr, weight_decay: s.weight_decay, beta2: 0.999, ..AdamWConfig::default() },
+        warmup: s.warmup,
+        clip: s.clip,
+        loss: None,
+        train_embeddings: s.train_embeddings,
+        match_layers: s.match_layers,
+        device: s.device,
+        schedule: s.schedule.clone(),
+        criterion: s.criterion,
+        allocation: s.allocation,
+        align: s.align,
+    };
+    let mut d = Distiller::new(student, teacher, cfg)?;
+    // A graph can declare token inputs of any length and still hold one
+    // (a traced export): `auto` tries the shortest batch and keeps fixed rows
+    // where the models do not run at its length.
+    if grouped && s.lengths == Lengths::Auto {
+        let width = |b: &Batch| b.iter().find(|(n, _)| n == "attention_mask").and_then(|(_, t)| t.dims.get(1).copied());
+        if let Some(shortest) = batches.iter().min_by_key(|b| width(b).unwrap_or(i64::MAX)) {
+            if let Err(e) = d.fidelity(std::slice::from_ref(shortest)) {
+                eprintln!(
+                    "fixed rows, not grouped by length: the models do not run at {} tokens ({e})",
+                    width(shortest).unwrap_or(0)
+                );
+                batches = split_batches(&train, batch)?;
+                grouped = false;
+            }
+        }
     }
     // Token positions a sample, where the inputs are token ids.
     let ids: Vec<&ecospac_ir::Tensor> =
@@ -194,21 +225,6 @@ pub fn run(student: &Model, teacher: &Model, s: &Settings) -> Result<(Model, f64
         if grouped { " (grouped by length)" } else { "" },
         validation.iter().map(ecospac_ir::exec::batch_rows).sum::<usize>(),
     );
-    let cfg = DistilConfig {
-        steps: s.steps,
-        adamw: AdamWConfig { lr: s.lr, weight_decay: s.weight_decay, beta2: 0.999, ..AdamWConfig::default() },
-        warmup: s.warmup,
-        clip: s.clip,
-        loss: None,
-        train_embeddings: s.train_embeddings,
-        match_layers: s.match_layers,
-        device: s.device,
-        schedule: s.schedule.clone(),
-        criterion: s.criterion,
-        allocation: s.allocation,
-        align: s.align,
-    };
-    let mut d = Distiller::new(student, teacher, cfg)?;
     let matched: Vec<String> = d.matched().map(|(n, l)| format!("{n} ({l:?})")).collect();
     let matched = if matched.len() > 3 {
         vec![format!("{} and {} layer outputs", matched[0], matched.len() - 1)]

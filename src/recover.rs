@@ -46,7 +46,8 @@ pub enum Lengths {
     /// longest only; an error where that cannot be done.
     Grouped,
     /// Grouped where the models and the data allow it (token inputs of no
-    /// fixed length, an attention mask), else fixed; the run says which.
+    /// declared fixed length, an attention mask, and models that run at the
+    /// shortest batch's length), else fixed; the run says which.
     Auto,
 }
 

@@ -330,6 +330,16 @@ fn compile_recover_calibrates_on_its_text() {
     assert!(text.contains("sentences.txt (64 texts × 16 tokens, the --recover data)"), "{text}");
     // Text with a mask, token inputs of no fixed length: batches of like-length texts by default.
     assert!(text.contains("(grouped by length)"), "{text}");
+    // The traced graph holds its 16 tokens inside (a Reshape): texts shorter
+    // than that would make shorter batches, which it cannot run, so fixed rows.
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, (0..40).map(|i| format!("Cats sat {i}.\n\n")).collect::<String>()).expect("text");
+    let short_args = ["compile", m, "--budget", "0.5", "--tokenizer", t, "--calibration-length", "16"];
+    let (ok, text) =
+        ecospac(&[&short_args[..], &["--recover", "2", "--data", short.to_str().unwrap(), "-o", o]].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("fixed rows, not grouped by length: the models do not run at"), "{text}");
+    assert!(!text.contains("(grouped by length)") && text.contains("recovered by 2 distillation steps"), "{text}");
     let (ok, text) = ecospac(&[&args[..], &["--calibration-samples", "24"]].concat());
     assert!(ok && text.contains("(24 texts × 16 tokens, the --recover data)"), "{text}");
     let (ok, text) = ecospac(&[&args[..], &["--no-calibration"]].concat());
