@@ -8,7 +8,7 @@
 //! distillation), from its own size (the original itself, say) to the target.
 //! The trained model is checked in ONNX Runtime against the trained libtorch model.
 
-pub use crate::recover::Lengths;
+use crate::recover::Lengths;
 use crate::train_cmd::TrainArgs;
 use anyhow::{bail, Context, Result};
 use ecospac_frontends::data;

@@ -323,8 +323,8 @@ fn compile_recover_calibrates_on_its_text() {
     let out = dir.path().join("c.onnx");
     let (m, t, d, o) = (model.to_str().unwrap(), tok.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     // The fixture was exported for sequences of 16 tokens.
-    let args = ["compile", m, "--budget", "0.5", "--tokenizer", t, "--calibration-length", "16"];
-    let args = [&args[..], &["--recover", "2", "--data", d, "-o", o]].concat();
+    let base = ["compile", m, "--budget", "0.5", "--tokenizer", t, "--calibration-length", "16"];
+    let args = [&base[..], &["--recover", "2", "--data", d, "-o", o]].concat();
     let (ok, text) = ecospac(&args);
     assert!(ok, "{text}");
     assert!(text.contains("sentences.txt (64 texts × 16 tokens, the --recover data)"), "{text}");
@@ -334,9 +334,7 @@ fn compile_recover_calibrates_on_its_text() {
     // than that would make shorter batches, which it cannot run, so fixed rows.
     let short = dir.path().join("short.txt");
     std::fs::write(&short, (0..40).map(|i| format!("Cats sat {i}.\n\n")).collect::<String>()).expect("text");
-    let short_args = ["compile", m, "--budget", "0.5", "--tokenizer", t, "--calibration-length", "16"];
-    let (ok, text) =
-        ecospac(&[&short_args[..], &["--recover", "2", "--data", short.to_str().unwrap(), "-o", o]].concat());
+    let (ok, text) = ecospac(&[&base[..], &["--recover", "2", "--data", short.to_str().unwrap(), "-o", o]].concat());
     assert!(ok, "{text}");
     assert!(text.contains("fixed rows, not grouped by length: the models do not run at"), "{text}");
     assert!(!text.contains("(grouped by length)") && text.contains("recovered by 2 distillation steps"), "{text}");
